@@ -1,0 +1,152 @@
+//! The command line: every listener and limit, its default, and why.
+//!
+//! Each limit is a named constant whose comment gives the reason for its
+//! default; `0` turns a limit off, as the protocol says.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Most chat connections at once, of every transport. High enough that the
+/// open-file limit (raised at start) is usually met first on a small box,
+/// low enough that a flood cannot take all the memory of a large one: at a
+/// few KiB per idle connection, 50,000 cost a few hundred MiB.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+
+/// Connections from one address. Enough for a classroom or an office behind
+/// one NAT, far too few for one host to take the whole server.
+pub const DEFAULT_MAX_PER_IP: usize = 100;
+
+/// Lines per second per connection (burst twice that). Faster than anyone
+/// types or pastes line by line; slower than a script flooding a room.
+pub const DEFAULT_RATE: u32 = 20;
+
+/// Bytes waiting to be written to one connection before it is dropped as too
+/// slow: a few seconds of a very busy room, yet small enough that thousands
+/// of stalled readers cannot exhaust memory.
+pub const DEFAULT_MAX_QUEUE_BYTES: usize = 256 * 1024;
+
+/// Seconds to send a valid JOIN. Plenty for a person at a telnet prompt;
+/// connections that never join cannot hold slots for long.
+pub const DEFAULT_LOGIN_TIMEOUT: u64 = 30;
+
+/// Where a listener binds, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// The listener is not started.
+    Off,
+    /// Bind here.
+    At(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        s.parse().map(Listen::At).map_err(|_| {
+            format!("expected IP:PORT (like 0.0.0.0:1234 or [::1]:1234) or off, got {s:?}")
+        })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::At(addr) => addr.fmt(f),
+        }
+    }
+}
+
+/// chatgate: a chat gateway where telnet, TLS and WebSocket users meet in the
+/// same rooms.
+///
+/// Connect with `telnet localhost 1234`, then `JOIN <room> <name>`.
+/// Every limit below is turned off by 0.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chatgate", version, about, long_about = None)]
+pub struct Config {
+    /// TCP port, the classic form: `chatgate 1234` listens on 0.0.0.0:1234
+    #[arg(value_name = "PORT", conflicts_with = "tcp")]
+    pub port: Option<u16>,
+
+    /// Debug logs on stderr (RUST_LOG, when set, wins)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Plain TCP listener (telnet, nc), or off
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:1234")]
+    pub tcp: Listen,
+
+    /// Most chat connections at once, all transports together
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Most connections from one IP address
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PER_IP)]
+    pub max_per_ip: usize,
+
+    /// Lines per second per connection, burst twice that
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE)]
+    pub rate: u32,
+
+    /// Bytes queued for one connection before it is dropped as too slow
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_QUEUE_BYTES)]
+    pub max_queue_bytes: usize,
+
+    /// Seconds a new connection has to JOIN
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_LOGIN_TIMEOUT)]
+    pub login_timeout: u64,
+}
+
+impl Config {
+    /// The TCP listener, after the classic positional PORT.
+    pub fn tcp_listen(&self) -> Listen {
+        match self.port {
+            Some(port) => Listen::At(SocketAddr::from(([0, 0, 0, 0], port))),
+            None => self.tcp,
+        }
+    }
+
+    /// The login timeout, if on.
+    pub fn login_timeout(&self) -> Option<Duration> {
+        (self.login_timeout > 0).then(|| Duration::from_secs(self.login_timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_protocol() {
+        let c = Config::parse_from(["chatgate"]);
+        assert_eq!(c.tcp_listen().to_string(), "0.0.0.0:1234");
+        assert_eq!(
+            (
+                c.max_connections,
+                c.max_per_ip,
+                c.rate,
+                c.max_queue_bytes,
+                c.login_timeout
+            ),
+            (50_000, 100, 20, 262_144, 30)
+        );
+    }
+
+    #[test]
+    fn classic_port_and_tcp_flag() {
+        let c = Config::parse_from(["chatgate", "4000", "-v"]);
+        assert_eq!(c.tcp_listen().to_string(), "0.0.0.0:4000");
+        assert!(c.verbose);
+        assert!(Config::try_parse_from(["chatgate", "4000", "--tcp", "127.0.0.1:1"]).is_err());
+        let off = Config::parse_from(["chatgate", "--tcp", "off"]);
+        assert_eq!(off.tcp_listen(), Listen::Off);
+    }
+}

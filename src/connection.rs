@@ -1,0 +1,179 @@
+//! Drives one connection: its session task and its writer task.
+//!
+//! The session task reads lines and feeds them to the [`Session`], and also
+//! watches the login timer, the shutdown signal and the outbox (a room
+//! broadcast may kill it for being too slow). The writer task drains the
+//! [`Outbox`] into the transport. Two tasks, so that neither direction ever
+//! waits for the other: a peer that stops reading is detected by the queue
+//! limit while its input is still read, and a slow write never delays what
+//! the peer sends.
+//!
+//! Every wait here is bounded: a closing connection gets [`CLOSE_TIMEOUT`]
+//! to flush its last lines and [`LINGER_TIMEOUT`] for the peer to close.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::hub::Hub;
+use crate::limits::Permit;
+use crate::outbox::{Next, Outbox};
+use crate::protocol::CloseReason;
+use crate::protocol::reply;
+use crate::session::{Flow, Session, SessionLimits};
+use crate::transport::{LineReader, LineWriter, ReadError, Transport};
+
+/// Time a closing connection has to write its last lines and say goodbye;
+/// a peer that does not read them is not waited for longer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Time to keep reading (and discarding) after our side closed, so unread
+/// input does not turn our close into a reset that loses the last lines.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Lingering while the server stops is short: the process must exit within
+/// five seconds, whatever its peers do.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+
+/// Time for the last word to a connection being killed (too slow): its
+/// socket is likely full, so this is a best effort only.
+const KILL_WORD_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The rooms.
+    pub hub: Arc<Hub>,
+    /// Cancelled once when the server stops.
+    pub shutdown: CancellationToken,
+    /// Per-session limits.
+    pub limits: SessionLimits,
+    /// `--max-queue-bytes`.
+    pub max_queue_bytes: usize,
+    /// `--login-timeout`, if on.
+    pub login_timeout: Option<Duration>,
+}
+
+/// Runs an admitted connection to its end.
+pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permit: Permit) {
+    let peer = transport.peer_addr();
+    debug!(%peer, transport = T::KIND, "connected");
+    let (mut reader, writer) = transport.split();
+    let outbox = Arc::new(Outbox::new(shared.max_queue_bytes));
+    let writer = tokio::spawn(write_loop(writer, outbox.clone()));
+
+    let now = Instant::now();
+    let mut session = Session::start(
+        shared.hub.clone(),
+        outbox.clone(),
+        shared.limits,
+        now.into_std(),
+    );
+    let login_deadline = shared.login_timeout.map(|t| now + t);
+    loop {
+        let joined = session.membership().is_some();
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => {
+                session.shutdown();
+                break;
+            }
+            reason = poll_fn(|cx| outbox.poll_killed(cx)) => {
+                debug!(%peer, reason = reason.as_str(), "dropped");
+                break;
+            }
+            _ = sleep_until(login_deadline.unwrap_or(now)), if !joined && login_deadline.is_some() => {
+                session.login_timed_out();
+                break;
+            }
+            read = reader.read_line() => {
+                let flow = match read {
+                    Ok(Some(line)) => session.handle_line(line, std::time::Instant::now()),
+                    Ok(None) | Err(ReadError::Io(_)) => session.peer_gone(),
+                    Err(ReadError::LineTooLong) => session.line_too_long(),
+                    Err(ReadError::BadUtf8) => session.bad_utf8(),
+                };
+                if flow == Flow::Close {
+                    break;
+                }
+            }
+        }
+    }
+    // Leaves the room now, not after the goodbye is flushed.
+    drop(session);
+    let _ = writer.await;
+    let linger = if shared.shutdown.is_cancelled() {
+        SHUTDOWN_LINGER
+    } else {
+        LINGER_TIMEOUT
+    };
+    let _ = timeout(linger, reader.discard()).await;
+    drop(permit);
+    debug!(%peer, "closed");
+}
+
+/// Drains the outbox into the transport until the connection closes.
+async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>) {
+    let mut batch: Vec<Bytes> = Vec::new();
+    loop {
+        match poll_fn(|cx| outbox.poll_next(cx, &mut batch)).await {
+            Next::Write => {
+                let bytes = batch.iter().map(Bytes::len).sum();
+                tokio::select! {
+                    sent = writer.send(&batch) => {
+                        if sent.is_err() {
+                            outbox.kill(CloseReason::PeerGone);
+                            return;
+                        }
+                    }
+                    reason = poll_fn(|cx| outbox.poll_killed(cx)) => {
+                        return last_word(&mut writer, reason).await;
+                    }
+                }
+                outbox.written(bytes);
+                // Drop the batch's storage unless it is small: a burst must
+                // not leave an idle connection holding a large vector.
+                batch.clear();
+                if batch.capacity() > 64 {
+                    batch = Vec::new();
+                }
+            }
+            Next::Close(reason) => {
+                let _ = timeout(CLOSE_TIMEOUT, writer.close(reason)).await;
+                return;
+            }
+            Next::Kill(reason) => return last_word(&mut writer, reason).await,
+        }
+    }
+}
+
+/// Tells a killed connection why, if its socket still takes it.
+async fn last_word<W: LineWriter>(writer: &mut W, reason: CloseReason) {
+    let word = async {
+        if reason == CloseReason::TooSlow {
+            writer
+                .send(&[reply::error(reply::reason::TOO_SLOW)])
+                .await?;
+        }
+        writer.close(reason).await
+    };
+    let _ = timeout(KILL_WORD_TIMEOUT, word).await;
+}
+
+/// Refuses a connection over a limit: one `ERROR` line, no welcome, close.
+pub(crate) async fn refuse<T: Transport>(transport: T, why: &'static str) {
+    debug!(peer = %transport.peer_addr(), why, "refused");
+    let (mut reader, mut writer) = transport.split();
+    let goodbye = async {
+        writer.send(&[reply::error(why)]).await?;
+        writer.close(CloseReason::Overloaded).await
+    };
+    if timeout(CLOSE_TIMEOUT, goodbye).await.is_ok() {
+        let _ = timeout(LINGER_TIMEOUT, reader.discard()).await;
+    }
+}

@@ -1,0 +1,392 @@
+//! Rooms and their members: the only state connections share.
+//!
+//! The room index maps a name to its [`Room`] and is write-locked only when
+//! a room is created or removed; a join into an existing room takes a read
+//! lock for the look-up. Each room has its own mutex over its members, so
+//! traffic in one room never waits on another. A broadcast runs under its
+//! room's lock and pushes the same encoded [`Bytes`] into every member's
+//! [`Outbox`]: that one lock is what gives every member the same order, and
+//! the push is a short, non-blocking queue append, never I/O. No lock here is
+//! ever held across an await (the hub has no awaits at all), and a room lock
+//! is never held while taking the index lock, so the two cannot deadlock.
+//!
+//! Membership is a value, [`Membership`]: dropping it leaves the room, so a
+//! connection that ends for any reason cannot leave a ghost behind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+
+use crate::outbox::Outbox;
+use crate::protocol::names::{Name, RoomName, UserName};
+use crate::protocol::reply;
+
+/// All rooms.
+#[derive(Debug, Default)]
+pub struct Hub {
+    /// Room index. Write-locked only to add or remove a room.
+    rooms: RwLock<HashMap<RoomName, Arc<Room>>>,
+}
+
+/// One room: its members behind its own lock.
+#[derive(Debug)]
+pub struct Room {
+    name: RoomName,
+    /// Locked for every broadcast, join, leave and member look-up.
+    members: Mutex<Members>,
+    /// Joined members, readable without the lock for `/rooms`.
+    joined: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Members {
+    /// Keyed by the case-folded user name: the key is what makes names
+    /// unique regardless of case. Small rooms are a Vec inside halfbrown,
+    /// which is faster to scan than hashing for a handful of members.
+    by_key: halfbrown::HashMap<Name, Member>,
+    /// The room emptied and was taken out of the index; a joiner that still
+    /// holds it must look again.
+    removed: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    /// The name as the user wrote it.
+    name: UserName,
+    /// Where this member's lines go.
+    outbox: Arc<Outbox>,
+    /// False while the name is reserved by a user moving in from another
+    /// room: it blocks the name but receives nothing yet.
+    joined: bool,
+}
+
+/// A join was refused because the name is in use in that room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("name taken")]
+pub struct NameTaken;
+
+/// `/msg` named nobody in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no such user")]
+pub struct NoSuchUser;
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Arc<Hub> {
+        Arc::default()
+    }
+
+    /// Reserves `user` in `room` without joining yet: the name is blocked
+    /// for others, but the member receives nothing until
+    /// [`Membership::join`]. This lets a user moving between rooms make
+    /// sure of its new place before it leaves the old one.
+    pub fn reserve(
+        self: &Arc<Self>,
+        room_name: RoomName,
+        user: UserName,
+        outbox: &Arc<Outbox>,
+    ) -> Result<Membership, NameTaken> {
+        let mut room = self.find_or_create(room_name);
+        loop {
+            let mut members = room.lock();
+            if members.removed {
+                drop(members);
+                room = self.replace_removed(&room);
+                continue;
+            }
+            let key = user.key();
+            if members.by_key.contains_key(&key) {
+                return Err(NameTaken);
+            }
+            members.by_key.insert(
+                key,
+                Member {
+                    name: user,
+                    outbox: outbox.clone(),
+                    joined: false,
+                },
+            );
+            drop(members);
+            return Ok(Membership {
+                hub: self.clone(),
+                room,
+                user,
+                joined: false,
+            });
+        }
+    }
+
+    /// Every room with its number of members.
+    pub fn rooms(&self) -> Vec<(RoomName, usize)> {
+        read(&self.rooms)
+            .values()
+            .map(|room| (room.name, room.joined.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// Number of rooms.
+    pub fn room_count(&self) -> usize {
+        read(&self.rooms).len()
+    }
+
+    fn find_or_create(&self, name: RoomName) -> Arc<Room> {
+        if let Some(room) = read(&self.rooms).get(&name) {
+            return room.clone();
+        }
+        write(&self.rooms)
+            .entry(name)
+            .or_insert_with(|| Room::new(name))
+            .clone()
+    }
+
+    /// `stale` emptied and was marked removed; make sure the index holds a
+    /// live room under its name and return that one.
+    fn replace_removed(&self, stale: &Arc<Room>) -> Arc<Room> {
+        let mut rooms = write(&self.rooms);
+        let slot = rooms
+            .entry(stale.name)
+            .or_insert_with(|| Room::new(stale.name));
+        if Arc::ptr_eq(slot, stale) {
+            *slot = Room::new(stale.name);
+        }
+        slot.clone()
+    }
+
+    /// Takes an emptied room out of the index, unless a newer room already
+    /// replaced it.
+    fn remove_room(&self, room: &Arc<Room>) {
+        let mut rooms = write(&self.rooms);
+        if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            rooms.remove(&room.name);
+        }
+    }
+}
+
+impl Room {
+    fn new(name: RoomName) -> Arc<Room> {
+        Arc::new(Room {
+            name,
+            members: Mutex::default(),
+            joined: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Members {
+    /// Pushes one shared line to every joined member. A member whose outbox
+    /// overflows is killed by the push; its session then leaves the room.
+    fn broadcast(&self, line: &Bytes) {
+        for member in self.by_key.values().filter(|m| m.joined) {
+            member.outbox.push(line.clone());
+        }
+    }
+}
+
+/// A user's place in a room, reserved or joined. Dropping it leaves.
+#[derive(Debug)]
+pub struct Membership {
+    hub: Arc<Hub>,
+    room: Arc<Room>,
+    user: UserName,
+    /// Whether the room has seen this user's `has joined`.
+    joined: bool,
+}
+
+impl Membership {
+    /// The room's name.
+    pub fn room(&self) -> RoomName {
+        self.room.name
+    }
+
+    /// The user's name, as written.
+    pub fn user(&self) -> UserName {
+        self.user
+    }
+
+    /// Turns a reservation into a membership: the room, the user included,
+    /// receives `<user> has joined`.
+    pub fn join(&mut self) {
+        if self.joined {
+            return;
+        }
+        let mut members = self.room.lock();
+        if let Some(me) = members.by_key.get_mut(&self.user.key()) {
+            me.joined = true;
+        }
+        self.joined = true;
+        self.room.joined.fetch_add(1, Ordering::Relaxed);
+        members.broadcast(&reply::joined(self.user));
+    }
+
+    /// Sends a line to everyone in the room, the sender included.
+    pub fn broadcast(&self, line: Bytes) {
+        self.room.lock().broadcast(&line);
+    }
+
+    /// The names in the room, unsorted.
+    pub fn who(&self) -> Vec<UserName> {
+        let members = self.room.lock();
+        members
+            .by_key
+            .values()
+            .filter(|m| m.joined)
+            .map(|m| m.name)
+            .collect()
+    }
+
+    /// Sends `line` to the joined member called `to` (in any case) and
+    /// echoes it to the sender, once if they are the same.
+    pub fn send_private(&self, to: &str, line: Bytes) -> Result<(), NoSuchUser> {
+        let target = Name::parse(to).ok_or(NoSuchUser)?.key();
+        let members = self.room.lock();
+        let them = members
+            .by_key
+            .get(&target)
+            .filter(|m| m.joined)
+            .ok_or(NoSuchUser)?;
+        them.outbox.push(line.clone());
+        if target != self.user.key() {
+            if let Some(me) = members.by_key.get(&self.user.key()) {
+                me.outbox.push(line);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut members = self.room.lock();
+        members.by_key.remove(&self.user.key());
+        if self.joined {
+            self.room.joined.fetch_sub(1, Ordering::Relaxed);
+            members.broadcast(&reply::left(self.user));
+        }
+        let empty = members.by_key.is_empty();
+        if empty {
+            members.removed = true;
+        }
+        drop(members);
+        if empty {
+            self.hub.remove_room(&self.room);
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Next;
+    use std::task::{Context, Poll, Waker};
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<String> {
+        let mut batch = Vec::new();
+        let cx = &mut Context::from_waker(Waker::noop());
+        match outbox.poll_next(cx, &mut batch) {
+            Poll::Ready(Next::Write) => {}
+            _ => return vec![],
+        }
+        outbox.written(batch.iter().map(Bytes::len).sum());
+        batch
+            .iter()
+            .map(|l| String::from_utf8_lossy(reply::text(l)).into_owned())
+            .collect()
+    }
+
+    fn join(hub: &Arc<Hub>, room: &str, user: &str) -> (Membership, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(0));
+        let mut m = hub.reserve(name(room), name(user), &outbox).unwrap();
+        m.join();
+        (m, outbox)
+    }
+
+    #[test]
+    fn names_are_unique_per_room_regardless_of_case() {
+        let hub = Hub::new();
+        let (_bob, _) = join(&hub, "r", "Bob");
+        let other = Arc::new(Outbox::new(0));
+        assert_eq!(
+            hub.reserve(name("r"), name("bob"), &other).unwrap_err(),
+            NameTaken
+        );
+        assert!(hub.reserve(name("R"), name("bob"), &other).is_ok());
+    }
+
+    #[test]
+    fn join_and_leave_lines_and_empty_room_removal() {
+        let hub = Hub::new();
+        let (alice, a) = join(&hub, "r", "alice");
+        let (bob, b) = join(&hub, "r", "bob");
+        assert_eq!(drain(&a), ["alice has joined", "bob has joined"]);
+        assert_eq!(drain(&b), ["bob has joined"]);
+        assert_eq!(hub.rooms(), vec![(name("r"), 2)]);
+        drop(bob);
+        assert_eq!(drain(&a), ["bob has left"]);
+        assert!(drain(&b).is_empty());
+        drop(alice);
+        assert_eq!(hub.room_count(), 0);
+    }
+
+    #[test]
+    fn reserved_member_blocks_the_name_but_hears_nothing() {
+        let hub = Hub::new();
+        let (alice, a) = join(&hub, "r", "alice");
+        let outbox = Arc::new(Outbox::new(0));
+        let mut moving = hub.reserve(name("r"), name("bob"), &outbox).unwrap();
+        alice.broadcast(reply::said(name("alice"), "hi"));
+        assert!(drain(&outbox).is_empty());
+        assert_eq!(alice.who(), vec![name("alice")]);
+        moving.join();
+        drain(&a);
+        assert_eq!(drain(&outbox), ["bob has joined"]);
+    }
+
+    #[test]
+    fn private_message_goes_to_target_and_sender_once() {
+        let hub = Hub::new();
+        let (alice, a) = join(&hub, "r", "alice");
+        let (_bob, b) = join(&hub, "r", "bob");
+        drain(&a);
+        drain(&b);
+        alice
+            .send_private("BOB", reply::private(name("alice"), "x"))
+            .unwrap();
+        assert_eq!(drain(&a), ["alice (private): x"]);
+        assert_eq!(drain(&b), ["alice (private): x"]);
+        alice
+            .send_private("alice", reply::private(name("alice"), "y"))
+            .unwrap();
+        assert_eq!(drain(&a), ["alice (private): y"]);
+        assert_eq!(alice.send_private("carol", Bytes::new()), Err(NoSuchUser));
+    }
+
+    #[test]
+    fn a_room_emptied_while_joining_is_replaced() {
+        let hub = Hub::new();
+        let (first, _) = join(&hub, "r", "a");
+        let stale = hub.find_or_create(name("r"));
+        drop(first);
+        assert!(stale.lock().removed);
+        let (_second, _) = join(&hub, "r", "b");
+        assert_eq!(hub.rooms(), vec![(name("r"), 1)]);
+    }
+}

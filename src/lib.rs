@@ -1,0 +1,84 @@
+//! chatgate: a small chat gateway where telnet, TLS and WebSocket users meet
+//! in the same rooms.
+//!
+//! # The data path
+//!
+//! ```text
+//! listener -> Transport (tcp) -> Session (sans-IO) -> Hub -> room -> peers' Outboxes -> writers
+//! ```
+//!
+//! A listener accepts a connection and wraps it in a [`Transport`], which
+//! turns bytes into lines and lines into bytes. A [`Session`] reads those
+//! lines and decides what they mean; it owns no socket. Rooms live in the
+//! [`Hub`]: a room broadcast encodes its line once and pushes the same
+//! buffer into every member's [`Outbox`], a byte-bounded queue that the
+//! connection's writer drains in one vectored write per batch.
+//!
+//! # Modules
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`protocol`] | framing, clean-up, names, commands, reply lines, rate limit; pure |
+//! | [`session`] | one user's state machine: welcome, JOIN attempts, commands |
+//! | [`hub`] | rooms and membership; the only shared state |
+//! | [`outbox`] | a connection's bounded outgoing queue |
+//! | `config` | the command line: every flag, default and reason (feature `server`) |
+//! | `server` | listeners, accept loops, shutdown (feature `server`) |
+//! | `connection` | drives one transport through a session (feature `server`) |
+//! | `transport` | the `Transport` trait and one module per transport (feature `server`) |
+//! | `limits` | connection caps per server and per address (feature `server`) |
+//!
+//! # Guarantees
+//!
+//! - All members of a room see its lines in one order: a broadcast runs
+//!   under that room's lock, and only that room's.
+//! - Memory is bounded whatever a client does: lines are capped at
+//!   [`protocol::MAX_LINE`] bytes and each outbox at `--max-queue-bytes`; a
+//!   reader that falls behind is disconnected, not buffered for.
+//! - No lock is held across an await or a write.
+//!
+//! # Embedding
+//!
+//! With the default `server` feature, a server runs in a few lines:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use clap::Parser;
+//! let config = chatgate::Config::parse_from(["chatgate", "--tcp", "127.0.0.1:0"]);
+//! let server = chatgate::Server::bind(config).await?;
+//! println!("tcp on {:?}", server.local_addrs());
+//! server.run(tokio::signal::ctrl_c()).await;
+//! # Ok(()) }
+//! ```
+//!
+//! Without it (`--no-default-features`) the crate is the protocol core and
+//! the hub, which build for `wasm32-unknown-unknown`.
+//!
+//! [`Transport`]: crate::transport::Transport
+//! [`Session`]: crate::session::Session
+//! [`Hub`]: crate::hub::Hub
+//! [`Outbox`]: crate::outbox::Outbox
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod hub;
+pub mod outbox;
+pub mod protocol;
+pub mod session;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+mod connection;
+#[cfg(feature = "server")]
+pub mod limits;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod transport;
+
+#[cfg(feature = "server")]
+pub use config::Config;
+#[cfg(feature = "server")]
+pub use server::Server;

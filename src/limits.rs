@@ -1,0 +1,137 @@
+//! Connection caps: all connections together and per source address.
+//!
+//! A [`Permit`] is taken when a connection is accepted (before a TLS
+//! handshake, so handshakes count) and released when it is dropped, however
+//! the connection ends.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::protocol::reply::reason;
+
+/// Counts connections against `--max-connections` and `--max-per-ip`.
+#[derive(Debug)]
+pub struct ConnectionLimiter {
+    /// Most connections in all; 0 is no limit.
+    max_total: usize,
+    /// Most connections per address; 0 is no limit.
+    max_per_ip: usize,
+    /// Held only to count; never across an await.
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    /// Only addresses with at least one connection, so it cannot grow past
+    /// the number of connections.
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// Over `--max-connections`.
+    #[error("too many connections")]
+    Total,
+    /// Over `--max-per-ip`.
+    #[error("too many connections from your address")]
+    PerIp,
+}
+
+impl LimitError {
+    /// The reason for the `ERROR` line.
+    pub fn reason(self) -> &'static str {
+        match self {
+            LimitError::Total => reason::TOO_MANY,
+            LimitError::PerIp => reason::TOO_MANY_FROM_IP,
+        }
+    }
+}
+
+/// One admitted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct Permit {
+    limiter: Arc<ConnectionLimiter>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimiter {
+    /// A limiter with the given caps (0: none).
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(ConnectionLimiter {
+            max_total,
+            max_per_ip,
+            counts: Mutex::default(),
+        })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a connection from `ip`, or says which limit it hit; the total
+    /// is checked first, so when both are hit that one is reported.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, LimitError> {
+        let mut counts = self.counts();
+        if self.max_total != 0 && counts.total >= self.max_total {
+            return Err(LimitError::Total);
+        }
+        let mine = counts.per_ip.get(&ip).copied().unwrap_or(0);
+        if self.max_per_ip != 0 && mine >= self.max_per_ip {
+            return Err(LimitError::PerIp);
+        }
+        counts.total += 1;
+        counts.per_ip.insert(ip, mine + 1);
+        Ok(Permit {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections now admitted.
+    pub fn active(&self) -> usize {
+        self.counts().total
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut counts = self.limiter.counts();
+        counts.total -= 1;
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_and_release() {
+        let limiter = ConnectionLimiter::new(3, 2);
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        let p1 = limiter.acquire(a).unwrap();
+        let _p2 = limiter.acquire(a).unwrap();
+        assert_eq!(limiter.acquire(a).unwrap_err(), LimitError::PerIp);
+        let _p3 = limiter.acquire(b).unwrap();
+        assert_eq!(limiter.acquire(b).unwrap_err(), LimitError::Total);
+        drop(p1);
+        assert!(limiter.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let limiter = ConnectionLimiter::new(0, 0);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let permits: Vec<_> = (0..1000).map(|_| limiter.acquire(ip).unwrap()).collect();
+        assert_eq!(limiter.active(), permits.len());
+    }
+}

@@ -1,0 +1,241 @@
+//! A connection's outgoing queue: bounded in bytes, drained in batches.
+//!
+//! Producers (the connection's own session, and any room broadcast that
+//! reaches it) push encoded lines; one writer takes everything queued at
+//! once and writes it with as few syscalls as it can. The queue counts the
+//! bytes not yet written, including the batch the writer holds, so
+//! `--max-queue-bytes` bounds what one connection can pin in memory. Past the
+//! bound the connection is *killed*: its queue is dropped and its owner is
+//! woken to leave the room.
+//!
+//! The lock is a plain mutex held for a push or a swap, never across an
+//! await; wakers are stored inside it, so there is nothing else to
+//! synchronise and no runtime is needed (the core builds for wasm32).
+
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use crate::protocol::CloseReason;
+
+/// A bounded queue of encoded lines for one connection.
+#[derive(Debug)]
+pub struct Outbox {
+    /// Most bytes queued or being written; 0 means no limit.
+    limit: usize,
+    /// Everything else; locked for a push or a swap only.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Lines not yet handed to the writer.
+    queue: Vec<Bytes>,
+    /// Bytes in `queue` plus bytes handed to the writer and not yet written.
+    bytes: usize,
+    /// Open, or how it ends.
+    state: State,
+    /// The writer, parked on an empty queue.
+    writer: Option<Waker>,
+    /// The session task, parked until the outbox is killed.
+    owner: Option<Waker>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    #[default]
+    Open,
+    /// No more lines are taken; what is queued is written, then the
+    /// connection closes for this reason.
+    Closing(CloseReason),
+    /// Dropped at once: nothing more is written but a last best-effort word.
+    Killed(CloseReason),
+}
+
+/// What the writer should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Write the lines now in the batch, then call [`Outbox::written`].
+    Write,
+    /// Everything is written; close gracefully for this reason.
+    Close(CloseReason),
+    /// Stop writing at once and close for this reason.
+    Kill(CloseReason),
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `limit` bytes (0: unbounded).
+    pub fn new(limit: usize) -> Self {
+        Outbox {
+            limit,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take every connection down with it: the
+        // queue's invariants hold between statements, so the data is usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a line. Returns false if the line was not queued: the outbox
+    /// is closing, or it is over its limit and has just been killed.
+    pub fn push(&self, line: Bytes) -> bool {
+        let mut inner = self.lock();
+        if inner.state != State::Open {
+            return false;
+        }
+        if self.limit != 0 && inner.bytes + line.len() > self.limit {
+            inner.kill(CloseReason::TooSlow);
+            return false;
+        }
+        inner.bytes += line.len();
+        inner.queue.push(line);
+        if let Some(writer) = inner.writer.take() {
+            writer.wake();
+        }
+        true
+    }
+
+    /// Queues several lines in order, stopping at the first refusal.
+    pub fn push_all(&self, lines: impl IntoIterator<Item = Bytes>) -> bool {
+        lines.into_iter().all(|line| self.push(line))
+    }
+
+    /// Takes no more lines; the writer drains the queue and then closes.
+    pub fn close(&self, reason: CloseReason) {
+        let mut inner = self.lock();
+        if inner.state == State::Open {
+            inner.state = State::Closing(reason);
+            if let Some(writer) = inner.writer.take() {
+                writer.wake();
+            }
+        }
+    }
+
+    /// Drops the queue and closes at once.
+    pub fn kill(&self, reason: CloseReason) {
+        self.lock().kill(reason);
+    }
+
+    /// Why the outbox was killed, if it was.
+    pub fn killed(&self) -> Option<CloseReason> {
+        match self.lock().state {
+            State::Killed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Bytes queued or being written.
+    pub fn pending_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Ready when the outbox is killed; for the session task, which must
+    /// then leave its room.
+    pub fn poll_killed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        let mut inner = self.lock();
+        match inner.state {
+            State::Killed(reason) => Poll::Ready(reason),
+            _ => {
+                inner.owner = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// For the writer: moves every queued line into `batch` (which must be
+    /// empty), or says how to close.
+    pub fn poll_next(&self, cx: &mut Context<'_>, batch: &mut Vec<Bytes>) -> Poll<Next> {
+        let mut inner = self.lock();
+        match inner.state {
+            State::Killed(reason) => Poll::Ready(Next::Kill(reason)),
+            _ if !inner.queue.is_empty() => {
+                std::mem::swap(&mut inner.queue, batch);
+                Poll::Ready(Next::Write)
+            }
+            State::Closing(reason) => Poll::Ready(Next::Close(reason)),
+            State::Open => {
+                inner.writer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// For the writer: `bytes` of a batch reached the transport.
+    pub fn written(&self, bytes: usize) {
+        let mut inner = self.lock();
+        inner.bytes = inner.bytes.saturating_sub(bytes);
+    }
+}
+
+impl Inner {
+    fn kill(&mut self, reason: CloseReason) {
+        if matches!(self.state, State::Killed(_)) {
+            return;
+        }
+        self.state = State::Killed(reason);
+        self.queue = Vec::new();
+        self.bytes = 0;
+        for waker in [self.writer.take(), self.owner.take()]
+            .into_iter()
+            .flatten()
+        {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn poll(outbox: &Outbox, batch: &mut Vec<Bytes>) -> Poll<Next> {
+        outbox.poll_next(&mut Context::from_waker(Waker::noop()), batch)
+    }
+
+    #[test]
+    fn drains_everything_queued_in_one_batch() {
+        let outbox = Outbox::new(100);
+        assert!(outbox.push(Bytes::from_static(b"a\r\n")));
+        assert!(outbox.push(Bytes::from_static(b"b\r\n")));
+        let mut batch = Vec::new();
+        assert_eq!(poll(&outbox, &mut batch), Poll::Ready(Next::Write));
+        assert_eq!(batch.len(), 2);
+        assert_eq!(outbox.pending_bytes(), 6);
+        outbox.written(6);
+        batch.clear();
+        assert_eq!(poll(&outbox, &mut batch), Poll::Pending);
+    }
+
+    #[test]
+    fn over_the_limit_kills_and_drops_the_queue() {
+        let outbox = Outbox::new(10);
+        assert!(outbox.push(Bytes::from_static(b"12345")));
+        assert!(outbox.push(Bytes::from_static(b"12345")));
+        assert!(!outbox.push(Bytes::from_static(b"1")));
+        assert_eq!(outbox.killed(), Some(CloseReason::TooSlow));
+        assert_eq!(outbox.pending_bytes(), 0);
+        assert_eq!(
+            poll(&outbox, &mut Vec::new()),
+            Poll::Ready(Next::Kill(CloseReason::TooSlow))
+        );
+    }
+
+    #[test]
+    fn closing_drains_first() {
+        let outbox = Outbox::new(0);
+        outbox.push(Bytes::from_static(b"bye\r\n"));
+        outbox.close(CloseReason::Quit);
+        assert!(!outbox.push(Bytes::from_static(b"late\r\n")));
+        let mut batch = Vec::new();
+        assert_eq!(poll(&outbox, &mut batch), Poll::Ready(Next::Write));
+        batch.clear();
+        assert_eq!(
+            poll(&outbox, &mut batch),
+            Poll::Ready(Next::Close(CloseReason::Quit))
+        );
+    }
+}

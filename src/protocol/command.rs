@@ -1,0 +1,209 @@
+//! What a clean line asks for, before and after joining.
+//!
+//! Parsing borrows from the line and never allocates; names are validated
+//! later, by whoever needs them, so the error can say which name was bad.
+
+use super::text::is_blank;
+
+/// A line from a user who is in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Text for the room (a plain line, or `//...` with one `/` removed).
+    Say(&'a str),
+    /// `/me <text>`.
+    Me(&'a str),
+    /// `/msg <user> <text>`.
+    Msg {
+        /// The recipient's name as typed.
+        to: &'a str,
+        /// The message, kept as sent.
+        text: &'a str,
+    },
+    /// `/join <room>`.
+    Join(&'a str),
+    /// `/who`.
+    Who,
+    /// `/rooms`.
+    Rooms,
+    /// `/help`.
+    Help,
+    /// `/quit`.
+    Quit,
+    /// A known command with missing or extra arguments; holds its syntax.
+    Usage(&'static str),
+    /// A `/word` that is not a command.
+    Unknown,
+}
+
+/// A line from a user who has not joined yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login<'a> {
+    /// `JOIN <room> <user>`, names not yet validated.
+    Join {
+        /// The room name as typed.
+        room: &'a str,
+        /// The user name as typed.
+        user: &'a str,
+    },
+    /// `/rooms`, answered as in a room.
+    Rooms,
+    /// `/help`, answered as in a room.
+    Help,
+    /// `/quit`.
+    Quit,
+    /// `/rooms`, `/help` or `/quit` with arguments; not a JOIN attempt.
+    Usage(&'static str),
+    /// Anything else: a failed JOIN attempt.
+    NotJoin,
+}
+
+/// The syntax of `JOIN`, as the welcome line and errors show it.
+pub const JOIN_SYNTAX: &str = "JOIN <ROOMNAME> <USERNAME>";
+
+/// Splits off the first token and the blanks after it.
+fn token(s: &str) -> (&str, &str) {
+    match s.find(is_blank) {
+        Some(at) => (&s[..at], s[at..].trim_start_matches(is_blank)),
+        None => (s, ""),
+    }
+}
+
+/// Parses a clean, non-empty line from a joined user.
+pub fn parse(line: &str) -> Command<'_> {
+    let Some(body) = line.strip_prefix('/') else {
+        return Command::Say(line);
+    };
+    if body.starts_with('/') {
+        return Command::Say(body);
+    }
+    let (word, args) = token(body);
+    let none = |cmd, syntax| {
+        if args.is_empty() {
+            cmd
+        } else {
+            Command::Usage(syntax)
+        }
+    };
+    match word.to_ascii_lowercase().as_str() {
+        "who" => none(Command::Who, "/who"),
+        "rooms" => none(Command::Rooms, "/rooms"),
+        "help" => none(Command::Help, "/help"),
+        "quit" => none(Command::Quit, "/quit"),
+        "me" if args.is_empty() => Command::Usage("/me <text>"),
+        "me" => Command::Me(args),
+        "join" => match token(args) {
+            (room, "") if !room.is_empty() => Command::Join(room),
+            _ => Command::Usage("/join <room>"),
+        },
+        "msg" => match token(args) {
+            (to, text) if !to.is_empty() && !text.is_empty() => Command::Msg { to, text },
+            _ => Command::Usage("/msg <user> <text>"),
+        },
+        _ => Command::Unknown,
+    }
+}
+
+/// Parses a clean, non-empty line from a user who has not joined.
+pub fn parse_login(line: &str) -> Login<'_> {
+    if line.starts_with('/') {
+        return match parse(line) {
+            Command::Rooms => Login::Rooms,
+            Command::Help => Login::Help,
+            Command::Quit => Login::Quit,
+            Command::Usage(syntax @ ("/rooms" | "/help" | "/quit")) => Login::Usage(syntax),
+            _ => Login::NotJoin,
+        };
+    }
+    let (word, args) = token(line.trim_start_matches(is_blank));
+    if !word.eq_ignore_ascii_case("JOIN") {
+        return Login::NotJoin;
+    }
+    let (room, rest) = token(args);
+    let (user, extra) = token(rest);
+    if room.is_empty() || user.is_empty() || !extra.is_empty() {
+        return Login::NotJoin;
+    }
+    Login::Join { room, user }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn plain_and_escaped_text() {
+        assert_eq!(parse("hello"), Command::Say("hello"));
+        assert_eq!(parse("  /who"), Command::Say("  /who"));
+        assert_eq!(parse("//who"), Command::Say("/who"));
+        assert_eq!(parse("///"), Command::Say("//"));
+    }
+
+    #[test]
+    fn command_words_ignore_case_and_check_arguments() {
+        assert_eq!(parse("/WHO"), Command::Who);
+        assert_eq!(parse("/who x"), Command::Usage("/who"));
+        assert_eq!(parse("/Rooms"), Command::Rooms);
+        assert_eq!(parse("/quit now"), Command::Usage("/quit"));
+        assert_eq!(parse("/join"), Command::Usage("/join <room>"));
+        assert_eq!(parse("/join a b"), Command::Usage("/join <room>"));
+        assert_eq!(parse("/join\t a"), Command::Join("a"));
+        assert_eq!(parse("/me"), Command::Usage("/me <text>"));
+        assert_eq!(parse("/msg bob"), Command::Usage("/msg <user> <text>"));
+        assert_eq!(parse("/nope"), Command::Unknown);
+        assert_eq!(parse("/"), Command::Unknown);
+    }
+
+    #[test]
+    fn text_keeps_inner_blanks() {
+        assert_eq!(parse("/me  waves  twice"), Command::Me("waves  twice"));
+        assert_eq!(
+            parse("/msg \tbob   hi  there"),
+            Command::Msg {
+                to: "bob",
+                text: "hi  there"
+            }
+        );
+    }
+
+    #[test]
+    fn login_lines() {
+        assert_eq!(
+            parse_login("join lobby bob"),
+            Login::Join {
+                room: "lobby",
+                user: "bob"
+            }
+        );
+        assert_eq!(
+            parse_login(" \tJoIn\t lobby  bob"),
+            Login::Join {
+                room: "lobby",
+                user: "bob"
+            }
+        );
+        assert_eq!(parse_login("JOIN lobby"), Login::NotJoin);
+        assert_eq!(parse_login("JOIN a b c"), Login::NotJoin);
+        assert_eq!(parse_login("JOINED a b"), Login::NotJoin);
+        assert_eq!(parse_login("/who"), Login::NotJoin);
+        assert_eq!(parse_login("/join x"), Login::NotJoin);
+        assert_eq!(parse_login("/rooms"), Login::Rooms);
+        assert_eq!(parse_login("/help me"), Login::Usage("/help"));
+        assert_eq!(parse_login("/QUIT"), Login::Quit);
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(line in "\\PC{0,64}") {
+            let _ = parse(&line);
+            let _ = parse_login(&line);
+        }
+
+        #[test]
+        fn say_text_round_trips(text in "[^/\t ][^\n]{0,40}") {
+            prop_assert_eq!(parse(&text), Command::Say(&text));
+            let escaped = format!("//{text}");
+            prop_assert_eq!(parse(&escaped), Command::Say(&escaped[1..]));
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! One user's conversation with the server, as a state machine without I/O.
+//!
+//! The connection driver feeds a [`Session`] raw lines and events (timeout,
+//! a line too long, shutdown) together with the current time; the session
+//! answers by pushing lines into the connection's [`Outbox`] and into rooms
+//! through the [`Hub`]. It never touches a socket or a clock, so the same
+//! code serves every transport and builds for wasm32.
+//!
+//! When a session decides the connection must end, it closes its outbox
+//! with the reason (the writer then flushes the last lines and closes) and
+//! returns [`Flow::Close`]; dropping the session leaves its room.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::hub::{Hub, Membership};
+use crate::outbox::Outbox;
+use crate::protocol::command::{self, Command, Login};
+use crate::protocol::names::Name;
+use crate::protocol::rate::{TokenBucket, Verdict};
+use crate::protocol::reply::{self, reason};
+use crate::protocol::text::clean;
+use crate::protocol::{CloseReason, MAX_JOIN_ATTEMPTS};
+
+/// Whether the connection goes on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The outbox is closing; stop reading and let the writer finish.
+    Close,
+}
+
+/// What a session needs to know of the server's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Lines per second (burst twice that); 0 turns the limit off.
+    pub rate: u32,
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    /// Where rooms live.
+    hub: Arc<Hub>,
+    /// This connection's outgoing lines.
+    outbox: Arc<Outbox>,
+    /// Before or after JOIN.
+    state: State,
+    /// The rate limit, if on.
+    bucket: Option<TokenBucket>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Not joined yet; counts failed JOIN attempts.
+    Login { failed: u32 },
+    /// In a room.
+    Joined(Membership),
+}
+
+impl Session {
+    /// Starts a session and sends the welcome lines.
+    pub fn start(hub: Arc<Hub>, outbox: Arc<Outbox>, limits: SessionLimits, now: Instant) -> Self {
+        outbox.push_all([reply::WELCOME, reply::WELCOME_USAGE]);
+        Session {
+            hub,
+            outbox,
+            state: State::Login { failed: 0 },
+            bucket: (limits.rate > 0).then(|| TokenBucket::new(limits.rate, now)),
+        }
+    }
+
+    /// The room and name, once joined.
+    pub fn membership(&self) -> Option<&Membership> {
+        match &self.state {
+            State::Joined(m) => Some(m),
+            State::Login { .. } => None,
+        }
+    }
+
+    /// Handles one raw line (framing done, terminator removed).
+    pub fn handle_line(&mut self, raw: &[u8], now: Instant) -> Flow {
+        let text = clean(raw);
+        if text.is_empty() {
+            return Flow::Continue;
+        }
+        if let Some(bucket) = &mut self.bucket {
+            match bucket.take(now) {
+                Verdict::Allow => {}
+                Verdict::DropAndWarn => {
+                    self.reply(reply::error(reason::RATE_LIMITED));
+                    return Flow::Continue;
+                }
+                Verdict::Drop => return Flow::Continue,
+            }
+        }
+        match &mut self.state {
+            State::Login { .. } => self.login(&text),
+            State::Joined(_) => self.command(&text),
+        }
+    }
+
+    /// No JOIN arrived in time.
+    pub fn login_timed_out(&mut self) -> Flow {
+        self.end_with_error(reason::LOGIN_TIMEOUT, CloseReason::LoginTimeout)
+    }
+
+    /// The peer sent a line or message over the limit.
+    pub fn line_too_long(&mut self) -> Flow {
+        self.end_with_error(reason::LINE_TOO_LONG, CloseReason::LineTooLong)
+    }
+
+    /// The peer sent a WebSocket text message that is not UTF-8.
+    pub fn bad_utf8(&mut self) -> Flow {
+        self.end_with_error(reason::BAD_UTF8, CloseReason::BadUtf8)
+    }
+
+    /// The server is stopping.
+    pub fn shutdown(&mut self) -> Flow {
+        self.outbox.push(reply::SHUTTING_DOWN);
+        self.close(CloseReason::Shutdown)
+    }
+
+    /// The peer went away.
+    pub fn peer_gone(&mut self) -> Flow {
+        self.close(CloseReason::PeerGone)
+    }
+
+    fn login(&mut self, text: &str) -> Flow {
+        match command::parse_login(text) {
+            Login::Join { room, user } => {
+                let Some(room) = Name::parse(room) else {
+                    return self.failed_attempt(reason::BAD_ROOM);
+                };
+                let Some(user) = Name::parse(user) else {
+                    return self.failed_attempt(reason::BAD_USER);
+                };
+                match self.hub.reserve(room, user, &self.outbox) {
+                    Ok(mut membership) => {
+                        membership.join();
+                        self.state = State::Joined(membership);
+                        Flow::Continue
+                    }
+                    Err(_) => self.failed_attempt(reason::NAME_TAKEN),
+                }
+            }
+            Login::Rooms => self.reply(reply::rooms(self.hub.rooms())),
+            Login::Help => self.reply_all(reply::help()),
+            Login::Quit => self.close(CloseReason::Quit),
+            Login::Usage(syntax) => self.reply(reply::usage(syntax)),
+            Login::NotJoin => self.failed_attempt(reason::NOT_JOIN),
+        }
+    }
+
+    fn failed_attempt(&mut self, why: &str) -> Flow {
+        let State::Login { failed } = &mut self.state else {
+            return Flow::Continue;
+        };
+        *failed += 1;
+        if *failed >= MAX_JOIN_ATTEMPTS {
+            return self.end_with_error(why, CloseReason::TooManyAttempts);
+        }
+        self.reply(reply::error(why))
+    }
+
+    fn command(&mut self, text: &str) -> Flow {
+        let State::Joined(me) = &self.state else {
+            return Flow::Continue;
+        };
+        let user = me.user();
+        match command::parse(text) {
+            Command::Say(text) => me.broadcast(reply::said(user, text)),
+            Command::Me(text) => me.broadcast(reply::me(user, text)),
+            Command::Msg { to, text } => {
+                if me.send_private(to, reply::private(user, text)).is_err() {
+                    return self.reply(reply::error(reason::NO_SUCH_USER));
+                }
+            }
+            Command::Join(room) => return self.switch_room(room),
+            Command::Who => return self.reply(reply::who(me.room(), me.who())),
+            Command::Rooms => return self.reply(reply::rooms(self.hub.rooms())),
+            Command::Help => return self.reply_all(reply::help()),
+            Command::Quit => return self.close(CloseReason::Quit),
+            Command::Usage(syntax) => return self.reply(reply::usage(syntax)),
+            Command::Unknown => return self.reply(reply::error(reason::UNKNOWN_COMMAND)),
+        }
+        Flow::Continue
+    }
+
+    /// `/join`: the new place is reserved first, so a failure changes
+    /// nothing; then the old room sees the user leave and the new one sees
+    /// the user join, and no line of the old room can arrive after the new
+    /// room's `has joined`.
+    fn switch_room(&mut self, room: &str) -> Flow {
+        let State::Joined(me) = &self.state else {
+            return Flow::Continue;
+        };
+        let Some(room) = Name::parse(room) else {
+            return self.reply(reply::error(reason::BAD_ROOM));
+        };
+        if room == me.room() {
+            return self.reply(reply::error(reason::SAME_ROOM));
+        }
+        let Ok(mut next) = self.hub.reserve(room, me.user(), &self.outbox) else {
+            return self.reply(reply::error(reason::NAME_TAKEN));
+        };
+        let old = std::mem::replace(&mut self.state, State::Login { failed: 0 });
+        drop(old);
+        next.join();
+        self.state = State::Joined(next);
+        Flow::Continue
+    }
+
+    fn reply(&self, line: bytes::Bytes) -> Flow {
+        self.outbox.push(line);
+        Flow::Continue
+    }
+
+    fn reply_all(&self, lines: Vec<bytes::Bytes>) -> Flow {
+        self.outbox.push_all(lines);
+        Flow::Continue
+    }
+
+    fn end_with_error(&mut self, why: &str, reason: CloseReason) -> Flow {
+        self.outbox.push(reply::error(why));
+        self.close(reason)
+    }
+
+    /// Closes the outbox and leaves the room at once, so the room sees
+    /// `has left` before anything else this connection would have said.
+    fn close(&mut self, reason: CloseReason) -> Flow {
+        self.outbox.close(reason);
+        self.state = State::Login { failed: 0 };
+        Flow::Close
+    }
+}
+
+impl Drop for Session {
+    /// However the connection ends, the writer learns that nothing more is
+    /// coming; the membership, dropped with the state, leaves the room.
+    fn drop(&mut self) {
+        self.outbox.close(CloseReason::PeerGone);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Next;
+    use std::task::{Context, Poll, Waker};
+
+    fn lines(outbox: &Outbox) -> Vec<String> {
+        let mut batch = Vec::new();
+        let cx = &mut Context::from_waker(Waker::noop());
+        if let Poll::Ready(Next::Write) = outbox.poll_next(cx, &mut batch) {
+            outbox.written(batch.iter().map(bytes::Bytes::len).sum());
+        }
+        batch
+            .iter()
+            .map(|l| String::from_utf8_lossy(reply::text(l)).into_owned())
+            .collect()
+    }
+
+    fn session(hub: &Arc<Hub>, rate: u32) -> (Session, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(0));
+        let s = Session::start(
+            hub.clone(),
+            outbox.clone(),
+            SessionLimits { rate },
+            Instant::now(),
+        );
+        (s, outbox)
+    }
+
+    #[test]
+    fn welcome_then_join() {
+        let hub = Hub::new();
+        let (mut s, out) = session(&hub, 0);
+        let now = Instant::now();
+        assert_eq!(s.handle_line(b"JOIN lobby bob", now), Flow::Continue);
+        assert_eq!(
+            lines(&out),
+            [
+                "Welcome! Use the command:",
+                "JOIN <ROOMNAME> <USERNAME>",
+                "bob has joined"
+            ]
+        );
+    }
+
+    #[test]
+    fn fifth_failed_attempt_closes() {
+        let hub = Hub::new();
+        let (mut s, out) = session(&hub, 0);
+        let now = Instant::now();
+        for _ in 0..4 {
+            assert_eq!(s.handle_line(b"hello", now), Flow::Continue);
+        }
+        assert_eq!(s.handle_line(b"/rooms", now), Flow::Continue);
+        assert_eq!(s.handle_line(b"  \t", now), Flow::Continue);
+        assert_eq!(s.handle_line(b"JOIN bad/room bob", now), Flow::Close);
+        let got = lines(&out);
+        assert_eq!(got.iter().filter(|l| l.starts_with("ERROR ")).count(), 5);
+    }
+
+    #[test]
+    fn rate_limit_drops_and_warns_once() {
+        let hub = Hub::new();
+        let (mut s, out) = session(&hub, 1);
+        let now = Instant::now();
+        s.handle_line(b"JOIN r a", now);
+        s.handle_line(b"one", now);
+        s.handle_line(b"two", now);
+        s.handle_line(b"three", now);
+        let got = lines(&out);
+        assert_eq!(&got[2..], ["a has joined", "a: one", "ERROR rate limited"]);
+    }
+
+    #[test]
+    fn switching_rooms() {
+        let hub = Hub::new();
+        let (mut a, a_out) = session(&hub, 0);
+        let (mut b, b_out) = session(&hub, 0);
+        let now = Instant::now();
+        a.handle_line(b"JOIN one alice", now);
+        b.handle_line(b"JOIN one bob", now);
+        a.handle_line(b"/join one", now);
+        a.handle_line(b"/join two", now);
+        assert_eq!(lines(&b_out)[2..], ["bob has joined", "alice has left"]);
+        assert_eq!(
+            lines(&a_out)[2..],
+            [
+                "alice has joined",
+                "bob has joined",
+                "ERROR already in that room",
+                "alice has joined"
+            ]
+        );
+        assert_eq!(a.membership().unwrap().room().as_str(), "two");
+    }
+}

@@ -1,0 +1,77 @@
+//! The `Transport` trait: what the session driver needs from a connection,
+//! whatever carries it.
+//!
+//! A transport receives lines, sends batches of lines and closes with a
+//! reason; how bytes become lines (telnet layer, WebSocket frames) is its
+//! own business. It splits into a reader, driven by the connection's session
+//! task, and a writer, driven by the connection's writer task, so a peer that
+//! stops reading never stops the server from reading it, and the reverse.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::protocol::CloseReason;
+
+pub mod stream;
+pub mod tcp;
+
+/// A chat connection of any kind.
+pub trait Transport: Send + 'static {
+    /// The receiving half.
+    type Reader: LineReader;
+    /// The sending half.
+    type Writer: LineWriter;
+
+    /// Transport name for logs and metrics (`tcp`, `tls`, `ws`, `wss`).
+    const KIND: &'static str;
+
+    /// The address of the peer.
+    fn peer_addr(&self) -> SocketAddr;
+
+    /// Splits into halves that can be driven by two tasks.
+    fn split(self) -> (Self::Reader, Self::Writer);
+}
+
+/// Why reading stopped, other than a clean end of stream.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A line or message over the protocol's limit.
+    #[error("line too long")]
+    LineTooLong,
+    /// A WebSocket text message that is not UTF-8.
+    #[error("invalid UTF-8 in a text message")]
+    BadUtf8,
+    /// The connection failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The receiving half of a transport.
+pub trait LineReader: Send + 'static {
+    /// The next line, raw (framing done, terminator removed, no clean-up),
+    /// or `None` at a clean end of stream.
+    ///
+    /// Must be cancel-safe: the driver selects on it together with timers
+    /// and shutdown, and no input may be lost when another branch wins.
+    fn read_line(&mut self) -> impl Future<Output = Result<Option<&[u8]>, ReadError>> + Send;
+
+    /// After the session ended: reads and discards input until the peer
+    /// closes or the caller's timeout fires, so that unread input does not
+    /// make the kernel reset the connection before the peer has read our
+    /// last lines.
+    fn discard(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// The sending half of a transport.
+pub trait LineWriter: Send + 'static {
+    /// Sends encoded lines (each ending in `\r\n`), in order, in as few
+    /// writes as the transport allows.
+    fn send(&mut self, lines: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Ends the connection the way this transport says goodbye for `reason`
+    /// (a close frame with its code, TLS close_notify, a TCP FIN).
+    fn close(&mut self, reason: CloseReason) -> impl Future<Output = io::Result<()>> + Send;
+}
