@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -32,6 +33,11 @@ pub const DEFAULT_MAX_QUEUE_BYTES: usize = 256 * 1024;
 /// Seconds to send a valid JOIN. Plenty for a person at a telnet prompt;
 /// connections that never join cannot hold slots for long.
 pub const DEFAULT_LOGIN_TIMEOUT: u64 = 30;
+
+/// Seconds between WebSocket pings. Well under the idle timeouts of common
+/// proxies and load balancers (60 s), so a quiet chat is not cut, and rare
+/// enough to cost nothing.
+pub const DEFAULT_WS_PING_INTERVAL: u64 = 30;
 
 /// Where a listener binds, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +90,34 @@ pub struct Config {
     #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:1234")]
     pub tcp: Listen,
 
+    /// TLS listener (openssl s_client), or off
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:1235")]
+    pub tls: Listen,
+
+    /// HTTP listener: the chat page, /ws, /healthz, /metrics; or off
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8080")]
+    pub http: Listen,
+
+    /// HTTPS listener: the same over TLS (wss:// for WebSocket); or off
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8443")]
+    pub https: Listen,
+
+    /// Certificate chain, PEM [default: certs/cert.pem, generated self-signed if missing]
+    #[arg(long, value_name = "PATH", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key, PEM [default: certs/key.pem, generated if missing]
+    #[arg(long, value_name = "PATH", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Serve the page from this directory instead of the copy built in (for page development)
+    #[arg(long, value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// Also accept WebSocket upgrades from this Origin, like https://chat.example.com (repeatable); same-host and Origin-less clients are always accepted
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+
     /// Most chat connections at once, all transports together
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -103,6 +137,10 @@ pub struct Config {
     /// Seconds a new connection has to JOIN
     #[arg(long, value_name = "S", default_value_t = DEFAULT_LOGIN_TIMEOUT)]
     pub login_timeout: u64,
+
+    /// Seconds between pings to each WebSocket peer; one that misses a ping is dropped
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_WS_PING_INTERVAL)]
+    pub ws_ping_interval: u64,
 }
 
 impl Config {
@@ -112,6 +150,16 @@ impl Config {
             Some(port) => Listen::At(SocketAddr::from(([0, 0, 0, 0], port))),
             None => self.tcp,
         }
+    }
+
+    /// The WebSocket ping interval, if on.
+    pub fn ws_ping_interval(&self) -> Option<Duration> {
+        (self.ws_ping_interval > 0).then(|| Duration::from_secs(self.ws_ping_interval))
+    }
+
+    /// Whether any listener needs the certificate.
+    pub fn needs_certificate(&self) -> bool {
+        self.tls != Listen::Off || self.https != Listen::Off
     }
 
     /// The login timeout, if on.
@@ -128,6 +176,10 @@ mod tests {
     fn defaults_match_the_protocol() {
         let c = Config::parse_from(["chatgate"]);
         assert_eq!(c.tcp_listen().to_string(), "0.0.0.0:1234");
+        assert_eq!(c.tls.to_string(), "0.0.0.0:1235");
+        assert_eq!(c.http.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.https.to_string(), "0.0.0.0:8443");
+        assert_eq!(c.ws_ping_interval, 30);
         assert_eq!(
             (
                 c.max_connections,

@@ -17,15 +17,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::hub::Hub;
 use crate::limits::Permit;
+use crate::metrics::DropReason;
 use crate::outbox::{Next, Outbox};
 use crate::protocol::CloseReason;
 use crate::protocol::reply;
-use crate::session::{Flow, Session, SessionLimits};
+use crate::server::Shared;
+use crate::session::{Flow, Session};
 use crate::transport::{LineReader, LineWriter, ReadError, Transport};
 
 /// Time a closing connection has to write its last lines and say goodbye;
@@ -44,28 +44,15 @@ const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 /// socket is likely full, so this is a best effort only.
 const KILL_WORD_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// What every connection shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The rooms.
-    pub hub: Arc<Hub>,
-    /// Cancelled once when the server stops.
-    pub shutdown: CancellationToken,
-    /// Per-session limits.
-    pub limits: SessionLimits,
-    /// `--max-queue-bytes`.
-    pub max_queue_bytes: usize,
-    /// `--login-timeout`, if on.
-    pub login_timeout: Option<Duration>,
-}
-
 /// Runs an admitted connection to its end.
 pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permit: Permit) {
     let peer = transport.peer_addr();
-    debug!(%peer, transport = T::KIND, "connected");
+    let kind = transport.kind();
+    debug!(%peer, transport = kind, "connected");
+    let _gauge = shared.metrics.connection(kind);
     let (mut reader, writer) = transport.split();
     let outbox = Arc::new(Outbox::new(shared.max_queue_bytes));
-    let writer = tokio::spawn(write_loop(writer, outbox.clone()));
+    let writer = tokio::spawn(write_loop(writer, outbox.clone(), shared.clone()));
 
     let now = Instant::now();
     let mut session = Session::start(
@@ -85,6 +72,9 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
             }
             reason = poll_fn(|cx| outbox.poll_killed(cx)) => {
                 debug!(%peer, reason = reason.as_str(), "dropped");
+                if reason == CloseReason::TooSlow {
+                    shared.metrics.dropped(DropReason::TooSlow);
+                }
                 break;
             }
             _ = sleep_until(login_deadline.unwrap_or(now)), if !joined && login_deadline.is_some() => {
@@ -93,13 +83,21 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
             }
             read = reader.read_line() => {
                 let flow = match read {
-                    Ok(Some(line)) => session.handle_line(line, std::time::Instant::now()),
+                    Ok(Some(line)) => {
+                        shared.metrics.line_in();
+                        session.handle_line(line, std::time::Instant::now())
+                    }
                     Ok(None) | Err(ReadError::Io(_)) => session.peer_gone(),
-                    Err(ReadError::LineTooLong) => session.line_too_long(),
+                    Err(ReadError::LineTooLong) => {
+                        shared.metrics.dropped(DropReason::TooLong);
+                        session.line_too_long()
+                    }
                     Err(ReadError::BadUtf8) => session.bad_utf8(),
                 };
-                if flow == Flow::Close {
-                    break;
+                match flow {
+                    Flow::Continue => {}
+                    Flow::RateLimited => shared.metrics.dropped(DropReason::RateLimited),
+                    Flow::Close => break,
                 }
             }
         }
@@ -118,10 +116,19 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
 }
 
 /// Drains the outbox into the transport until the connection closes.
-async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>) {
+async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: Arc<Shared>) {
     let mut batch: Vec<Bytes> = Vec::new();
     loop {
-        match poll_fn(|cx| outbox.poll_next(cx, &mut batch)).await {
+        let next = tokio::select! {
+            next = poll_fn(|cx| outbox.poll_next(cx, &mut batch)) => next,
+            alive = writer.heartbeat() => {
+                if alive.is_err() {
+                    outbox.kill(CloseReason::PeerGone);
+                }
+                continue;
+            }
+        };
+        match next {
             Next::Write => {
                 let bytes = batch.iter().map(Bytes::len).sum();
                 tokio::select! {
@@ -136,6 +143,7 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>) {
                     }
                 }
                 outbox.written(bytes);
+                shared.metrics.lines_out(batch.len());
                 // Drop the batch's storage unless it is small: a burst must
                 // not leave an idle connection holding a large vector.
                 batch.clear();

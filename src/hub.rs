@@ -127,6 +127,14 @@ impl Hub {
             .collect()
     }
 
+    /// Number of users in a room, all rooms together.
+    pub fn user_count(&self) -> usize {
+        read(&self.rooms)
+            .values()
+            .map(|room| room.joined.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Number of rooms.
     pub fn room_count(&self) -> usize {
         read(&self.rooms).len()

@@ -72,11 +72,19 @@ pub mod config;
 #[cfg(feature = "server")]
 mod connection;
 #[cfg(feature = "server")]
+mod http;
+#[cfg(feature = "server")]
 pub mod limits;
+#[cfg(feature = "server")]
+pub mod metrics;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
+pub mod tls;
+#[cfg(feature = "server")]
 pub mod transport;
+#[cfg(feature = "server")]
+mod web;
 
 #[cfg(feature = "server")]
 pub use config::Config;

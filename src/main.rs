@@ -27,7 +27,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // that reacts to that line can already stop the server cleanly.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let server = Server::bind(config).await?;
+    if let Some(certificates) = server.certificates() {
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match certificates.reload() {
+                    Ok(()) => tracing::info!("certificate reloaded"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "certificate reload failed; keeping the old one")
+                    }
+                }
+            }
+        });
+    }
     let mut stdout = std::io::stdout().lock();
     for (kind, addr) in server.local_addrs() {
         writeln!(stdout, "listening {} {addr}", kind.as_str())?;

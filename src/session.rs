@@ -27,6 +27,8 @@ use crate::protocol::{CloseReason, MAX_JOIN_ATTEMPTS};
 pub enum Flow {
     /// Keep reading.
     Continue,
+    /// Keep reading; the line was dropped by the rate limit.
+    RateLimited,
     /// The outbox is closing; stop reading and let the writer finish.
     Close,
 }
@@ -90,9 +92,9 @@ impl Session {
                 Verdict::Allow => {}
                 Verdict::DropAndWarn => {
                     self.reply(reply::error(reason::RATE_LIMITED));
-                    return Flow::Continue;
+                    return Flow::RateLimited;
                 }
-                Verdict::Drop => return Flow::Continue,
+                Verdict::Drop => return Flow::RateLimited,
             }
         }
         match &mut self.state {

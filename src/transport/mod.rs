@@ -17,6 +17,8 @@ use crate::protocol::CloseReason;
 
 pub mod stream;
 pub mod tcp;
+pub mod tls;
+pub mod ws;
 
 /// A chat connection of any kind.
 pub trait Transport: Send + 'static {
@@ -26,7 +28,7 @@ pub trait Transport: Send + 'static {
     type Writer: LineWriter;
 
     /// Transport name for logs and metrics (`tcp`, `tls`, `ws`, `wss`).
-    const KIND: &'static str;
+    fn kind(&self) -> &'static str;
 
     /// The address of the peer.
     fn peer_addr(&self) -> SocketAddr;
@@ -74,4 +76,12 @@ pub trait LineWriter: Send + 'static {
     /// Ends the connection the way this transport says goodbye for `reason`
     /// (a close frame with its code, TLS close_notify, a TCP FIN).
     fn close(&mut self, reason: CloseReason) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Keeps the connection checked while idle: resolves with an error when
+    /// the peer is found dead, and never resolves for transports with no
+    /// keep-alive of their own. Must be cancel-safe; the writer polls it
+    /// alongside its queue.
+    fn heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::pending()
+    }
 }

@@ -143,12 +143,25 @@ impl<R: AsyncRead + Unpin + Send + 'static> LineReader for StreamReader<R> {
 #[derive(Debug)]
 pub struct StreamWriter<W> {
     io: W,
+    /// Whether a batch goes down as one vectored write. Right for a socket;
+    /// wrong for TLS, where each slice would become its own record, so
+    /// there the batch is copied into one buffer instead.
+    vectored: bool,
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> StreamWriter<W> {
-    /// Wraps the write half of a stream.
-    pub fn new(io: W) -> Self {
-        StreamWriter { io }
+    /// Wraps the write half of a socket, writing batches vectored.
+    pub fn vectored(io: W) -> Self {
+        StreamWriter { io, vectored: true }
+    }
+
+    /// Wraps the write half of a stream that frames each write itself (TLS),
+    /// coalescing batches into few large writes.
+    pub fn coalescing(io: W) -> Self {
+        StreamWriter {
+            io,
+            vectored: false,
+        }
     }
 
     async fn send_vectored(&mut self, lines: &[Bytes]) -> io::Result<()> {
@@ -190,7 +203,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> LineWriter for StreamWriter<W> {
     async fn send(&mut self, lines: &[Bytes]) -> io::Result<()> {
         if lines.len() == 1 {
             self.io.write_all(&lines[0]).await?;
-        } else if self.io.is_write_vectored() {
+        } else if self.vectored {
             self.send_vectored(lines).await?;
         } else {
             self.send_coalesced(lines).await?;

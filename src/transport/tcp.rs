@@ -27,7 +27,9 @@ impl Tcp {
 impl Transport for Tcp {
     type Reader = StreamReader<OwnedReadHalf>;
     type Writer = StreamWriter<OwnedWriteHalf>;
-    const KIND: &'static str = "tcp";
+    fn kind(&self) -> &'static str {
+        "tcp"
+    }
 
     fn peer_addr(&self) -> SocketAddr {
         self.peer
@@ -35,6 +37,6 @@ impl Transport for Tcp {
 
     fn split(self) -> (Self::Reader, Self::Writer) {
         let (read, write) = self.stream.into_split();
-        (StreamReader::new(read), StreamWriter::new(write))
+        (StreamReader::new(read), StreamWriter::vectored(write))
     }
 }

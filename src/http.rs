@@ -1,0 +1,229 @@
+//! The HTTP side: the page, `/ws`, `/healthz` and `/metrics`, over HTTP or
+//! HTTPS, served by hyper.
+//!
+//! A WebSocket upgrade is answered here and the upgraded connection becomes
+//! a [`Ws`] transport, driven by the same session code as every other
+//! transport. Page requests are not chat connections and do not count
+//! against the connection limits; an upgraded WebSocket does.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tracing::debug;
+
+use crate::connection;
+use crate::server::Shared;
+use crate::transport::ws::{self, Ws};
+use crate::web;
+
+/// Time a client has to send its request headers; stops idle or trickling
+/// connections from holding sockets.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// hyper's per-connection read buffer cap. Requests here are small GETs; the
+/// default would let each connection buffer far more.
+const MAX_REQUEST_BUFFER: usize = 16 * 1024;
+
+/// Time in-flight HTTP requests get when the server stops.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one HTTP connection (plain or already TLS-wrapped) until it
+/// closes or the server stops.
+pub(crate) async fn serve<I>(io: I, peer: SocketAddr, secure: bool, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = service_shared.clone();
+        async move { Ok::<_, Infallible>(route(req, peer, secure, &shared)) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_BUFFER)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "http connection ended");
+            }
+        }
+        _ = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, conn).await;
+        }
+    }
+}
+
+fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    secure: bool,
+    shared: &Arc<Shared>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = web::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match req.uri().path() {
+        "/ws" => upgrade(req, peer, secure, shared),
+        "/healthz" => web::plain(StatusCode::OK, "ok\n"),
+        "/metrics" => {
+            let text = shared.metrics.render(&shared.hub);
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        path => web::serve(path, req.headers(), shared.web_dir.as_deref()),
+    }
+}
+
+/// Answers a WebSocket upgrade and hands the upgraded connection to the
+/// session driver.
+fn upgrade(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    secure: bool,
+    shared: &Arc<Shared>,
+) -> Response<Full<Bytes>> {
+    let headers = req.headers();
+    let wants_ws = has_token(headers, header::UPGRADE, "websocket")
+        && has_token(headers, header::CONNECTION, "upgrade");
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| wants_ws) else {
+        return web::plain(StatusCode::BAD_REQUEST, "this is a WebSocket endpoint\n");
+    };
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        let mut response = web::plain(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only\n");
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            header::HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    if !origin_allowed(headers, &shared.allowed_origins) {
+        debug!(%peer, origin = ?headers.get(header::ORIGIN), "websocket origin refused");
+        return web::plain(StatusCode::FORBIDDEN, "origin not allowed\n");
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let kind = if secure { "wss" } else { "ws" };
+    let task_shared = shared.clone();
+    shared.tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => return debug!(%peer, error = %e, "websocket upgrade failed"),
+        };
+        let stream = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(ws::config()),
+        )
+        .await;
+        let transport = Ws::new(stream, peer, kind, task_shared.ws_ping_interval);
+        match task_shared.limiter.acquire(peer.ip()) {
+            Ok(permit) => connection::serve(transport, task_shared, permit).await,
+            Err(limit) => connection::refuse(transport, limit.reason()).await,
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| web::plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n"))
+}
+
+/// Whether a comma-separated header holds `token`, in any case.
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Cross-site WebSocket hijacking guard. Clients without an Origin (not a
+/// browser) are allowed; a browser must come from a page on this same host
+/// or from an origin named with `--allowed-origin`.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, header::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn origin_rules() {
+        let none: &[String] = &[];
+        assert!(origin_allowed(&headers(&[("host", "a:8080")]), none));
+        assert!(origin_allowed(
+            &headers(&[("host", "a:8080"), ("origin", "http://a:8080")]),
+            none
+        ));
+        assert!(!origin_allowed(
+            &headers(&[("host", "a:8080"), ("origin", "http://evil:8080")]),
+            none
+        ));
+        let list = ["https://chat.example".to_owned()];
+        assert!(origin_allowed(
+            &headers(&[("host", "a"), ("origin", "https://chat.example")]),
+            &list
+        ));
+        assert!(!origin_allowed(
+            &headers(&[("host", "a"), ("origin", "https://other.example")]),
+            &list
+        ));
+    }
+}
