@@ -40,6 +40,10 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// five seconds, whatever its peers do.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 
+/// Line slots a writer keeps between batches (32 bytes each). Growing a
+/// vector again costs far less than the write it is for.
+const KEEP_BATCH_CAPACITY: usize = 8;
+
 /// Time for the last word to a connection being killed (too slow): its
 /// socket is likely full, so this is a best effort only.
 const KILL_WORD_TIMEOUT: Duration = Duration::from_millis(100);
@@ -144,10 +148,11 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                 }
                 outbox.written(bytes);
                 shared.metrics.lines_out(batch.len());
-                // Drop the batch's storage unless it is small: a burst must
-                // not leave an idle connection holding a large vector.
+                // Keep the batch's storage only while it is tiny: the vector
+                // circulates between writer and outbox, and a burst must not
+                // leave an idle connection holding two large ones.
                 batch.clear();
-                if batch.capacity() > 64 {
+                if batch.capacity() > KEEP_BATCH_CAPACITY {
                     batch = Vec::new();
                 }
             }
