@@ -76,7 +76,14 @@ impl fmt::Display for Listen {
 /// Connect with `telnet localhost 1234`, then `JOIN <room> <name>`.
 /// Every limit below is turned off by 0.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "chatgate", version, about, long_about = None)]
+#[command(
+    name = "chatgate",
+    version,
+    about,
+    long_about = None,
+    after_help = "A numeric limit of 0 turns it off. The protocol: docs/protocol.md. \
+                  SIGINT/SIGTERM stop the server gracefully; SIGHUP reloads the certificate."
+)]
 pub struct Config {
     /// TCP port, the classic form: `chatgate 1234` listens on 0.0.0.0:1234
     #[arg(value_name = "PORT", conflicts_with = "tcp")]
