@@ -14,7 +14,7 @@
 //! connection that ends for any reason cannot leave a ghost behind.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -28,6 +28,9 @@ use crate::protocol::reply;
 pub struct Hub {
     /// Room index. Write-locked only to add or remove a room.
     rooms: RwLock<HashMap<RoomName, Arc<Room>>>,
+    /// Set when the server stops: everyone is leaving at once, and each
+    /// must see `* server shutting down` next, not a flurry of `has left`.
+    closing: AtomicBool,
 }
 
 /// One room: its members behind its own lock.
@@ -116,6 +119,11 @@ impl Hub {
                 joined: false,
             });
         }
+    }
+
+    /// From now on, members leave without a `has left` line.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     /// Every room with its number of members.
@@ -275,7 +283,9 @@ impl Drop for Membership {
         members.by_key.remove(&self.user.key());
         if self.joined {
             self.room.joined.fetch_sub(1, Ordering::Relaxed);
-            members.broadcast(&reply::left(self.user));
+            if !self.hub.closing.load(Ordering::Relaxed) {
+                members.broadcast(&reply::left(self.user));
+            }
         }
         let empty = members.by_key.is_empty();
         if empty {
@@ -350,6 +360,19 @@ mod tests {
         drop(bob);
         assert_eq!(drain(&a), ["bob has left"]);
         assert!(drain(&b).is_empty());
+        drop(alice);
+        assert_eq!(hub.room_count(), 0);
+    }
+
+    #[test]
+    fn nobody_is_told_of_leaving_while_the_hub_closes() {
+        let hub = Hub::new();
+        let (alice, a) = join(&hub, "r", "alice");
+        let (bob, _) = join(&hub, "r", "bob");
+        drain(&a);
+        hub.close();
+        drop(bob);
+        assert!(drain(&a).is_empty());
         drop(alice);
         assert_eq!(hub.room_count(), 0);
     }

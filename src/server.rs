@@ -208,6 +208,7 @@ impl Server {
         }
         shutdown.await;
         info!("shutting down");
+        shared.hub.close();
         shared.shutdown.cancel();
         shared.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, shared.tracker.wait())
