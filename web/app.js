@@ -84,7 +84,7 @@ const MAX_LOG_LINES = 2000;
 /** How close to the bottom (px) still counts as "reading the newest lines". */
 const STICK_SLACK = 40;
 
-const timeFormat = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit' });
+const timeFormat = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -310,6 +310,9 @@ function onLine(line) {
 function loginLine(line) {
   const ev = parseLine(line);
   if (ev.kind === 'error') {
+    // Only an answer to a JOIN is news: an idle connection left open after
+    // a refusal may time out, and the next Join simply reconnects.
+    if (!pending) return;
     pending = null;
     setStatus('idle', 'Not joined');
     const hint = ev.reason === 'name taken' ? ' Try another name.' : '';
