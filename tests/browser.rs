@@ -12,7 +12,7 @@
 //! chromium-driver`) the tests skip with a loud message, and fail when
 //! `CI=true`. `CHROMIUM` and `CHROMEDRIVER` name other binaries.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -281,7 +281,12 @@ impl Driver {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "CI=true and {help}"
             );
-            eprintln!("\n*** SKIPPED: {help} ***\n");
+            // Straight to stderr, past the test harness's capture, so a
+            // skip is seen even when the tests pass.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {help} ***\n");
+            });
             return None;
         };
         // Its own process group, so stopping the group by chromedriver's id
@@ -380,7 +385,7 @@ impl Drop for Driver {
 /// The first `name` on `PATH`, or the file named by the variable `var`.
 fn program(var: &str, name: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(var) {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|path| path.is_file());
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
