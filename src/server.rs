@@ -46,9 +46,10 @@ impl ListenerKind {
     }
 }
 
-/// A listener that could not be bound.
+/// A listener that could not be bound. The OS error is its `source`, so
+/// `{:#}` (as `main` prints it) shows it once, after the address.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen for {kind} on {addr}: {source}")]
+#[error("cannot listen for {kind} on {addr}")]
 pub struct BindError {
     kind: &'static str,
     addr: SocketAddr,
