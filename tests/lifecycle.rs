@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;
 
-use common::{Client, WAIT, WELCOME};
+use common::{BLAST_BATCH, Client, WAIT, WELCOME, blast_batch};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -172,4 +172,38 @@ async fn sigterm_tells_every_client_closes_them_and_exits_zero() {
 #[tokio::test]
 async fn sigint_tells_every_client_closes_them_and_exits_zero() {
     signal_stops_the_server_cleanly("INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_in_time_even_when_a_client_stopped_reading() {
+    // No queue limit, so the stalled client is never dropped for it.
+    let mut server = Running::start(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--rate",
+        "0",
+        "--max-queue-bytes",
+        "0",
+    ]);
+    let addr = server.tcp_addr("127.0.0.1").await;
+    let mut stalled = Client::connect_small_buffer(addr).await;
+    stalled.expect_lines(&WELCOME).await;
+    stalled.join("den", "stalled").await;
+    let mut blaster = Client::connect(addr).await;
+    blaster.expect_lines(&WELCOME).await;
+    blaster.join("den", "blaster").await;
+    // About 8 MB, more than the kernel buffers of a stalled loopback
+    // connection hold: the server's writes to it are stuck.
+    for first in (0..8_000).step_by(BLAST_BATCH) {
+        blast_batch(&mut blaster, first).await;
+    }
+
+    let deadline = Instant::now() + STOP_WITHIN;
+    server.signal("TERM").await;
+    // The stalled client may be seen leaving first, as the server stops.
+    let before = blaster.lines_until("* server shutting down").await;
+    assert!(before.iter().all(|l| l == "stalled has left"), "{before:?}");
+    blaster.expect_closed().await;
+    let status = server.exit_by(deadline).await;
+    assert_eq!(status.code(), Some(0));
 }

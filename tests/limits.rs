@@ -5,7 +5,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use common::{Client, TestServer, WELCOME};
+use common::{BLAST_BATCH, Client, TestServer, WELCOME, blast_batch, blast_line};
 
 /// Opens connections until one is welcomed, each refused one having shown
 /// `refusal` and closed; a freed slot is released a moment after its client
@@ -191,31 +191,9 @@ async fn login_timeout_zero_never_closes_a_waiting_connection() {
     patient.expect_line("alice has joined").await;
 }
 
-/// Lines the blaster sends before reading its own lines back: small next
-/// to the queue limit, so the blaster itself never falls behind.
-const BATCH: usize = 8;
-
 /// Upper bound of a blast: far more than a stalled loopback socket and a
 /// 64 KiB queue can hold.
 const MAX_BLAST_LINES: usize = 20_000;
-
-/// Line `i` of a blast: about a kilobyte, numbered so order can be checked.
-fn blast_line(i: usize) -> String {
-    format!("{i:06} {}", ".".repeat(1000))
-}
-
-/// Sends `BATCH` blast lines starting at `first` and reads them back;
-/// returns everything the blaster received meanwhile, in order.
-async fn blast_batch(blaster: &mut Client, first: usize) -> Vec<String> {
-    let batch: String = (first..first + BATCH)
-        .map(|i| blast_line(i) + "\n")
-        .collect();
-    blaster.send_raw(batch.as_bytes()).await;
-    let last = format!("blaster: {}", blast_line(first + BATCH - 1));
-    let mut received = blaster.lines_until(&last).await;
-    received.push(last);
-    received
-}
 
 /// Asserts that `got` is the blaster's lines `0..count` in order, with
 /// `inserted` appearing exactly once among them; reports the first
@@ -258,7 +236,7 @@ async fn reader_that_stops_reading_is_dropped_and_the_room_goes_on_in_order() {
             "the stalled reader was never dropped"
         );
         let received = blast_batch(&mut blaster, sent).await;
-        sent += BATCH;
+        sent += BLAST_BATCH;
         if batches_after_drop > 0 || received.iter().any(|l| l == "slow has left") {
             batches_after_drop += 1;
         }
@@ -287,7 +265,7 @@ async fn max_queue_bytes_zero_never_drops_a_reader_that_falls_behind() {
     // is dropped after about 4 MB), so any limit in force would drop it.
     let count = 6_000;
     let mut echoed = Vec::new();
-    for first in (0..count).step_by(BATCH) {
+    for first in (0..count).step_by(BLAST_BATCH) {
         echoed.extend(blast_batch(&mut blaster, first).await);
     }
     assert!(echoed.iter().all(|l| l.starts_with("blaster: ")));

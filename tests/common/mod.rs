@@ -33,6 +33,29 @@ pub fn error(reason: &str) -> String {
     format!("ERROR {reason}")
 }
 
+/// Lines a blaster sends before reading its own lines back: small next to
+/// any queue limit a test sets, so the blaster itself never falls behind.
+pub const BLAST_BATCH: usize = 8;
+
+/// Line `i` of a blast: about a kilobyte, numbered so order can be checked.
+pub fn blast_line(i: usize) -> String {
+    format!("{i:06} {}", ".".repeat(1000))
+}
+
+/// Sends blast lines `first..first + BLAST_BATCH` from a client joined as
+/// `blaster` and reads them back; returns everything it received meanwhile,
+/// in order.
+pub async fn blast_batch(blaster: &mut Client, first: usize) -> Vec<String> {
+    let batch: String = (first..first + BLAST_BATCH)
+        .map(|i| blast_line(i) + "\n")
+        .collect();
+    blaster.send_raw(batch.as_bytes()).await;
+    let last = format!("blaster: {}", blast_line(first + BLAST_BATCH - 1));
+    let mut received = blaster.lines_until(&last).await;
+    received.push(last);
+    received
+}
+
 /// A server running inside the test's runtime, listening on 127.0.0.1.
 pub struct TestServer {
     addr: SocketAddr,
@@ -77,9 +100,7 @@ impl TestServer {
     /// reading, the server feels it after kilobytes rather than the
     /// megabytes a loopback socket would otherwise absorb.
     pub async fn connect_small_buffer(&self) -> Client {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("set SO_RCVBUF");
-        Client::connect_socket(socket, self.addr).await
+        Client::connect_small_buffer(self.addr).await
     }
 
     /// A new connection whose welcome lines have been read.
@@ -241,6 +262,14 @@ impl Client {
     /// A new connection to any chatgate, such as one run as a process.
     pub async fn connect(addr: SocketAddr) -> Client {
         Client::connect_socket(TcpSocket::new_v4().expect("socket"), addr).await
+    }
+
+    /// A new connection with a tiny kernel receive buffer; see
+    /// [`TestServer::connect_small_buffer`].
+    pub async fn connect_small_buffer(addr: SocketAddr) -> Client {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("set SO_RCVBUF");
+        Client::connect_socket(socket, addr).await
     }
 
     async fn connect_socket(socket: TcpSocket, addr: SocketAddr) -> Client {
