@@ -142,7 +142,7 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                             return;
                         }
                     }
-                    reason = poll_fn(|cx| outbox.poll_killed(cx)) => {
+                    reason = poll_fn(|cx| outbox.poll_killed_while_writing(cx)) => {
                         return last_word(&mut writer, reason).await;
                     }
                 }

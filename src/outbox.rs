@@ -135,14 +135,17 @@ impl Outbox {
     /// Ready when the outbox is killed; for the session task, which must
     /// then leave its room.
     pub fn poll_killed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
-        let mut inner = self.lock();
-        match inner.state {
-            State::Killed(reason) => Poll::Ready(reason),
-            _ => {
-                inner.owner = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+        let inner = &mut *self.lock();
+        wait_for_kill(inner.state, &mut inner.owner, cx)
+    }
+
+    /// The same for the writer while it writes a batch, so that a write
+    /// stuck on a full socket is abandoned. It waits in the writer's own
+    /// slot, free while a batch is out: the session task waits in
+    /// [`Self::poll_killed`] at the same time, and one slot wakes one task.
+    pub fn poll_killed_while_writing(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        let inner = &mut *self.lock();
+        wait_for_kill(inner.state, &mut inner.writer, cx)
     }
 
     /// For the writer: moves every queued line into `batch` (which must be
@@ -170,6 +173,21 @@ impl Outbox {
     }
 }
 
+/// Ready if killed; otherwise parks `cx` in `slot`, which `kill` wakes.
+fn wait_for_kill(
+    state: State,
+    slot: &mut Option<Waker>,
+    cx: &mut Context<'_>,
+) -> Poll<CloseReason> {
+    match state {
+        State::Killed(reason) => Poll::Ready(reason),
+        _ => {
+            *slot = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
 impl Inner {
     fn kill(&mut self, reason: CloseReason) {
         if matches!(self.state, State::Killed(_)) {
@@ -190,7 +208,9 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Waker;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Wake, Waker};
 
     fn poll(outbox: &Outbox, batch: &mut Vec<Bytes>) -> Poll<Next> {
         outbox.poll_next(&mut Context::from_waker(Waker::noop()), batch)
@@ -222,6 +242,35 @@ mod tests {
             poll(&outbox, &mut Vec::new()),
             Poll::Ready(Next::Kill(CloseReason::TooSlow))
         );
+    }
+
+    #[test]
+    fn kill_wakes_the_session_and_a_writer_that_is_writing() {
+        #[derive(Default)]
+        struct Woken(AtomicBool);
+        impl Wake for Woken {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let session = Arc::new(Woken::default());
+        let writer = Arc::new(Woken::default());
+        let outbox = Outbox::new(4);
+        let session_waker = Waker::from(session.clone());
+        let writer_waker = Waker::from(writer.clone());
+        assert!(
+            outbox
+                .poll_killed(&mut Context::from_waker(&session_waker))
+                .is_pending()
+        );
+        assert!(
+            outbox
+                .poll_killed_while_writing(&mut Context::from_waker(&writer_waker))
+                .is_pending()
+        );
+        assert!(!outbox.push(Bytes::from_static(b"12345")));
+        assert!(session.0.load(Ordering::SeqCst));
+        assert!(writer.0.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -71,8 +71,9 @@ impl ListenerKind {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A listener could not be bound.
-    #[error("cannot listen for {kind} on {addr}: {source}")]
+    /// A listener could not be bound. The OS error is its `source`, so
+    /// `{:#}` (as `main` prints it) shows it once, after the address.
+    #[error("cannot listen for {kind} on {addr}")]
     Bind {
         /// The listener's kind.
         kind: &'static str,
@@ -82,7 +83,7 @@ pub enum StartError {
         source: io::Error,
     },
     /// The certificate or key is unusable.
-    #[error("certificate: {0}")]
+    #[error("certificate")]
     Certificate(#[from] CertError),
 }
 

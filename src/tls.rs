@@ -28,7 +28,7 @@ pub const DEFAULT_KEY: &str = "certs/key.pem";
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -24,7 +24,16 @@ struct Binary {
 impl Binary {
     async fn start(dir: &Path, extra: &[&str]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatgate"))
-            .args(["--tcp", "off", "--http", "off", "--https", "off", "--tls", "127.0.0.1:0"])
+            .args([
+                "--tcp",
+                "off",
+                "--http",
+                "off",
+                "--https",
+                "off",
+                "--tls",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .current_dir(dir)
             .stdout(Stdio::piped())
@@ -50,7 +59,11 @@ impl Binary {
     /// Sends a signal by PID.
     async fn signal(&self, name: &str) {
         let pid = self.child.id().expect("running").to_string();
-        let status = Command::new("kill").args([name, &pid]).status().await.expect("kill");
+        let status = Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .await
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -64,12 +77,17 @@ impl Binary {
             }
             panic!("log ended before {needle:?}");
         };
-        timeout(WAIT, found).await.unwrap_or_else(|_| panic!("no log line {needle:?}"));
+        timeout(WAIT, found)
+            .await
+            .unwrap_or_else(|_| panic!("no log line {needle:?}"));
     }
 }
 
 /// The certificate the server presents to a new connection.
-async fn presented(addr: std::net::SocketAddr, trusted: &[&CertificateDer<'static>]) -> CertificateDer<'static> {
+async fn presented(
+    addr: std::net::SocketAddr,
+    trusted: &[&CertificateDer<'static>],
+) -> CertificateDer<'static> {
     let stream = tls_stream(addr, trusted).await.expect("tls handshake");
     let (_, session) = stream.get_ref();
     session.peer_certificates().expect("a certificate")[0].clone()
@@ -97,8 +115,13 @@ async fn first_run_generates_a_private_self_signed_certificate() {
     let mut server = Binary::start(dir.path(), &[]).await;
     let cert_path = dir.path().join("certs/cert.pem");
     let key_path = dir.path().join("certs/key.pem");
-    let mode = std::fs::metadata(&key_path).expect("key written").permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    let mode = std::fs::metadata(&key_path)
+        .expect("key written")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     let cert = CertificateDer::from_pem_file(&cert_path).expect("a PEM certificate");
     // Trusting exactly that file, a client verifies the server as localhost.
     assert_eq!(presented(server.tls, &[&cert]).await, cert);

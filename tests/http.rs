@@ -24,7 +24,10 @@ struct Response {
 
 impl Response {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -39,7 +42,8 @@ async fn request(addr: SocketAddr, head: &str) -> Response {
             let n = stream.read(&mut chunk).await.expect("read");
             raw.extend_from_slice(&chunk[..n]);
             // A 101 keeps the connection open as a WebSocket: stop at its head.
-            let upgraded = raw.starts_with(b"HTTP/1.1 101") && raw.windows(4).any(|w| w == b"\r\n\r\n");
+            let upgraded =
+                raw.starts_with(b"HTTP/1.1 101") && raw.windows(4).any(|w| w == b"\r\n\r\n");
             if n == 0 || upgraded {
                 break;
             }
@@ -49,7 +53,10 @@ async fn request(addr: SocketAddr, head: &str) -> Response {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok());
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok());
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
@@ -74,9 +81,14 @@ async fn page_is_served_with_its_type_caching_and_policy() {
     let (_server, http) = http_server(&[]).await;
     let page = request(http, "GET / HTTP/1.1").await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert!(page.body.contains("<html") || page.body.contains("<!doctype"));
-    let csp = page.header("content-security-policy").expect("a CSP on the page");
+    let csp = page
+        .header("content-security-policy")
+        .expect("a CSP on the page");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     let etag = page.header("etag").expect("an ETag").to_owned();
@@ -87,7 +99,12 @@ async fn page_is_served_with_its_type_caching_and_policy() {
 #[tokio::test]
 async fn paths_that_climb_out_are_refused() {
     let (_server, http) = http_server(&[]).await;
-    for path in ["/../Cargo.toml", "/..%2fCargo.toml", "/web/../../Cargo.toml", "/./index.html"] {
+    for path in [
+        "/../Cargo.toml",
+        "/..%2fCargo.toml",
+        "/web/../../Cargo.toml",
+        "/./index.html",
+    ] {
         let response = request(http, &format!("GET {path} HTTP/1.1")).await;
         assert!(
             response.status == 400 || response.status == 404,
@@ -157,11 +174,20 @@ async fn metrics_follow_traffic() {
     let after = request(http, "GET /metrics HTTP/1.1").await.body;
     assert_eq!(metric(&after, "chatgate_users"), 2.0);
     assert_eq!(metric(&after, "chatgate_rooms"), 1.0);
-    assert_eq!(metric(&after, "chatgate_connections{transport=\"tcp\"}"), 1.0);
-    assert_eq!(metric(&after, "chatgate_connections{transport=\"ws\"}"), 1.0);
+    assert_eq!(
+        metric(&after, "chatgate_connections{transport=\"tcp\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&after, "chatgate_connections{transport=\"ws\"}"),
+        1.0
+    );
     assert_eq!(metric(&after, "chatgate_lines_in_total"), 4.0);
     assert!(metric(&after, "chatgate_lines_out_total") >= 8.0);
-    assert_eq!(metric(&after, "chatgate_drops_total{reason=\"rate_limited\"}"), 1.0);
+    assert_eq!(
+        metric(&after, "chatgate_drops_total{reason=\"rate_limited\"}"),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -173,7 +199,18 @@ async fn websocket_from_a_foreign_origin_is_refused() {
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}"
         )
     };
-    assert_eq!(request(http, &upgrade("http://evil.example")).await.status, 403);
-    assert_eq!(request(http, &upgrade("https://chat.example")).await.status, 101);
-    assert_eq!(request(http, &upgrade(&format!("http://{http}"))).await.status, 101);
+    assert_eq!(
+        request(http, &upgrade("http://evil.example")).await.status,
+        403
+    );
+    assert_eq!(
+        request(http, &upgrade("https://chat.example")).await.status,
+        101
+    );
+    assert_eq!(
+        request(http, &upgrade(&format!("http://{http}")))
+            .await
+            .status,
+        101
+    );
 }

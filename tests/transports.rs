@@ -18,7 +18,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 /// A server with every transport on, on loopback.
 async fn all_transports(cert: &TestCert, extra: &[&str]) -> TestServer {
     let cert_flags = cert.flags();
-    let mut flags: Vec<&str> = vec!["--tls", "127.0.0.1:0", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"];
+    let mut flags: Vec<&str> = vec![
+        "--tls",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+    ];
     flags.extend(cert_flags.iter().map(String::as_str));
     flags.extend(extra);
     TestServer::start(&flags).await
@@ -30,9 +37,15 @@ async fn users_of_every_transport_share_a_room_in_one_order() {
     let server = all_transports(&cert, &[]).await;
     let mut users = vec![
         ("tcpuser", Conn::tcp(server.addr(ListenerKind::Tcp)).await),
-        ("tlsuser", Conn::tls(server.addr(ListenerKind::Tls), &cert).await),
+        (
+            "tlsuser",
+            Conn::tls(server.addr(ListenerKind::Tls), &cert).await,
+        ),
         ("wsuser", Conn::ws(server.addr(ListenerKind::Http)).await),
-        ("wssuser", Conn::wss(server.addr(ListenerKind::Https), &cert).await),
+        (
+            "wssuser",
+            Conn::wss(server.addr(ListenerKind::Https), &cert).await,
+        ),
     ];
     for i in 0..users.len() {
         let (name, conn) = &mut users[i];
@@ -61,9 +74,18 @@ async fn users_of_every_transport_share_a_room_in_one_order() {
         assert_eq!(lines, &seen[0], "every member sees one order");
     }
     for (name, _) in &users {
-        let mine: Vec<_> = seen[0].iter().filter(|l| l.starts_with(&format!("{name}: "))).collect();
-        let sent: Vec<_> = (0..EACH).map(|n| format!("{name}: {name} says {n}")).collect();
-        assert_eq!(mine, sent.iter().collect::<Vec<_>>(), "{name}'s lines in the order sent");
+        let mine: Vec<_> = seen[0]
+            .iter()
+            .filter(|l| l.starts_with(&format!("{name}: ")))
+            .collect();
+        let sent: Vec<_> = (0..EACH)
+            .map(|n| format!("{name}: {name} says {n}"))
+            .collect();
+        assert_eq!(
+            mine,
+            sent.iter().collect::<Vec<_>>(),
+            "{name}'s lines in the order sent"
+        );
     }
 }
 
@@ -82,7 +104,10 @@ async fn openssl_s_client_chats_with_a_websocket_user() {
     {
         Ok(child) => child,
         Err(e) => {
-            assert!(std::env::var("CI").is_err(), "openssl is required under CI: {e}");
+            assert!(
+                std::env::var("CI").is_err(),
+                "openssl is required under CI: {e}"
+            );
             eprintln!("SKIPPED: openssl not found ({e})");
             return;
         }
@@ -107,7 +132,10 @@ async fn openssl_s_client_chats_with_a_websocket_user() {
     web.send_line("hello from the web").await;
     web.expect_line("browser: hello from the web").await;
     assert_eq!(next().await, "browser: hello from the web");
-    stdin.write_all(b"hello from openssl\n").await.expect("write");
+    stdin
+        .write_all(b"hello from openssl\n")
+        .await
+        .expect("write");
     assert_eq!(next().await, "ossl: hello from openssl");
     web.expect_line("ossl: hello from openssl").await;
 }
@@ -122,7 +150,8 @@ async fn websocket_message_may_hold_several_lines_and_binary_counts_as_text() {
     ws.expect_line("amy has joined").await;
     ws.expect_line("amy: first").await;
     ws.expect_line("amy: second").await;
-    ws.send_message(Message::binary(&b"caf\xe9 \x1b[1mbold\n"[..])).await;
+    ws.send_message(Message::binary(&b"caf\xe9 \x1b[1mbold\n"[..]))
+        .await;
     ws.expect_line("amy: caf\u{fffd} [1mbold").await;
 }
 
@@ -182,7 +211,9 @@ async fn websocket_peer_that_answers_pings_stays_and_one_that_does_not_is_droppe
 
     // The silent one misses its first ping and is gone by the second; the
     // lively one keeps answering and receives the news.
-    let left = timeout(WAIT, lively.read_line()).await.expect("within a few pings");
+    let left = timeout(WAIT, lively.read_line())
+        .await
+        .expect("within a few pings");
     assert_eq!(left, "silent has left");
     watcher.expect_line("silent has left").await;
     lively.send_line("still here").await;
@@ -217,7 +248,8 @@ async fn stalled_tls_handshake_does_not_keep_others_out() {
     let server = all_transports(&cert, &[]).await;
     let tls = server.addr(ListenerKind::Tls);
     // Connected, but never says a word of TLS.
-    let _stalled: Vec<_> = futures_util::future::join_all((0..5).map(|_| tokio::net::TcpStream::connect(tls))).await;
+    let _stalled: Vec<_> =
+        futures_util::future::join_all((0..5).map(|_| tokio::net::TcpStream::connect(tls))).await;
     let mut user = Conn::tls(tls, &cert).await;
     user.join("r", "patient").await;
 }
@@ -237,7 +269,10 @@ async fn shutdown_says_goodbye_on_every_transport() {
 
     server.stop();
     for conn in [&mut tcp, &mut tls, &mut ws] {
-        assert_eq!(conn.next_line().await.as_deref(), Some("* server shutting down"));
+        assert_eq!(
+            conn.next_line().await.as_deref(),
+            Some("* server shutting down")
+        );
         conn.expect_closed().await;
     }
     assert_eq!(ws.close_code(), Some(1001));

@@ -33,12 +33,16 @@ impl TestCert {
     /// Generates a new pair.
     pub fn new() -> TestCert {
         let dir = tempfile::tempdir().expect("temp dir");
-        let der = TestCert::write_new_pair(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
+        let der =
+            TestCert::write_new_pair(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
         TestCert { dir, der }
     }
 
     /// Writes a fresh pair to the given paths and returns the certificate.
-    pub fn write_new_pair(cert: &std::path::Path, key: &std::path::Path) -> CertificateDer<'static> {
+    pub fn write_new_pair(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> CertificateDer<'static> {
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         let pair = rcgen::generate_simple_self_signed(names).expect("generate certificate");
         std::fs::write(cert, pair.cert.pem()).expect("write cert");
@@ -105,7 +109,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncReadWrite for T {}
 /// A chat client over any transport.
 pub enum Conn {
     /// TCP or TLS: lines end in `\r\n`.
-    Stream { reader: BufReader<BoxRead>, writer: BoxWrite },
+    Stream {
+        reader: BufReader<BoxRead>,
+        writer: BoxWrite,
+    },
     /// WebSocket: a text message per line.
     Ws {
         ws: Box<BoxWs>,
@@ -147,7 +154,11 @@ impl Conn {
     /// WebSocket at `wss://localhost:port/ws`, trusting `cert`.
     pub async fn wss(addr: SocketAddr, cert: &TestCert) -> Conn {
         let tls = tls_stream(addr, &[&cert.der]).await.expect("tls connect");
-        Conn::ws_over(Box::new(tls), &format!("wss://localhost:{}/ws", addr.port())).await
+        Conn::ws_over(
+            Box::new(tls),
+            &format!("wss://localhost:{}/ws", addr.port()),
+        )
+        .await
     }
 
     async fn ws_over(stream: Box<dyn AsyncReadWrite>, url: &str) -> Conn {
@@ -226,7 +237,9 @@ impl Conn {
 
     /// The next line, which must exist.
     pub async fn read_line(&mut self) -> String {
-        self.next_line().await.expect("connection closed while a line was expected")
+        self.next_line()
+            .await
+            .expect("connection closed while a line was expected")
     }
 
     /// Asserts the next line.
