@@ -112,7 +112,8 @@ impl LineDecoder {
                     }
                     Telnet::Sub
                 }
-                (Telnet::Data, _) => unreachable!("data bytes are handled above"),
+                // Not reached: data bytes are consumed in bulk above.
+                (Telnet::Data, _) => Telnet::Data,
             };
         }
         Ok(false)
