@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{ChurnCommand, Command, IdleCommand, LoadCommand, ServerArgs, SpawnKind, Transport};
+use crate::cli::{
+    ChurnCommand, Command, IdleCommand, LoadCommand, ServerArgs, SpawnKind, Transport,
+};
 use crate::error::LoadError;
 use crate::launch::{self, ServerProcess};
 use crate::net::dial::Dial;
@@ -33,7 +35,11 @@ struct Defaults {
 pub async fn run(command: Command) -> Result<Report, LoadError> {
     match command {
         Command::Fanout(c) => {
-            let defaults = Defaults { users: 100, rate: 0.0, duration: 5.0 };
+            let defaults = Defaults {
+                users: 100,
+                rate: 0.0,
+                duration: 5.0,
+            };
             with_server(&c.server.clone(), |target, probe, setup| async move {
                 let plan = fanout_plan(&c, target, setup, defaults);
                 Ok(fanout::run(&plan, probe, "fanout").await?.report)
@@ -41,7 +47,11 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
             .await
         }
         Command::Latency(c) => {
-            let defaults = Defaults { users: 100, rate: 1000.0, duration: 5.0 };
+            let defaults = Defaults {
+                users: 100,
+                rate: 1000.0,
+                duration: 5.0,
+            };
             with_server(&c.server.clone(), |target, probe, setup| async move {
                 let plan = fanout_plan(&c, target, setup, defaults);
                 Ok(fanout::run(&plan, probe, "latency").await?.report)
@@ -49,7 +59,11 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
             .await
         }
         Command::SlowReader(c) => {
-            let defaults = Defaults { users: 10, rate: 0.0, duration: 5.0 };
+            let defaults = Defaults {
+                users: 10,
+                rate: 0.0,
+                duration: 5.0,
+            };
             with_server(&c.server.clone(), |target, probe, setup| async move {
                 let plan = fanout_plan(&c, target, setup, defaults);
                 slow_reader::run(&plan, probe).await
@@ -68,7 +82,9 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
             })
             .await
         }
-        Command::Suite(_) => Err(LoadError::Scenario("the suite runs through suite::run".into())),
+        Command::Suite(_) => Err(LoadError::Scenario(
+            "the suite runs through suite::run".into(),
+        )),
     }
 }
 
@@ -108,7 +124,13 @@ fn resolve(args: &ServerArgs) -> Result<(Target, Probe, Option<ServerProcess>), 
                 .target
                 .as_deref()
                 .ok_or_else(|| LoadError::Target("give --target or --spawn".into()))?;
-            Ok((url.parse()?, Probe { server: args.server_pid }, None))
+            Ok((
+                url.parse()?,
+                Probe {
+                    server: args.server_pid,
+                },
+                None,
+            ))
         }
         Some(SpawnKind::Nats) => {
             let bin = match &args.server_bin {
@@ -118,7 +140,9 @@ fn resolve(args: &ServerArgs) -> Result<(Target, Probe, Option<ServerProcess>), 
             };
             let server = launch::start_nats(&bin, args.server_core)?;
             let addr = server.addr("nats").expect("nats listener is known");
-            let probe = Probe { server: Some(server.pid()) };
+            let probe = Probe {
+                server: Some(server.pid()),
+            };
             Ok((Target::at(Scheme::Nats, addr), probe, Some(server)))
         }
         Some(SpawnKind::Chatgate) => {
@@ -132,11 +156,14 @@ fn resolve(args: &ServerArgs) -> Result<(Target, Probe, Option<ServerProcess>), 
                 Transport::Ws => ("http", Scheme::Ws, "--http"),
                 Transport::Wss => ("https", Scheme::Wss, "--https"),
             };
-            let server = launch::start_chatgate(&bin, &chatgate_args(&bin, flag), args.server_core)?;
+            let server =
+                launch::start_chatgate(&bin, &chatgate_args(&bin, flag), args.server_core)?;
             let addr = server
                 .addr(kind)
                 .ok_or_else(|| LoadError::Server(format!("chatgate has no {kind} listener")))?;
-            let probe = Probe { server: Some(server.pid()) };
+            let probe = Probe {
+                server: Some(server.pid()),
+            };
             Ok((Target::at(scheme, addr), probe, Some(server)))
         }
     }
@@ -145,10 +172,16 @@ fn resolve(args: &ServerArgs) -> Result<(Target, Probe, Option<ServerProcess>), 
 /// chatgate's benchmark flags: every listener it has on loopback port 0,
 /// no rate or per-address limit (all load comes from one host).
 pub fn chatgate_args(bin: &std::path::Path, wanted: &str) -> Vec<String> {
-    let mut args: Vec<String> = ["--rate", "0", "--max-per-ip", "0"].map(String::from).into();
+    let mut args: Vec<String> = ["--rate", "0", "--max-per-ip", "0"]
+        .map(String::from)
+        .into();
     for flag in ["--tcp", "--tls", "--http", "--https"] {
         if flag == "--tcp" || flag == wanted || launch::chatgate_has_flag(bin, flag) {
-            let value = if flag == "--tcp" || flag == wanted { "127.0.0.1:0" } else { "off" };
+            let value = if flag == "--tcp" || flag == wanted {
+                "127.0.0.1:0"
+            } else {
+                "off"
+            };
             args.extend([flag.to_owned(), value.to_owned()]);
         }
     }

@@ -82,7 +82,12 @@ impl Flow {
     fn floor(&self) -> u64 {
         let floor = self.floor.load(Ordering::Acquire);
         let slowest = self.slowest.load(Ordering::Relaxed);
-        if self.received.get(slowest).map(|s| s.0.load(Ordering::Acquire)) == Some(floor) {
+        if self
+            .received
+            .get(slowest)
+            .map(|s| s.0.load(Ordering::Acquire))
+            == Some(floor)
+        {
             return floor;
         }
         let (index, min) = self
@@ -133,14 +138,22 @@ impl Flow {
     fn try_claim(&self, least: u64, most: u64) -> Option<u64> {
         loop {
             let claimed = self.claimed.load(Ordering::Acquire);
-            let room = self.floor().saturating_add(self.window).saturating_sub(claimed);
+            let room = self
+                .floor()
+                .saturating_add(self.window)
+                .saturating_sub(claimed);
             if room < least {
                 return None;
             }
             let granted = room.min(most);
             if self
                 .claimed
-                .compare_exchange(claimed, claimed + granted, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    claimed,
+                    claimed + granted,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 return Some(granted);

@@ -92,7 +92,11 @@ fn command(program: &Path, core: Option<usize>) -> Command {
 }
 
 /// Starts chatgate with `args` and waits for its `listening` lines.
-pub fn start_chatgate(bin: &Path, args: &[String], core: Option<usize>) -> Result<ServerProcess, LoadError> {
+pub fn start_chatgate(
+    bin: &Path,
+    args: &[String],
+    core: Option<usize>,
+) -> Result<ServerProcess, LoadError> {
     let mut child = command(bin, core)
         .args(args)
         .stdin(Stdio::null())
@@ -167,11 +171,15 @@ pub fn start_nats(bin: &Path, core: Option<usize>) -> Result<ServerProcess, Load
             return Ok(server);
         }
         if let Ok(Some(status)) = server.child.try_wait() {
-            return Err(LoadError::Server(format!("nats-server exited at start: {status}")));
+            return Err(LoadError::Server(format!(
+                "nats-server exited at start: {status}"
+            )));
         }
         if Instant::now() >= deadline {
             server.stop();
-            return Err(LoadError::Server(format!("nats-server not accepting on {addr}")));
+            return Err(LoadError::Server(format!(
+                "nats-server not accepting on {addr}"
+            )));
         }
         std::thread::sleep(POLL);
     }
@@ -189,7 +197,10 @@ pub fn find_nats_server() -> Option<PathBuf> {
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .map(|dir| dir.join("nats-server"));
     on_path
-        .chain([PathBuf::from("/usr/sbin/nats-server"), PathBuf::from("/usr/bin/nats-server")])
+        .chain([
+            PathBuf::from("/usr/sbin/nats-server"),
+            PathBuf::from("/usr/bin/nats-server"),
+        ])
         .find(|p| p.is_file())
 }
 
@@ -208,14 +219,17 @@ pub fn build_chatgate_release(workspace: &Path) -> Result<PathBuf, LoadError> {
         .status()
         .map_err(|e| LoadError::Server(format!("cannot run cargo: {e}")))?;
     if !status.success() {
-        return Err(LoadError::Server(format!("cargo build --release -p chatgate: {status}")));
+        return Err(LoadError::Server(format!(
+            "cargo build --release -p chatgate: {status}"
+        )));
     }
     Ok(release_binary(workspace))
 }
 
 /// Where `cargo build --release -p chatgate` puts the binary.
 pub fn release_binary(workspace: &Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
     target.join("release").join("chatgate")
 }
 

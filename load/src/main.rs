@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     if let Command::Suite(suite) = &cli.command {
         // Pinned before the runtime exists, so every thread inherits it.
         if let Err(e) = suite::pin_self(suite.generator_core) {
-            eprintln!("chatgate-load: warning: cannot pin to core {}: {e}", suite.generator_core);
+            eprintln!(
+                "chatgate-load: warning: cannot pin to core {}: {e}",
+                suite.generator_core
+            );
         }
     }
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -28,7 +31,9 @@ fn main() -> ExitCode {
         .unwrap_or(1)
         .max(1);
     let runtime = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)

@@ -52,7 +52,8 @@ pub struct CpuUse {
 impl CpuUse {
     /// The use between `before` and `after`.
     pub fn between(before: &Snapshot, after: &Snapshot) -> CpuUse {
-        let delta = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?).as_secs_f64());
+        let delta =
+            |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?).as_secs_f64());
         CpuUse {
             wall_s: after.at.duration_since(before.at).as_secs_f64(),
             server_s: delta(before.server_cpu, after.server_cpu),

@@ -28,7 +28,10 @@ pub fn own_cpu_time() -> io::Result<Duration> {
 }
 
 fn bad_data(file: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/PID/{file} format"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("unexpected /proc/PID/{file} format"),
+    )
 }
 
 /// `utime + stime` from a `/proc/PID/stat` line. The command name (field 2)

@@ -185,7 +185,13 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  delivered: {:.0} msgs/s ({} of {} sent x receivers), loss {}, reordered {}, unexpected {}, drained {}",
-                self.delivered_per_s, self.delivered, self.sent, self.loss, self.reordered, self.unexpected, self.drained
+                self.delivered_per_s,
+                self.delivered,
+                self.sent,
+                self.loss,
+                self.reordered,
+                self.unexpected,
+                self.drained
             )?;
             let l = &self.latency;
             writeln!(
@@ -220,7 +226,9 @@ impl fmt::Display for Report {
                 s.dropped,
                 opt(s.dropped_after_s.map(|t| format!("{t:.2}"))),
                 opt(s.rss_growth_bytes.map(|b| format!("{:.1}", mib(b)))),
-                opt(s.worst_ratio.map(|r| format!("{:.0}% of baseline", r * 100.0)))
+                opt(s
+                    .worst_ratio
+                    .map(|r| format!("{:.0}% of baseline", r * 100.0)))
             )?;
         }
         if let Some(c) = &self.churn {

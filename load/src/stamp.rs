@@ -42,7 +42,10 @@ impl Stamp {
 
     /// Bytes of the payload [`Stamp::write`] appends for `size`.
     pub fn payload_len(&self, size: usize) -> usize {
-        let stamp = decimal_len(u64::from(self.sender)) + decimal_len(self.seq) + decimal_len(self.nanos) + 3;
+        let stamp = decimal_len(u64::from(self.sender))
+            + decimal_len(self.seq)
+            + decimal_len(self.nanos)
+            + 3;
         stamp.max(size)
     }
 
@@ -77,7 +80,9 @@ fn take_number(s: &[u8]) -> Option<(u64, &[u8])> {
 
 /// Digits of `value` in decimal.
 fn decimal_len(value: u64) -> usize {
-    value.checked_ilog10().map_or(1, |digits| digits as usize + 1)
+    value
+        .checked_ilog10()
+        .map_or(1, |digits| digits as usize + 1)
 }
 
 /// Appends `value` in decimal without going through `fmt`.
@@ -153,7 +158,12 @@ mod tests {
             b"99999999999:1:1:",
             b"1:99999999999999999999999:1:",
         ] {
-            assert_eq!(Stamp::parse(text), None, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(
+                Stamp::parse(text),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 }

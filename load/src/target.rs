@@ -66,7 +66,11 @@ impl Target {
             scheme,
             host: addr.ip().to_string(),
             addr,
-            path: if scheme.is_websocket() { "/ws".into() } else { String::new() },
+            path: if scheme.is_websocket() {
+                "/ws".into()
+            } else {
+                String::new()
+            },
         }
     }
 }
@@ -76,7 +80,9 @@ impl FromStr for Target {
 
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| LoadError::Target(format!("{url:?}: {why}"));
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected SCHEME://HOST:PORT"))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected SCHEME://HOST:PORT"))?;
         let scheme = match scheme {
             "tcp" => Scheme::Tcp,
             "tls" => Scheme::Tls,
@@ -98,7 +104,10 @@ impl FromStr for Target {
             .next()
             .ok_or_else(|| bad("host has no address"))?;
         let host = match authority.rsplit_once(':') {
-            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            Some((host, _)) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             None => authority.to_owned(),
         };
         let path = match (scheme.is_websocket(), path) {
@@ -128,9 +137,15 @@ mod tests {
     #[test]
     fn every_scheme_parses() {
         let t: Target = "tcp://127.0.0.1:1234".parse().unwrap();
-        assert_eq!((t.scheme, t.addr.port(), t.path.as_str()), (Scheme::Tcp, 1234, ""));
+        assert_eq!(
+            (t.scheme, t.addr.port(), t.path.as_str()),
+            (Scheme::Tcp, 1234, "")
+        );
         let t: Target = "wss://localhost:8443".parse().unwrap();
-        assert_eq!((t.scheme, t.host.as_str(), t.path.as_str()), (Scheme::Wss, "localhost", "/ws"));
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.path.as_str()),
+            (Scheme::Wss, "localhost", "/ws")
+        );
         let t: Target = "ws://[::1]:80/chat".parse().unwrap();
         assert_eq!((t.host.as_str(), t.path.as_str()), ("::1", "/chat"));
         let t: Target = "nats://127.0.0.1:4222".parse().unwrap();
@@ -140,7 +155,12 @@ mod tests {
 
     #[test]
     fn bad_targets_are_refused() {
-        for url in ["127.0.0.1:1", "http://127.0.0.1:1", "tcp://127.0.0.1", "tcp://127.0.0.1:1/x"] {
+        for url in [
+            "127.0.0.1:1",
+            "http://127.0.0.1:1",
+            "tcp://127.0.0.1",
+            "tcp://127.0.0.1:1/x",
+        ] {
             assert!(url.parse::<Target>().is_err(), "{url}");
         }
     }

@@ -41,7 +41,12 @@ pub struct Conn {
 
 impl Conn {
     /// Connects connection number `index`.
-    pub async fn open(target: &Target, index: usize, dial: &Dial, inbox: Inbox) -> Result<Conn, LoadError> {
+    pub async fn open(
+        target: &Target,
+        index: usize,
+        dial: &Dial,
+        inbox: Inbox,
+    ) -> Result<Conn, LoadError> {
         let (reader, writer) = side::open(target, index, dial).await?;
         Ok(Conn {
             scheme: target.scheme,
@@ -60,7 +65,12 @@ impl Conn {
     /// Enters a room: chat `JOIN room user` until our own `has joined`, or
     /// NATS `CONNECT` (+ `SUB subject` when given) until the `PONG` of a
     /// `PING`, which proves the server has processed the subscription.
-    pub async fn enter(&mut self, room: &str, user: &str, subject: Option<&str>) -> Result<(), LoadError> {
+    pub async fn enter(
+        &mut self,
+        room: &str,
+        user: &str,
+        subject: Option<&str>,
+    ) -> Result<(), LoadError> {
         let mut hello = Vec::new();
         if self.scheme.is_nats() {
             nats::encode_connect(&mut hello);

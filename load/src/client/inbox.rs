@@ -136,6 +136,9 @@ mod tests {
         inbox.frame(Frame::Ping, 0);
         inbox.frame(Frame::Pong, 0);
         inbox.frame(Frame::Err(b"'Slow Consumer'"), 0);
-        assert_eq!((inbox.pongs_due, inbox.pongs_seen, inbox.tally.errors), (1, 1, 1));
+        assert_eq!(
+            (inbox.pongs_due, inbox.pongs_seen, inbox.tally.errors),
+            (1, 1, 1)
+        );
     }
 }

@@ -65,7 +65,9 @@ mod tests {
             sources: 3,
             recv_buffer: None,
         };
-        let ips: Vec<_> = (0..4).map(|i| source_for(i, &dial, target).unwrap()).collect();
+        let ips: Vec<_> = (0..4)
+            .map(|i| source_for(i, &dial, target).unwrap())
+            .collect();
         assert_eq!(ips[0], FIRST_SOURCE);
         assert_eq!(ips[2], Ipv4Addr::new(127, 1, 0, 3));
         assert_eq!(ips[3], ips[0]);

@@ -92,12 +92,24 @@ mod tests {
             Ok(whole)
         };
         server.write_all(b"one\ntw").await.unwrap();
-        assert!(read_batch(&mut client, &mut carry, &mut take).await.unwrap());
+        assert!(
+            read_batch(&mut client, &mut carry, &mut take)
+                .await
+                .unwrap()
+        );
         assert_eq!(carry, b"tw");
         server.write_all(b"o\n").await.unwrap();
-        assert!(read_batch(&mut client, &mut carry, &mut take).await.unwrap());
+        assert!(
+            read_batch(&mut client, &mut carry, &mut take)
+                .await
+                .unwrap()
+        );
         drop(server);
-        assert!(!read_batch(&mut client, &mut carry, &mut take).await.unwrap());
+        assert!(
+            !read_batch(&mut client, &mut carry, &mut take)
+                .await
+                .unwrap()
+        );
         assert_eq!(seen, vec!["one\n", "two\n"]);
         assert!(carry.is_empty());
     }

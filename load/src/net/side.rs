@@ -49,7 +49,11 @@ pub enum WriteSide {
 }
 
 /// Connects connection number `index` to `target` and splits it.
-pub async fn open(target: &Target, index: usize, dial: &Dial) -> Result<(ReadSide, WriteSide), LoadError> {
+pub async fn open(
+    target: &Target,
+    index: usize,
+    dial: &Dial,
+) -> Result<(ReadSide, WriteSide), LoadError> {
     let tcp = dial::connect(target.addr, index, dial).await?;
     match target.scheme {
         Scheme::Tcp | Scheme::Nats => {
@@ -65,12 +69,16 @@ pub async fn open(target: &Target, index: usize, dial: &Dial) -> Result<(ReadSid
     }
 }
 
-async fn websocket(target: &Target, io: Pin<Box<dyn Io>>) -> Result<(ReadSide, WriteSide), LoadError> {
+async fn websocket(
+    target: &Target,
+    io: Pin<Box<dyn Io>>,
+) -> Result<(ReadSide, WriteSide), LoadError> {
     // The request names the server as the user typed it; TLS, if any, is
     // already below `io`, so the scheme here only shapes the request.
     let url = format!("ws://{}{}", target.addr, target.path);
     let config = WebSocketConfig::default().read_buffer_size(WS_READ_BUFFER);
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(url, io, Some(config)).await?;
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(url, io, Some(config)).await?;
     let (sink, stream) = ws.split();
     Ok((ReadSide::Ws(stream), WriteSide::Ws(sink)))
 }

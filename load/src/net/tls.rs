@@ -67,12 +67,13 @@ fn connector() -> Result<TlsConnector, LoadError> {
             let verifier = AcceptAnyCertificate {
                 algorithms: provider.signature_verification_algorithms,
             };
-            let config = ClientConfig::builder_with_provider(Arc::<CryptoProvider>::clone(&provider))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth();
+            let config =
+                ClientConfig::builder_with_provider(Arc::<CryptoProvider>::clone(&provider))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+                    .with_no_client_auth();
             Ok(TlsConnector::from(Arc::new(config)))
         })
         .clone()

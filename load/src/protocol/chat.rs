@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn lines_split_across_reads_are_joined() {
         let lines = lines_of(&[b"alice: hel", b"lo\r\nbob has jo", b"ined\r", b"\n"]);
-        assert_eq!(lines, vec![b"alice: hello".to_vec(), b"bob has joined".to_vec()]);
+        assert_eq!(
+            lines,
+            vec![b"alice: hello".to_vec(), b"bob has joined".to_vec()]
+        );
     }
 
     #[test]
@@ -101,7 +104,10 @@ mod tests {
                 text: b"1:2:3:xx"
             }
         );
-        assert_eq!(classify(b"u-1.x#y has joined"), ChatLine::Joined(b"u-1.x#y"));
+        assert_eq!(
+            classify(b"u-1.x#y has joined"),
+            ChatLine::Joined(b"u-1.x#y")
+        );
         assert_eq!(classify(b"bob has left"), ChatLine::Left(b"bob"));
         assert_eq!(classify(b"ERROR too slow"), ChatLine::Error(b"too slow"));
     }
@@ -127,7 +133,12 @@ mod tests {
             b"bob (private): hi",
             b"",
         ] {
-            assert_eq!(classify(line), ChatLine::Other, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                classify(line),
+                ChatLine::Other,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 }

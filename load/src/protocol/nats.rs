@@ -129,8 +129,7 @@ fn parse_size(field: &[u8]) -> Option<usize> {
         return None;
     }
     field.iter().try_fold(0usize, |n, &b| {
-        b.is_ascii_digit()
-            .then(|| n * 10 + usize::from(b - b'0'))
+        b.is_ascii_digit().then(|| n * 10 + usize::from(b - b'0'))
     })
 }
 
@@ -227,7 +226,11 @@ mod tests {
         let wire = b"MSG room.0 1 12\r\nhello\r\nworld\r\nPING\r\n";
         for cut in 1..wire.len() {
             let frames = frames_of(&[&wire[..cut], &wire[cut..]]);
-            assert_eq!(frames, vec!["MSG room.0 1 hello\r\nworld", "Ping"], "cut at {cut}");
+            assert_eq!(
+                frames,
+                vec!["MSG room.0 1 hello\r\nworld", "Ping"],
+                "cut at {cut}"
+            );
         }
     }
 
@@ -239,7 +242,8 @@ mod tests {
 
     #[test]
     fn control_frames_are_recognised_in_any_case() {
-        let frames = frames_of(&[b"INFO {\"x\":1}\r\n+OK\r\nping\r\nPONG\r\n-ERR 'Slow Consumer'\r\n"]);
+        let frames =
+            frames_of(&[b"INFO {\"x\":1}\r\n+OK\r\nping\r\nPONG\r\n-ERR 'Slow Consumer'\r\n"]);
         assert_eq!(
             frames,
             vec![
@@ -258,13 +262,22 @@ mod tests {
             next_frame(b"MSG a 1 3\r\nabcd\r\n"),
             Err(NatsError::BadMsg(_))
         ));
-        assert!(matches!(next_frame(b"MSG a 1 x\r\n"), Err(NatsError::BadMsg(_))));
-        assert!(matches!(next_frame(b"MSG a\r\n"), Err(NatsError::BadMsg(_))));
+        assert!(matches!(
+            next_frame(b"MSG a 1 x\r\n"),
+            Err(NatsError::BadMsg(_))
+        ));
+        assert!(matches!(
+            next_frame(b"MSG a\r\n"),
+            Err(NatsError::BadMsg(_))
+        ));
     }
 
     #[test]
     fn unknown_operation_and_endless_line_are_errors() {
-        assert!(matches!(next_frame(b"HELLO\r\n"), Err(NatsError::UnknownOp(_))));
+        assert!(matches!(
+            next_frame(b"HELLO\r\n"),
+            Err(NatsError::UnknownOp(_))
+        ));
         let endless = vec![b'x'; MAX_CONTROL_LINE + 1];
         assert_eq!(next_frame(&endless), Err(NatsError::LineTooLong));
         assert_eq!(next_frame(b"PIN"), Ok(None));

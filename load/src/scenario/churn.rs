@@ -107,13 +107,16 @@ pub async fn run(plan: &ChurnPlan, probe: Probe) -> Result<Report, LoadError> {
     tokio::time::sleep(SETTLE).await;
     let end = probe.snapshot();
     let cpu = CpuUse::between(&baseline, &after);
-    let memory = baseline.server_rss.zip(end.server_rss).map(|(base, end_rss)| Memory {
-        baseline_bytes: base,
-        loaded_bytes: sampler::peak_rss(&samples).unwrap_or(end_rss),
-        peak_bytes: sampler::peak_rss(&samples).unwrap_or(end_rss),
-        end_bytes: end_rss,
-        per_connection_bytes: None,
-    });
+    let memory = baseline
+        .server_rss
+        .zip(end.server_rss)
+        .map(|(base, end_rss)| Memory {
+            baseline_bytes: base,
+            loaded_bytes: sampler::peak_rss(&samples).unwrap_or(end_rss),
+            peak_bytes: sampler::peak_rss(&samples).unwrap_or(end_rss),
+            end_bytes: end_rss,
+            per_connection_bytes: None,
+        });
     let rss_returned = memory
         .map(|m| m.end_bytes <= m.baseline_bytes + RSS_SLACK_BYTES.max(m.baseline_bytes / 20));
     Ok(Report {
@@ -185,9 +188,16 @@ async fn visit_once(ctx: &Ctx, w: usize, visit: usize) -> Result<Tally, LoadErro
     let tally = Tally::new(sender, 1, Some(ctx.latencies.recorder(w)));
     let mut conn = {
         let _permit = ctx.pacer.admit().await;
-        let mut conn = Conn::open(&plan.target, index, &plan.setup.dial, Inbox::new(&user, tally)).await?;
+        let mut conn = Conn::open(
+            &plan.target,
+            index,
+            &plan.setup.dial,
+            Inbox::new(&user, tally),
+        )
+        .await?;
         let subject = names::subject(ctx.run, room);
-        conn.enter(&names::room(ctx.run, room), &user, Some(&subject)).await?;
+        conn.enter(&names::room(ctx.run, room), &user, Some(&subject))
+            .await?;
         conn
     };
     let encoder = if plan.target.scheme.is_nats() {

@@ -258,7 +258,9 @@ pub async fn assemble(plan: CrowdPlan) -> Result<Crowd, LoadError> {
     let publishers: Vec<_> = (0..plan.publishers())
         .map(|i| tokio::spawn(publisher(ctx.clone(), i / plan.senders, i % plan.senders)))
         .collect();
-    let slow = plan.slow_reader.then(|| tokio::spawn(slow_reader(ctx.clone())));
+    let slow = plan
+        .slow_reader
+        .then(|| tokio::spawn(slow_reader(ctx.clone())));
     drop(ctx);
 
     let expected = plan.connections();
@@ -397,7 +399,11 @@ async fn member(ctx: Arc<Ctx>, room: usize, user: usize) -> MemberOutcome {
     let name = names::user(index);
     let mut inbox = Inbox::new(
         &name,
-        Tally::new(first_sender, plan.senders as u32, Some(ctx.latencies.recorder(index))),
+        Tally::new(
+            first_sender,
+            plan.senders as u32,
+            Some(ctx.latencies.recorder(index)),
+        ),
     );
     if room == 0 {
         inbox.watch = ctx.watch.clone();
@@ -406,7 +412,8 @@ async fn member(ctx: Arc<Ctx>, room: usize, user: usize) -> MemberOutcome {
         let _permit = ctx.pacer.admit().await;
         let mut conn = Conn::open(&plan.target, index, &plan.setup.dial, inbox).await?;
         let subject = names::subject(ctx.run, room);
-        conn.enter(&names::room(ctx.run, room), &name, Some(&subject)).await?;
+        conn.enter(&names::room(ctx.run, room), &name, Some(&subject))
+            .await?;
         Ok::<_, LoadError>(conn)
     }
     .await;
@@ -502,7 +509,8 @@ async fn slow_reader(ctx: Arc<Ctx>) -> SlowOutcome {
         let inbox = Inbox::new(&name, Tally::new(0, plan.senders as u32, None));
         let mut conn = Conn::open(&plan.target, index, &dial, inbox).await?;
         let subject = names::subject(ctx.run, 0);
-        conn.enter(&names::room(ctx.run, 0), &name, Some(&subject)).await?;
+        conn.enter(&names::room(ctx.run, 0), &name, Some(&subject))
+            .await?;
         Ok::<_, LoadError>(conn)
     }
     .await;

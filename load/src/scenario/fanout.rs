@@ -65,13 +65,20 @@ pub async fn run(plan: &FanoutPlan, probe: Probe, scenario: &str) -> Result<Fano
     };
     let (errors, first_error) = finished.errors();
     let connections = c.connections();
-    let memory = loaded.server_rss.zip(baseline.server_rss).map(|(loaded_rss, base)| Memory {
-        baseline_bytes: base,
-        loaded_bytes: loaded_rss,
-        peak_bytes: sampler::peak_rss(&samples).unwrap_or(loaded_rss).max(loaded_rss),
-        end_bytes: end.server_rss.unwrap_or(0),
-        per_connection_bytes: Some(loaded_rss.saturating_sub(base) as f64 / connections.max(1) as f64),
-    });
+    let memory = loaded
+        .server_rss
+        .zip(baseline.server_rss)
+        .map(|(loaded_rss, base)| Memory {
+            baseline_bytes: base,
+            loaded_bytes: loaded_rss,
+            peak_bytes: sampler::peak_rss(&samples)
+                .unwrap_or(loaded_rss)
+                .max(loaded_rss),
+            end_bytes: end.server_rss.unwrap_or(0),
+            per_connection_bytes: Some(
+                loaded_rss.saturating_sub(base) as f64 / connections.max(1) as f64,
+            ),
+        });
     let report = Report {
         scenario: scenario.to_owned(),
         target: c.target.to_string(),

@@ -62,13 +62,20 @@ pub async fn run(plan: &IdlePlan, probe: Probe) -> Result<Report, LoadError> {
     tokio::time::sleep(SETTLE).await;
     let end = probe.snapshot();
     let (errors, first_error) = finished.errors();
-    let memory = baseline.server_rss.zip(loaded.server_rss).map(|(base, loaded_rss)| Memory {
-        baseline_bytes: base,
-        loaded_bytes: loaded_rss,
-        peak_bytes: sampler::peak_rss(&samples).unwrap_or(loaded_rss).max(loaded_rss),
-        end_bytes: end.server_rss.unwrap_or(0),
-        per_connection_bytes: Some(loaded_rss.saturating_sub(base) as f64 / connections.max(1) as f64),
-    });
+    let memory = baseline
+        .server_rss
+        .zip(loaded.server_rss)
+        .map(|(base, loaded_rss)| Memory {
+            baseline_bytes: base,
+            loaded_bytes: loaded_rss,
+            peak_bytes: sampler::peak_rss(&samples)
+                .unwrap_or(loaded_rss)
+                .max(loaded_rss),
+            end_bytes: end.server_rss.unwrap_or(0),
+            per_connection_bytes: Some(
+                loaded_rss.saturating_sub(base) as f64 / connections.max(1) as f64,
+            ),
+        });
     Ok(Report {
         scenario: "idle".into(),
         target: plan.target.to_string(),

@@ -45,7 +45,8 @@ async fn sample(probe: Probe, delivered: impl Fn() -> u64, stop: CancellationTok
             () = stop.cancelled() => return samples,
         }
         let now = probe.snapshot();
-        let since = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?).as_secs_f64());
+        let since =
+            |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?).as_secs_f64());
         samples.push(Sample {
             t_s: began.elapsed().as_secs_f64(),
             delivered: delivered(),

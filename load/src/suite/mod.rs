@@ -9,7 +9,12 @@ use crate::error::LoadError;
 /// Pins this process and all its threads to `core` with `taskset`.
 pub fn pin_self(core: usize) -> Result<(), LoadError> {
     let status = Command::new("taskset")
-        .args(["-a", "-cp", &core.to_string(), &std::process::id().to_string()])
+        .args([
+            "-a",
+            "-cp",
+            &core.to_string(),
+            &std::process::id().to_string(),
+        ])
         .stdout(std::process::Stdio::null())
         .status()?;
     if status.success() {
