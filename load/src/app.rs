@@ -1,7 +1,6 @@
 //! Runs one subcommand: resolves the server (given or spawned), turns the
 //! arguments into a plan, runs it, prints and saves the report.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{
@@ -232,9 +231,4 @@ fn churn_plan(c: &ChurnCommand, target: Target, setup: Setup) -> ChurnPlan {
         duration: secs(c.duration),
         setup,
     }
-}
-
-/// Where a report's JSON goes by default in the suite.
-pub fn json_path(dir: &std::path::Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.json"))
 }

@@ -54,7 +54,7 @@ pub enum NatsError {
 
 /// Parses the frame at the start of `buf`: the frame and the bytes it took,
 /// or `None` when more input is needed.
-pub fn next_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, NatsError> {
+pub fn next_frame(buf: &[u8]) -> Result<Parsed<'_>, NatsError> {
     let Some(end) = memchr::memchr(b'\n', buf) else {
         return if buf.len() > MAX_CONTROL_LINE {
             Err(NatsError::LineTooLong)
@@ -89,13 +89,11 @@ pub fn next_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, NatsError> {
     Ok(Some((frame, after_line)))
 }
 
+/// A parsed frame and the bytes it took, or `None` for "incomplete".
+type Parsed<'a> = Option<(Frame<'a>, usize)>;
+
 /// Parses `MSG` arguments; `rest` is what follows the control line.
-#[allow(clippy::type_complexity)]
-fn parse_msg<'a>(
-    args: &'a [u8],
-    rest: &'a [u8],
-    line_len: usize,
-) -> Result<Option<(Frame<'a>, usize)>, ()> {
+fn parse_msg<'a>(args: &'a [u8], rest: &'a [u8], line_len: usize) -> Result<Parsed<'a>, ()> {
     let mut fields = args
         .split(|&b| b == b' ' || b == b'\t')
         .filter(|f| !f.is_empty());
