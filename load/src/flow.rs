@@ -4,8 +4,10 @@
 //! of the room has not yet received. Each receiver publishes its count after
 //! every read batch; a sender claims credit against the slowest receiver.
 //! Finding the slowest costs a scan of the room, so the sender remembers
-//! which receiver it was and rescans only when that one has moved; while
-//! blocked it is woken by that receiver alone.
+//! which receiver it was and rescans only when that one has moved. A blocked
+//! sender is woken by any receiver's progress (a wake-up then costs one
+//! comparison); waking it only for the remembered slowest receiver was
+//! measured to leave it asleep for whole recheck periods.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -39,7 +41,7 @@ pub struct Flow {
     slowest: AtomicUsize,
     /// Its count at that time, the room's floor.
     floor: AtomicU64,
-    /// Senders blocked and wanting a wake-up from the slowest receiver.
+    /// Senders blocked and wanting a wake-up on progress.
     waiting: AtomicUsize,
     /// Wakes the blocked senders.
     wake: Notify,
@@ -67,7 +69,7 @@ impl Flow {
     /// Publishes receiver `i`'s count (or [`GONE`]).
     pub fn record(&self, i: usize, received: u64) {
         self.received[i].0.store(received, Ordering::Release);
-        if self.waiting.load(Ordering::Acquire) > 0 && self.slowest.load(Ordering::Relaxed) == i {
+        if self.waiting.load(Ordering::Acquire) > 0 {
             self.wake.notify_waiters();
         }
     }
@@ -120,6 +122,7 @@ impl Flow {
             self.waiting.fetch_add(1, Ordering::SeqCst);
             if self.room_for() < least {
                 tokio::select! {
+                    biased;
                     () = &mut woken => {}
                     () = stop.cancelled() => {}
                     () = tokio::time::sleep(RECHECK) => {}
