@@ -90,6 +90,29 @@ pub struct Memory {
     pub per_connection_bytes: Option<f64>,
 }
 
+impl Memory {
+    /// Memory of a run with `connections` connections: RSS before them,
+    /// once they had joined, the highest sampled, and at the end.
+    pub fn of_run(
+        base: u64,
+        loaded: u64,
+        samples: &[Sample],
+        end: Option<u64>,
+        connections: usize,
+    ) -> Memory {
+        let peak = samples.iter().filter_map(|s| s.server_rss_bytes).max();
+        Memory {
+            baseline_bytes: base,
+            loaded_bytes: loaded,
+            peak_bytes: peak.unwrap_or(loaded).max(loaded),
+            end_bytes: end.unwrap_or(0),
+            per_connection_bytes: Some(
+                loaded.saturating_sub(base) as f64 / connections.max(1) as f64,
+            ),
+        }
+    }
+}
+
 /// Figures at one moment of the run.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Sample {

@@ -408,15 +408,7 @@ async fn member(ctx: Arc<Ctx>, room: usize, user: usize) -> MemberOutcome {
     if room == 0 {
         inbox.watch = ctx.watch.clone();
     }
-    let entered = async {
-        let _permit = ctx.pacer.admit().await;
-        let mut conn = Conn::open(&plan.target, index, &plan.setup.dial, inbox).await?;
-        let subject = names::subject(ctx.run, room);
-        conn.enter(&names::room(ctx.run, room), &name, Some(&subject))
-            .await?;
-        Ok::<_, LoadError>(conn)
-    }
-    .await;
+    let entered = enter(&ctx, index, &name, room, &plan.setup.dial, inbox, true).await;
     let mut conn = match entered {
         Ok(conn) => conn,
         Err(e) => {
@@ -456,13 +448,16 @@ async fn member(ctx: Arc<Ctx>, room: usize, user: usize) -> MemberOutcome {
 async fn publisher(ctx: Arc<Ctx>, room: usize, sender: usize) {
     let plan = &ctx.plan;
     let index = plan.rooms * plan.users + room * plan.senders + sender;
-    let entered = async {
-        let _permit = ctx.pacer.admit().await;
-        let inbox = Inbox::new("", Tally::new(0, 0, None));
-        let mut conn = Conn::open(&plan.target, index, &plan.setup.dial, inbox).await?;
-        conn.enter("", "publisher", None).await?;
-        Ok::<_, LoadError>(conn)
-    }
+    let inbox = Inbox::new("", Tally::new(0, 0, None));
+    let entered = enter(
+        &ctx,
+        index,
+        "publisher",
+        room,
+        &plan.setup.dial,
+        inbox,
+        false,
+    )
     .await;
     let mut conn = match entered {
         Ok(conn) => conn,
@@ -476,6 +471,26 @@ async fn publisher(ctx: Arc<Ctx>, room: usize, sender: usize) {
     let _ = ctx.ready.send(Ok(()));
     // Keeps answering the server's PINGs until the end.
     let _ = conn.receive_until(&ctx.controls.stop_receiving, None).await;
+}
+
+/// Connects connection `index` at the crowd's pace and enters `room` as
+/// `name`; on NATS it subscribes to the room's subject when `subscribe`.
+async fn enter(
+    ctx: &Ctx,
+    index: usize,
+    name: &str,
+    room: usize,
+    dial: &Dial,
+    inbox: Inbox,
+    subscribe: bool,
+) -> Result<Conn, LoadError> {
+    let _permit = ctx.pacer.admit().await;
+    let mut conn = Conn::open(&ctx.plan.target, index, dial, inbox).await?;
+    let subject = names::subject(ctx.run, room);
+    let subject = subscribe.then_some(subject.as_str());
+    conn.enter(&names::room(ctx.run, room), name, subject)
+        .await?;
+    Ok(conn)
 }
 
 fn spawn_sender(ctx: &Ctx, conn: &Conn, room: usize, sender: usize, encoder: Encoder) {
@@ -504,16 +519,8 @@ async fn slow_reader(ctx: Arc<Ctx>) -> SlowOutcome {
         recv_buffer: Some(SLOW_RECV_BUFFER),
         ..plan.setup.dial
     };
-    let entered = async {
-        let _permit = ctx.pacer.admit().await;
-        let inbox = Inbox::new(&name, Tally::new(0, plan.senders as u32, None));
-        let mut conn = Conn::open(&plan.target, index, &dial, inbox).await?;
-        let subject = names::subject(ctx.run, 0);
-        conn.enter(&names::room(ctx.run, 0), &name, Some(&subject))
-            .await?;
-        Ok::<_, LoadError>(conn)
-    }
-    .await;
+    let inbox = Inbox::new(&name, Tally::new(0, plan.senders as u32, None));
+    let entered = enter(&ctx, index, &name, 0, &dial, inbox, true).await;
     let mut conn = match entered {
         Ok(conn) => conn,
         Err(e) => {

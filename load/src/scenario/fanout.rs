@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::crowd::{self, CrowdPlan, Finished};
-use super::sampler::{self, Sampler};
+use super::sampler::Sampler;
 use crate::clock::now_nanos;
 use crate::error::LoadError;
 use crate::latency::Percentiles;
@@ -65,20 +65,10 @@ pub async fn run(plan: &FanoutPlan, probe: Probe, scenario: &str) -> Result<Fano
     };
     let (errors, first_error) = finished.errors();
     let connections = c.connections();
-    let memory = loaded
+    let memory = baseline
         .server_rss
-        .zip(baseline.server_rss)
-        .map(|(loaded_rss, base)| Memory {
-            baseline_bytes: base,
-            loaded_bytes: loaded_rss,
-            peak_bytes: sampler::peak_rss(&samples)
-                .unwrap_or(loaded_rss)
-                .max(loaded_rss),
-            end_bytes: end.server_rss.unwrap_or(0),
-            per_connection_bytes: Some(
-                loaded_rss.saturating_sub(base) as f64 / connections.max(1) as f64,
-            ),
-        });
+        .zip(loaded.server_rss)
+        .map(|(base, loaded)| Memory::of_run(base, loaded, &samples, end.server_rss, connections));
     let report = Report {
         scenario: scenario.to_owned(),
         target: c.target.to_string(),

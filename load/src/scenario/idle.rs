@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::crowd::{self, CrowdPlan};
-use super::sampler::{self, Sampler};
+use super::sampler::Sampler;
 use crate::error::LoadError;
 use crate::probe::{CpuUse, Probe};
 use crate::report::{Memory, Report};
@@ -65,17 +65,7 @@ pub async fn run(plan: &IdlePlan, probe: Probe) -> Result<Report, LoadError> {
     let memory = baseline
         .server_rss
         .zip(loaded.server_rss)
-        .map(|(base, loaded_rss)| Memory {
-            baseline_bytes: base,
-            loaded_bytes: loaded_rss,
-            peak_bytes: sampler::peak_rss(&samples)
-                .unwrap_or(loaded_rss)
-                .max(loaded_rss),
-            end_bytes: end.server_rss.unwrap_or(0),
-            per_connection_bytes: Some(
-                loaded_rss.saturating_sub(base) as f64 / connections.max(1) as f64,
-            ),
-        });
+        .map(|(base, loaded)| Memory::of_run(base, loaded, &samples, end.server_rss, connections));
     Ok(Report {
         scenario: "idle".into(),
         target: plan.target.to_string(),

@@ -42,6 +42,15 @@ fn kib_per_conn(r: &Report) -> Option<f64> {
     Some(r.memory?.per_connection_bytes? / 1024.0)
 }
 
+/// A target stated as chatgate tcp / nats-server on one row.
+struct RatioTarget {
+    id: &'static str,
+    title: &'static str,
+    metric: fn(&Report) -> Option<f64>,
+    unit: &'static str,
+    ok: fn(f64) -> bool,
+}
+
 /// One line of the targets table.
 struct Verdict {
     target: String,
@@ -68,65 +77,61 @@ fn show_ratio(r: Option<f64>) -> String {
 
 fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
     let mut out = Vec::new();
-    let pair = |id: &str, f: fn(&Report) -> Option<f64>| {
-        (
-            spread(find(results, id, TCP), f),
-            spread(find(results, id, NATS), f),
-        )
-    };
-    let (cg, nats) = pair("fanout-1x1000", rate);
-    let r = ratio(cg, nats);
-    out.push(judge(
-        "Fan-out 1×1000, TCP: delivered msgs/s ≥ 1.5 × nats-server",
-        format!(
-            "{} vs {} msgs/s = {}",
-            show(cg, 0),
-            show(nats, 0),
-            show_ratio(r)
-        ),
-        r,
-        |r| r >= 1.5,
-    ));
-    let (cg, nats) = pair("fanout-1x1000", ns_per_msg);
-    let r = ratio(cg, nats);
-    out.push(judge(
-        "Fan-out 1×1000, TCP: server CPU per delivery ≤ 0.5 × nats-server",
-        format!(
-            "{} vs {} ns = {}",
-            show(cg, 0),
-            show(nats, 0),
-            show_ratio(r)
-        ),
-        r,
-        |r| r <= 0.5,
-    ));
-    let (cg, nats) = pair("fixed-5000-1x1000", ns_per_msg);
-    let r = ratio(cg, nats);
-    out.push(judge(
-        "5,000 msgs/s into 1×1000: server CPU per delivery ≤ 0.5 × nats-server",
-        format!(
-            "{} vs {} ns = {}",
-            show(cg, 0),
-            show(nats, 0),
-            show_ratio(r)
-        ),
-        r,
-        |r| r <= 0.5,
-    ));
-    for id in ["fanout-1x100", "fanout-100x10"] {
-        let (cg, nats) = pair(id, rate);
+    let ratios = [
+        RatioTarget {
+            id: "fanout-1x1000",
+            title: "Fan-out 1×1000, TCP: delivered msgs/s ≥ 1.5 × nats-server",
+            metric: rate,
+            unit: "msgs/s",
+            ok: |r| r >= 1.5,
+        },
+        RatioTarget {
+            id: "fanout-1x1000",
+            title: "Fan-out 1×1000, TCP: server CPU per delivery ≤ 0.5 × nats-server",
+            metric: ns_per_msg,
+            unit: "ns",
+            ok: |r| r <= 0.5,
+        },
+        RatioTarget {
+            id: "fixed-5000-1x1000",
+            title: "5,000 msgs/s into 1×1000: server CPU per delivery ≤ 0.5 × nats-server",
+            metric: ns_per_msg,
+            unit: "ns",
+            ok: |r| r <= 0.5,
+        },
+        RatioTarget {
+            id: "fanout-1x100",
+            title: "Fan-out 1×100: delivered msgs/s ≥ nats-server",
+            metric: rate,
+            unit: "msgs/s",
+            ok: |r| r >= 1.0,
+        },
+        RatioTarget {
+            id: "fanout-100x10",
+            title: "Fan-out 100×10: delivered msgs/s ≥ nats-server",
+            metric: rate,
+            unit: "msgs/s",
+            ok: |r| r >= 1.0,
+        },
+    ];
+    for RatioTarget {
+        id,
+        title,
+        metric,
+        unit,
+        ok,
+    } in ratios
+    {
+        let cg = spread(find(results, id, TCP), metric);
+        let nats = spread(find(results, id, NATS), metric);
         let r = ratio(cg, nats);
-        out.push(judge(
-            &format!("{id}: delivered msgs/s ≥ nats-server"),
-            format!(
-                "{} vs {} msgs/s = {}",
-                show(cg, 0),
-                show(nats, 0),
-                show_ratio(r)
-            ),
-            r,
-            |r| r >= 1.0,
-        ));
+        let measured = format!(
+            "{} vs {} {unit} = {}",
+            show(cg, 0),
+            show(nats, 0),
+            show_ratio(r)
+        );
+        out.push(judge(title, measured, r, ok));
     }
     for (server, bound) in [(TCP, 1000.0), ("chatgate ws", 2000.0)] {
         let row = find(results, "latency-1000-1x100", server);
