@@ -14,6 +14,11 @@ pub const ROOM_SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 /// Offered messages per second into one room of 100 for the latency plot.
 pub const LATENCY_RATES: [f64; 4] = [1_000.0, 5_000.0, 20_000.0, 50_000.0];
 
+/// Messages per second into one room of 1,000 for the CPU-per-delivery
+/// comparison at a load both servers carry: 5,000 (5 M deliveries/s)
+/// saturated both on the 2-core machine, 1,000 leaves each most of a core.
+pub const FIXED_RATE: f64 = 1_000.0;
+
 /// Idle connections held at once.
 pub const IDLE_CONNECTIONS: usize = 10_000;
 
@@ -159,10 +164,14 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
     }
     add("fanout-100x10".into(), Work::Fanout(max(100, 10)), &both);
     let fixed = Shape {
-        rate: Some(5_000.0),
+        rate: Some(FIXED_RATE),
         ..max(1, 1_000)
     };
-    add("fixed-5000-1x1000".into(), Work::Fanout(fixed), &both);
+    add(
+        format!("fixed-{FIXED_RATE:.0}-1x1000"),
+        Work::Fanout(fixed),
+        &both,
+    );
     for &rate in &LATENCY_RATES {
         let shape = Shape {
             rate: Some(rate),
