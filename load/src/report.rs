@@ -131,8 +131,11 @@ pub struct Sample {
 /// What the slow-reader scenario found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SlowStats {
-    /// The server dropped the slow member.
+    /// The server dropped the slow member during the run: the room saw it
+    /// leave (chat), or its connection was closed (NATS).
     pub dropped: bool,
+    /// Its connection was closed by the time it read again after the run.
+    pub closed_by_end: bool,
     /// Seconds from the start until the room saw it leave (chat only).
     pub dropped_after_s: Option<f64>,
     /// The first error line it was sent, if it read one.

@@ -41,7 +41,14 @@ pub async fn run(plan: &FanoutPlan, probe: Probe) -> Result<Report, LoadError> {
     let mut report = slow.report;
     // The slow member's own errors are the expected outcome, not a fault.
     report.slow = Some(SlowStats {
-        dropped: outcome.closed || dropped_after_s.is_some(),
+        // On chat the room's `has left` line is the evidence; NATS says
+        // nothing to the others, so there the closed connection is.
+        dropped: if plan.crowd.target.scheme.is_nats() {
+            outcome.closed
+        } else {
+            dropped_after_s.is_some()
+        },
+        closed_by_end: outcome.closed,
         dropped_after_s,
         error: outcome.error,
         rss_growth_bytes,
