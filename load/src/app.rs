@@ -1,0 +1,234 @@
+//! Runs one subcommand: resolves the server (given or spawned), turns the
+//! arguments into a plan, runs it, prints and saves the report.
+
+use std::time::Duration;
+
+use crate::cli::{
+    ChurnCommand, Command, IdleCommand, LoadCommand, ServerArgs, SpawnKind, Transport,
+};
+use crate::error::LoadError;
+use crate::launch::{self, ServerProcess};
+use crate::net::dial::Dial;
+use crate::probe::Probe;
+use crate::report::Report;
+use crate::scenario::churn::{self, ChurnPlan};
+use crate::scenario::crowd::CrowdPlan;
+use crate::scenario::fanout::{self, FanoutPlan};
+use crate::scenario::idle::{self, IdlePlan};
+use crate::scenario::slow_reader;
+use crate::setup::Setup;
+use crate::target::{Scheme, Target};
+
+/// The default in-flight window: 64 KiB of payload per room.
+pub const DEFAULT_WINDOW_BYTES: u64 = 64 * 1024;
+
+/// Defaults of a load subcommand where they differ by scenario.
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    users: usize,
+    rate: f64,
+    duration: f64,
+}
+
+/// Runs a scenario subcommand (not the suite) and returns its report.
+pub async fn run(command: Command) -> Result<Report, LoadError> {
+    match command {
+        Command::Fanout(c) => {
+            let defaults = Defaults {
+                users: 100,
+                rate: 0.0,
+                duration: 5.0,
+            };
+            with_server(&c.server.clone(), |target, probe, setup| async move {
+                let plan = fanout_plan(&c, target, setup, defaults);
+                Ok(fanout::run(&plan, probe, "fanout").await?.report)
+            })
+            .await
+        }
+        Command::Latency(c) => {
+            let defaults = Defaults {
+                users: 100,
+                rate: 1000.0,
+                duration: 5.0,
+            };
+            with_server(&c.server.clone(), |target, probe, setup| async move {
+                let plan = fanout_plan(&c, target, setup, defaults);
+                Ok(fanout::run(&plan, probe, "latency").await?.report)
+            })
+            .await
+        }
+        Command::SlowReader(c) => {
+            let defaults = Defaults {
+                users: 10,
+                rate: 0.0,
+                duration: 5.0,
+            };
+            with_server(&c.server.clone(), |target, probe, setup| async move {
+                let plan = fanout_plan(&c, target, setup, defaults);
+                slow_reader::run(&plan, probe).await
+            })
+            .await
+        }
+        Command::Idle(c) => {
+            with_server(&c.server.clone(), |target, probe, setup| async move {
+                idle::run(&idle_plan(&c, target, setup), probe).await
+            })
+            .await
+        }
+        Command::Churn(c) => {
+            with_server(&c.server.clone(), |target, probe, setup| async move {
+                churn::run(&churn_plan(&c, target, setup), probe).await
+            })
+            .await
+        }
+        Command::Suite(_) => Err(LoadError::Scenario(
+            "the suite runs through suite::run".into(),
+        )),
+    }
+}
+
+/// Resolves the target and probe, runs `scenario`, stops a spawned server,
+/// prints the report and writes its JSON.
+async fn with_server<F, Fut>(args: &ServerArgs, scenario: F) -> Result<Report, LoadError>
+where
+    F: FnOnce(Target, Probe, Setup) -> Fut,
+    Fut: Future<Output = Result<Report, LoadError>>,
+{
+    let (target, probe, mut spawned) = resolve(args)?;
+    let setup = Setup {
+        dial: Dial {
+            sources: args.sources,
+            recv_buffer: None,
+        },
+        concurrency: args.setup_concurrency,
+        rate: (args.connect_rate > 0.0).then_some(args.connect_rate),
+    };
+    let result = scenario(target, probe, setup).await;
+    if let Some(server) = &mut spawned {
+        server.stop();
+    }
+    let report = result?;
+    print!("{report}");
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+    }
+    Ok(report)
+}
+
+/// The target, the probe, and the server process if one was started.
+fn resolve(args: &ServerArgs) -> Result<(Target, Probe, Option<ServerProcess>), LoadError> {
+    match args.spawn {
+        None => {
+            let url = args
+                .target
+                .as_deref()
+                .ok_or_else(|| LoadError::Target("give --target or --spawn".into()))?;
+            Ok((
+                url.parse()?,
+                Probe {
+                    server: args.server_pid,
+                },
+                None,
+            ))
+        }
+        Some(SpawnKind::Nats) => {
+            let bin = match &args.server_bin {
+                Some(bin) => bin.clone(),
+                None => launch::find_nats_server()
+                    .ok_or_else(|| LoadError::Server("nats-server not found".into()))?,
+            };
+            let server = launch::start_nats(&bin, args.server_core)?;
+            let addr = server.addr("nats").expect("nats listener is known");
+            let probe = Probe {
+                server: Some(server.pid()),
+            };
+            Ok((Target::at(Scheme::Nats, addr), probe, Some(server)))
+        }
+        Some(SpawnKind::Chatgate) => {
+            let bin = args
+                .server_bin
+                .clone()
+                .unwrap_or_else(|| launch::release_binary(&launch::workspace_root()));
+            let (kind, scheme, flag) = match args.transport {
+                Transport::Tcp => ("tcp", Scheme::Tcp, "--tcp"),
+                Transport::Tls => ("tls", Scheme::Tls, "--tls"),
+                Transport::Ws => ("http", Scheme::Ws, "--http"),
+                Transport::Wss => ("https", Scheme::Wss, "--https"),
+            };
+            let server =
+                launch::start_chatgate(&bin, &chatgate_args(&bin, flag), args.server_core)?;
+            let addr = server
+                .addr(kind)
+                .ok_or_else(|| LoadError::Server(format!("chatgate has no {kind} listener")))?;
+            let probe = Probe {
+                server: Some(server.pid()),
+            };
+            Ok((Target::at(scheme, addr), probe, Some(server)))
+        }
+    }
+}
+
+/// chatgate's benchmark flags: every listener it has on loopback port 0,
+/// no rate or per-address limit (all load comes from one host).
+pub fn chatgate_args(bin: &std::path::Path, wanted: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["--rate", "0", "--max-per-ip", "0"]
+        .map(String::from)
+        .into();
+    for flag in ["--tcp", "--tls", "--http", "--https"] {
+        if flag == "--tcp" || flag == wanted || launch::chatgate_has_flag(bin, flag) {
+            let value = if flag == "--tcp" || flag == wanted {
+                "127.0.0.1:0"
+            } else {
+                "off"
+            };
+            args.extend([flag.to_owned(), value.to_owned()]);
+        }
+    }
+    args
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn fanout_plan(c: &LoadCommand, target: Target, setup: Setup, d: Defaults) -> FanoutPlan {
+    let payload = c.payload.unwrap_or(64).max(1);
+    let window_bytes = c.window.unwrap_or(DEFAULT_WINDOW_BYTES);
+    let rate = c.rate.unwrap_or(d.rate);
+    FanoutPlan {
+        crowd: CrowdPlan {
+            target,
+            rooms: c.rooms.unwrap_or(1).max(1),
+            users: c.users.unwrap_or(d.users).max(1),
+            senders: c.senders.unwrap_or(1).max(1),
+            payload,
+            room_rate: (rate > 0.0).then_some(rate),
+            window: (window_bytes / payload as u64).max(1),
+            slow_reader: false,
+            setup,
+        },
+        duration: secs(c.duration.unwrap_or(d.duration)),
+    }
+}
+
+fn idle_plan(c: &IdleCommand, target: Target, setup: Setup) -> IdlePlan {
+    IdlePlan {
+        target,
+        connections: c.connections.max(1),
+        room_size: c.room_size,
+        hold: secs(c.hold),
+        setup,
+    }
+}
+
+fn churn_plan(c: &ChurnCommand, target: Target, setup: Setup) -> ChurnPlan {
+    ChurnPlan {
+        target,
+        workers: c.workers.max(1),
+        rooms: c.rooms.max(1),
+        messages: c.messages.max(1),
+        payload: c.payload,
+        duration: secs(c.duration),
+        setup,
+    }
+}

@@ -1,0 +1,329 @@
+//! The benchmark suite: every scenario against chatgate and nats-server,
+//! several runs each, written up as `BENCHMARKS.md` with SVG plots.
+//!
+//! The suite builds chatgate in release mode, pins itself to the generator
+//! core and each server to the server core, and starts a fresh server for
+//! every run, so memory figures start from a clean baseline. Servers are
+//! stopped by PID after each run.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`plan`] | the rows: scenarios, sizes, servers |
+//! | [`stats`] | medians and ranges |
+//! | [`machine`] | the machine and versions for the header |
+//! | [`markdown`] | `BENCHMARKS.md` and its target verdicts |
+//! | [`plot`] | the SVG plots |
+
+pub mod machine;
+pub mod markdown;
+pub mod plan;
+pub mod plot;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::app::chatgate_args;
+use crate::cli::{SuiteCommand, Transport};
+use crate::error::LoadError;
+use crate::launch::{self, ServerProcess};
+use crate::net::dial::Dial;
+use crate::probe::Probe;
+use crate::report::Report;
+use crate::scenario::churn::{self, ChurnPlan};
+use crate::scenario::crowd::CrowdPlan;
+use crate::scenario::fanout::{self, FanoutPlan};
+use crate::scenario::idle::{self, IdlePlan};
+use crate::scenario::slow_reader;
+use crate::setup::Setup;
+use crate::target::{Scheme, Target};
+use plan::{PAYLOAD, RowPlan, Server, Shape, WINDOW_BYTES, Work};
+
+/// Source addresses the suite spreads connections over: 10,000 idle
+/// connections fit one address, but several keep `TIME_WAIT` from piling up
+/// on one across runs.
+pub const SOURCES: u32 = 8;
+
+/// Seconds idle connections are held after settling.
+const IDLE_HOLD: Duration = Duration::from_secs(2);
+
+/// Pause between runs so the previous server's sockets are gone.
+const BETWEEN_RUNS: Duration = Duration::from_millis(500);
+
+/// Pins this process and all its threads to `core` with `taskset`.
+pub fn pin_self(core: usize) -> Result<(), LoadError> {
+    let status = Command::new("taskset")
+        .args([
+            "-a",
+            "-cp",
+            &core.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(LoadError::Server(format!("taskset: {status}")))
+    }
+}
+
+/// The binaries under test.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// chatgate, release build.
+    pub chatgate: PathBuf,
+    /// nats-server.
+    pub nats: PathBuf,
+}
+
+/// All runs of one row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowResult {
+    /// The row's name.
+    pub id: String,
+    /// Its server's label.
+    pub server: String,
+    /// The CLI command that runs it once.
+    pub command: String,
+    /// One report per successful run.
+    pub reports: Vec<Report>,
+    /// Why other runs failed.
+    pub errors: Vec<String>,
+    /// The plan, for the writers.
+    #[serde(skip)]
+    pub plan: Option<RowPlan>,
+}
+
+/// Runs the suite and writes its report.
+pub async fn run(args: &SuiteCommand) -> Result<(), LoadError> {
+    let workspace = launch::workspace_root();
+    let chatgate = match &args.chatgate_bin {
+        Some(bin) => bin.clone(),
+        None => launch::build_chatgate_release(&workspace)?,
+    };
+    let nats = match &args.nats_bin {
+        Some(bin) => bin.clone(),
+        None => launch::find_nats_server().ok_or_else(|| {
+            LoadError::Server("nats-server not found: apt-get install -y nats-server".into())
+        })?,
+    };
+    let bins = Binaries { chatgate, nats };
+    let transports = transports_of(&bins.chatgate);
+    let rows: Vec<RowPlan> = plan::rows(&transports, args.quick)
+        .into_iter()
+        .filter(|r| {
+            args.only
+                .as_ref()
+                .is_none_or(|only| r.id.contains(only.as_str()))
+        })
+        .collect();
+    let machine = machine::describe(&workspace, &bins.nats);
+    let total = rows.len() * args.runs;
+    let mut results = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let mut result = RowResult {
+            id: row.id.clone(),
+            server: row.server.label().to_owned(),
+            command: row.command(args.duration, args.server_core),
+            reports: Vec::new(),
+            errors: Vec::new(),
+            plan: Some(row.clone()),
+        };
+        for n in 0..args.runs {
+            eprint!(
+                "[{}/{total}] {} on {} run {}: ",
+                i * args.runs + n + 1,
+                row.id,
+                row.server.label(),
+                n + 1
+            );
+            match run_once(row, &bins, args).await {
+                Ok(report) => {
+                    eprintln!("{}", one_line(&report));
+                    result.reports.push(report);
+                }
+                Err(e) => {
+                    eprintln!("failed: {e}");
+                    result.errors.push(e.to_string());
+                }
+            }
+            tokio::time::sleep(BETWEEN_RUNS).await;
+        }
+        results.push(result);
+    }
+    write_outputs(args, &machine, &results)
+}
+
+/// Writes the Markdown, the plots and the raw JSON.
+fn write_outputs(
+    args: &SuiteCommand,
+    machine: &machine::Machine,
+    results: &[RowResult],
+) -> Result<(), LoadError> {
+    let out_dir = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let assets = out_dir.join(&args.assets);
+    std::fs::create_dir_all(&assets)?;
+    let json = serde_json::to_string_pretty(results).map_err(std::io::Error::other)?;
+    std::fs::write(assets.join("results.json"), json + "\n")?;
+    let plots = plot::draw_all(&assets, results)?;
+    let plots: Vec<(String, PathBuf)> = plots
+        .into_iter()
+        .map(|(title, path)| (title, args.assets.join(path)))
+        .collect();
+    let md = markdown::render(machine, args, results, &plots);
+    std::fs::write(&args.out, md)?;
+    eprintln!("wrote {} and {}", args.out.display(), assets.display());
+    Ok(())
+}
+
+/// The chatgate transports the binary offers.
+fn transports_of(chatgate: &Path) -> Vec<Transport> {
+    let mut transports = vec![Transport::Tcp];
+    for (flag, transport) in [
+        ("--tls", Transport::Tls),
+        ("--http", Transport::Ws),
+        ("--https", Transport::Wss),
+    ] {
+        if launch::chatgate_has_flag(chatgate, flag) {
+            transports.push(transport);
+        }
+    }
+    transports
+}
+
+/// Starts the row's server pinned to the server core.
+fn start(
+    server: Server,
+    bins: &Binaries,
+    core: usize,
+) -> Result<(ServerProcess, Target), LoadError> {
+    match server {
+        Server::Nats => {
+            let process = launch::start_nats(&bins.nats, Some(core))?;
+            let target = Target::at(
+                Scheme::Nats,
+                process.addr("nats").expect("nats listener is known"),
+            );
+            Ok((process, target))
+        }
+        Server::Chatgate(transport) => {
+            let (flag, kind, scheme) = match transport {
+                Transport::Tcp => ("--tcp", "tcp", Scheme::Tcp),
+                Transport::Tls => ("--tls", "tls", Scheme::Tls),
+                Transport::Ws => ("--http", "http", Scheme::Ws),
+                Transport::Wss => ("--https", "https", Scheme::Wss),
+            };
+            let args = chatgate_args(&bins.chatgate, flag);
+            let process = launch::start_chatgate(&bins.chatgate, &args, Some(core))?;
+            let addr = process
+                .addr(kind)
+                .ok_or_else(|| LoadError::Server(format!("chatgate printed no {kind} listener")))?;
+            Ok((process, Target::at(scheme, addr)))
+        }
+    }
+}
+
+/// One run of one row on a fresh server.
+async fn run_once(
+    row: &RowPlan,
+    bins: &Binaries,
+    args: &SuiteCommand,
+) -> Result<Report, LoadError> {
+    let (mut server, target) = start(row.server, bins, args.server_core)?;
+    let probe = Probe {
+        server: Some(server.pid()),
+    };
+    let setup = Setup {
+        dial: Dial {
+            sources: SOURCES,
+            recv_buffer: None,
+        },
+        ..Setup::default()
+    };
+    let duration = Duration::from_secs_f64(args.duration.max(0.1));
+    let fanout_plan = |shape: &Shape| FanoutPlan {
+        crowd: CrowdPlan {
+            target: target.clone(),
+            rooms: shape.rooms,
+            users: shape.users,
+            senders: shape.senders,
+            payload: PAYLOAD,
+            room_rate: shape.rate,
+            window: (WINDOW_BYTES / PAYLOAD as u64).max(1),
+            slow_reader: false,
+            setup,
+        },
+        duration,
+    };
+    let result = match &row.work {
+        Work::Fanout(shape) => {
+            let scenario = if shape.rate.is_some() {
+                "latency"
+            } else {
+                "fanout"
+            };
+            fanout::run(&fanout_plan(shape), probe, scenario)
+                .await
+                .map(|run| run.report)
+        }
+        Work::SlowReader(shape) => slow_reader::run(&fanout_plan(shape), probe).await,
+        Work::Idle {
+            connections,
+            room_size,
+        } => {
+            let plan = IdlePlan {
+                target: target.clone(),
+                connections: *connections,
+                room_size: *room_size,
+                hold: IDLE_HOLD,
+                setup,
+            };
+            idle::run(&plan, probe).await
+        }
+        Work::Churn {
+            workers,
+            rooms,
+            messages,
+        } => {
+            let plan = ChurnPlan {
+                target: target.clone(),
+                workers: *workers,
+                rooms: *rooms,
+                messages: *messages,
+                payload: PAYLOAD,
+                duration,
+                setup,
+            };
+            churn::run(&plan, probe).await
+        }
+    };
+    server.stop();
+    result
+}
+
+/// A progress line.
+fn one_line(r: &Report) -> String {
+    let generator = r
+        .cpu
+        .generator_pct()
+        .map_or_else(|| "-".into(), |p| format!("{p:.0}%"));
+    let srv = r
+        .server_cpu_ns_per_msg
+        .map_or_else(|| "-".into(), |n| format!("{n:.0} ns/msg"));
+    let rss = r
+        .memory
+        .and_then(|m| m.per_connection_bytes)
+        .map_or_else(|| "-".into(), |b| format!("{:.1} KiB/conn", b / 1024.0));
+    format!(
+        "{:.0} msgs/s, server {srv}, p99 {:.0} us, loss {}, reordered {}, errors {}, generator {generator}, {rss}",
+        r.delivered_per_s, r.latency.p99_us, r.loss, r.reordered, r.errors
+    )
+}

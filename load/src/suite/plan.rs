@@ -1,0 +1,251 @@
+//! What the suite runs: every row, against which server, with which sizes.
+
+use crate::cli::Transport;
+
+/// Payload of every fan-out row: a short chat line.
+pub const PAYLOAD: usize = 64;
+
+/// The window of every max-rate row, printed with every result.
+pub const WINDOW_BYTES: u64 = 64 * 1024;
+
+/// Room sizes of the delivered-rate plot.
+pub const ROOM_SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
+
+/// Offered messages per second into one room of 100 for the latency plot.
+pub const LATENCY_RATES: [f64; 4] = [1_000.0, 5_000.0, 20_000.0, 50_000.0];
+
+/// Messages per second into one room of 1,000 for the CPU-per-delivery
+/// comparison at a load both servers carry: 5,000 (5 M deliveries/s)
+/// saturated both on the 2-core machine, 1,000 leaves each most of a core.
+pub const FIXED_RATE: f64 = 1_000.0;
+
+/// Idle connections held at once.
+pub const IDLE_CONNECTIONS: usize = 10_000;
+
+/// The server of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// chatgate over one transport.
+    Chatgate(Transport),
+    /// nats-server.
+    Nats,
+}
+
+impl Server {
+    /// The column label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Server::Chatgate(Transport::Tcp) => "chatgate tcp",
+            Server::Chatgate(Transport::Tls) => "chatgate tls",
+            Server::Chatgate(Transport::Ws) => "chatgate ws",
+            Server::Chatgate(Transport::Wss) => "chatgate wss",
+            Server::Nats => "nats-server",
+        }
+    }
+
+    /// The `--spawn`/`--transport` flags that start it from the CLI.
+    pub fn flags(self) -> &'static str {
+        match self {
+            Server::Chatgate(Transport::Tcp) => "--spawn chatgate --transport tcp",
+            Server::Chatgate(Transport::Tls) => "--spawn chatgate --transport tls",
+            Server::Chatgate(Transport::Ws) => "--spawn chatgate --transport ws",
+            Server::Chatgate(Transport::Wss) => "--spawn chatgate --transport wss",
+            Server::Nats => "--spawn nats",
+        }
+    }
+}
+
+/// A fan-out's shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// Rooms.
+    pub rooms: usize,
+    /// Users per room.
+    pub users: usize,
+    /// Senders per room.
+    pub senders: usize,
+    /// Messages per second per room; `None` for max rate.
+    pub rate: Option<f64>,
+}
+
+/// What a row runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Work {
+    /// Fan-out or latency.
+    Fanout(Shape),
+    /// Idle connections, in rooms of `room_size`.
+    Idle {
+        /// Connections.
+        connections: usize,
+        /// Users per room.
+        room_size: usize,
+    },
+    /// A slow reader in a fan-out, against the same without it.
+    SlowReader(Shape),
+    /// Connect, join, chat, leave.
+    Churn {
+        /// Visits at once.
+        workers: usize,
+        /// Rooms.
+        rooms: usize,
+        /// Messages per visit.
+        messages: usize,
+    },
+}
+
+/// One row of the results.
+#[derive(Debug, Clone)]
+pub struct RowPlan {
+    /// Short unique name, e.g. `fanout-1x1000`.
+    pub id: String,
+    /// What runs.
+    pub work: Work,
+    /// Against what.
+    pub server: Server,
+}
+
+impl RowPlan {
+    /// The CLI command that runs this row once.
+    pub fn command(&self, duration: f64, server_core: usize) -> String {
+        let server = format!("{} --server-core {server_core}", self.server.flags());
+        let shape = |s: &Shape| {
+            let rate = s.rate.map_or_else(|| "0".to_owned(), |r| format!("{r:.0}"));
+            format!(
+                "-r {} -u {} -s {} -p {PAYLOAD} --rate {rate} --window {WINDOW_BYTES} -d {duration}",
+                s.rooms, s.users, s.senders
+            )
+        };
+        let body = match &self.work {
+            Work::Fanout(s) if s.rate.is_some() && s.users == 100 && s.rooms == 1 => {
+                format!("latency {server} {}", shape(s))
+            }
+            Work::Fanout(s) => format!("fanout {server} {}", shape(s)),
+            Work::SlowReader(s) => format!("slow-reader {server} {}", shape(s)),
+            Work::Idle {
+                connections,
+                room_size,
+            } => format!("idle {server} -c {connections} --room-size {room_size} --sources 8"),
+            Work::Churn {
+                workers,
+                rooms,
+                messages,
+            } => format!("churn {server} -w {workers} -r {rooms} -m {messages} -d {duration}"),
+        };
+        format!("chatgate-load {body}")
+    }
+}
+
+/// Every row, for the transports chatgate offers.
+pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
+    let mut rows = Vec::new();
+    let both = [Server::Chatgate(Transport::Tcp), Server::Nats];
+    let mut add = |id: String, work: Work, servers: &[Server]| {
+        for &server in servers {
+            rows.push(RowPlan {
+                id: id.clone(),
+                work,
+                server,
+            });
+        }
+    };
+    let max = |rooms, users| Shape {
+        rooms,
+        users,
+        senders: 1,
+        rate: None,
+    };
+    let sizes: &[usize] = if quick { &ROOM_SIZES[..3] } else { &ROOM_SIZES };
+    for &users in sizes {
+        add(
+            format!("fanout-1x{users}"),
+            Work::Fanout(max(1, users)),
+            &both,
+        );
+    }
+    add("fanout-100x10".into(), Work::Fanout(max(100, 10)), &both);
+    let fixed = Shape {
+        rate: Some(FIXED_RATE),
+        ..max(1, 1_000)
+    };
+    add(
+        format!("fixed-{FIXED_RATE:.0}-1x1000"),
+        Work::Fanout(fixed),
+        &both,
+    );
+    for &rate in &LATENCY_RATES {
+        let shape = Shape {
+            rate: Some(rate),
+            ..max(1, 100)
+        };
+        add(
+            format!("latency-{rate:.0}-1x100"),
+            Work::Fanout(shape),
+            &both,
+        );
+    }
+    let others: Vec<Server> = transports
+        .iter()
+        .filter(|t| **t != Transport::Tcp)
+        .map(|t| Server::Chatgate(*t))
+        .collect();
+    add("fanout-1x1000".into(), Work::Fanout(max(1, 1_000)), &others);
+    let latency = Shape {
+        rate: Some(1_000.0),
+        ..max(1, 100)
+    };
+    add("latency-1000-1x100".into(), Work::Fanout(latency), &others);
+    let idle = Work::Idle {
+        connections: if quick { 2_000 } else { IDLE_CONNECTIONS },
+        room_size: 100,
+    };
+    let all: Vec<Server> = both.iter().copied().chain(others.iter().copied()).collect();
+    add("idle".into(), idle, &all);
+    add(
+        "slow-reader-1x10".into(),
+        Work::SlowReader(max(1, 10)),
+        &both,
+    );
+    let churn = Work::Churn {
+        workers: 50,
+        rooms: 10,
+        messages: 5,
+    };
+    add("churn".into(), churn, &both);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tcp_row_has_a_nats_twin() {
+        let rows = rows(&[Transport::Tcp], false);
+        for row in rows
+            .iter()
+            .filter(|r| r.server == Server::Chatgate(Transport::Tcp))
+        {
+            assert!(
+                rows.iter()
+                    .any(|r| r.id == row.id && r.server == Server::Nats),
+                "{}",
+                row.id
+            );
+        }
+    }
+
+    #[test]
+    fn commands_name_the_scenario_and_sizes() {
+        let rows = rows(&[Transport::Tcp, Transport::Ws], true);
+        let ws = rows
+            .iter()
+            .find(|r| r.server == Server::Chatgate(Transport::Ws) && r.id == "fanout-1x1000")
+            .unwrap();
+        let command = ws.command(5.0, 0);
+        assert!(
+            command.starts_with("chatgate-load fanout --spawn chatgate --transport ws"),
+            "{command}"
+        );
+        assert!(command.contains("-u 1000"), "{command}");
+    }
+}

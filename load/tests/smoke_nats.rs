@@ -1,0 +1,48 @@
+//! Short runs against a real nats-server. Under `CI=true` a missing
+//! nats-server fails; elsewhere these tests say they skipped.
+
+mod common;
+
+use std::time::Duration;
+
+use chatgate_load::scenario::churn::{self, ChurnPlan};
+use chatgate_load::scenario::fanout;
+use chatgate_load::setup::Setup;
+use common::{assert_clean, small_fanout, start_nats};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_fanout_loses_and_reorders_nothing() {
+    let Some((mut server, target, probe)) = start_nats() else {
+        return;
+    };
+    let mut plan = small_fanout(target, 2, 4, None);
+    plan.crowd.senders = 2;
+    let report = fanout::run(&plan, probe, "fanout").await.unwrap().report;
+    server.stop();
+    assert_clean(&report);
+    assert_eq!(report.delivered, report.sent * 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_churn_sees_its_own_messages() {
+    let Some((mut server, target, probe)) = start_nats() else {
+        return;
+    };
+    let plan = ChurnPlan {
+        target,
+        workers: 3,
+        rooms: 2,
+        messages: 3,
+        payload: 40,
+        duration: Duration::from_millis(500),
+        setup: Setup::default(),
+    };
+    let report = churn::run(&plan, probe).await.unwrap();
+    server.stop();
+    assert_eq!(
+        (report.loss, report.reordered, report.errors),
+        (0, 0, 0),
+        "{report}"
+    );
+    assert!(report.churn.expect("churn figures").visits > 0);
+}
