@@ -277,3 +277,26 @@ async fn shutdown_says_goodbye_on_every_transport() {
     }
     assert_eq!(ws.close_code(), Some(1001));
 }
+
+#[tokio::test]
+async fn tls_1_2_and_1_3_both_work() {
+    let cert = TestCert::new();
+    let server = all_transports(&cert, &[]).await;
+    let tls = server.addr(ListenerKind::Tls);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let connector = TestCert::connector_for(&[&cert.der], &[version]);
+        let tcp = tokio::net::TcpStream::connect(tls).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let stream = timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
+        let mut lines = BufReader::new(stream).lines();
+        let first = timeout(WAIT, lines.next_line())
+            .await
+            .expect("in time")
+            .expect("read");
+        assert_eq!(first.as_deref(), Some("Welcome! Use the command:"));
+    }
+}

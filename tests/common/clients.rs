@@ -72,13 +72,21 @@ impl TestCert {
 
     /// A TLS connector that trusts exactly these certificates.
     pub fn connector(trusted: &[&CertificateDer<'static>]) -> TlsConnector {
+        TestCert::connector_for(trusted, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// The same, speaking only the given TLS versions.
+    pub fn connector_for(
+        trusted: &[&CertificateDer<'static>],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         for cert in trusted {
             roots.add((*cert).clone()).expect("trust certificate");
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .expect("protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
