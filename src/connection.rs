@@ -21,7 +21,7 @@ use tracing::debug;
 
 use crate::limits::Permit;
 use crate::metrics::DropReason;
-use crate::outbox::{Next, Outbox};
+use crate::outbox::{KEEP_IDLE_CAPACITY, Next, Outbox};
 use crate::protocol::CloseReason;
 use crate::protocol::reply;
 use crate::server::Shared;
@@ -39,10 +39,6 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Lingering while the server stops is short: the process must exit within
 /// five seconds, whatever its peers do.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
-
-/// Line slots a writer keeps between batches (32 bytes each). Growing a
-/// vector again costs far less than the write it is for.
-const KEEP_BATCH_CAPACITY: usize = 8;
 
 /// Time for the last word to a connection being killed (too slow): its
 /// socket is likely full, so this is a best effort only.
@@ -146,13 +142,10 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                         return last_word(&mut writer, reason).await;
                     }
                 }
-                outbox.written(bytes);
+                let busy = outbox.written(bytes);
                 shared.metrics.lines_out(batch.len());
-                // Keep the batch's storage only while it is tiny: the vector
-                // circulates between writer and outbox, and a burst must not
-                // leave an idle connection holding two large ones.
                 batch.clear();
-                if batch.capacity() > KEEP_BATCH_CAPACITY {
+                if !busy && batch.capacity() > KEEP_IDLE_CAPACITY {
                     batch = Vec::new();
                 }
             }

@@ -19,6 +19,11 @@ use bytes::Bytes;
 
 use crate::protocol::CloseReason;
 
+/// Line slots (32 bytes each) an idle queue keeps. While a connection is
+/// busy its two vectors (the queue and the writer's batch) keep whatever
+/// they grew to, so a steady stream costs no allocation per batch.
+pub const KEEP_IDLE_CAPACITY: usize = 8;
+
 /// A bounded queue of encoded lines for one connection.
 #[derive(Debug)]
 pub struct Outbox {
@@ -167,9 +172,18 @@ impl Outbox {
     }
 
     /// For the writer: `bytes` of a batch reached the transport.
-    pub fn written(&self, bytes: usize) {
+    ///
+    /// Returns whether more lines are already queued. When none are, the
+    /// connection has gone idle and the queue's spare storage is freed, so
+    /// a burst does not leave an idle connection holding a large vector.
+    pub fn written(&self, bytes: usize) -> bool {
         let mut inner = self.lock();
         inner.bytes = inner.bytes.saturating_sub(bytes);
+        let busy = !inner.queue.is_empty();
+        if !busy && inner.queue.capacity() > KEEP_IDLE_CAPACITY {
+            inner.queue = Vec::new();
+        }
+        busy
     }
 }
 
