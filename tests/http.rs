@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::ServerLines;
+
 use std::net::SocketAddr;
 
 use chatgate::server::ListenerKind;

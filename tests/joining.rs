@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ServerLines;
+
 use chatgate::protocol::reply::reason;
 use common::{TestServer, error};
 

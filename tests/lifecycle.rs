@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ServerLines;
+
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;

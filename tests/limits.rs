@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ServerLines;
+
 use std::net::Ipv4Addr;
 
 use common::{BLAST_BATCH, Client, TestServer, WELCOME, blast_batch, blast_line};

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ServerLines;
+
 use common::TestServer;
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ServerLines;
+
 use common::{Receiver, TestServer};
 
 /// Members that send at the same time.

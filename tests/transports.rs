@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ServerLines;
+
 use std::process::Stdio;
 
 use chatgate::server::ListenerKind;

@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use super::WAIT;
+use super::{ServerLines, WAIT};
 
 /// A self-signed certificate for localhost, written to a temporary
 /// directory for the server's `--cert` and `--key`.
@@ -210,8 +210,28 @@ impl Conn {
             .expect("send");
     }
 
-    /// The next line, or `None` once the server closed the connection.
-    pub async fn next_line(&mut self) -> Option<String> {
+    /// The WebSocket close code the server sent.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Conn::Ws {
+                closed_with: Some(Some(frame)),
+                ..
+            } => Some(frame.code.into()),
+            _ => None,
+        }
+    }
+
+    /// Reads the welcome, joins, and reads its own `has joined`.
+    pub async fn join(&mut self, room: &str, user: &str) {
+        self.expect_line("Welcome! Use the command:").await;
+        self.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
+        self.send_line(&format!("JOIN {room} {user}")).await;
+        self.expect_line(&format!("{user} has joined")).await;
+    }
+}
+
+impl ServerLines for Conn {
+    async fn next_line(&mut self) -> Option<String> {
         match self {
             Conn::Stream { reader, .. } => {
                 let mut buf = Vec::new();
@@ -241,43 +261,5 @@ impl Conn {
                 }
             },
         }
-    }
-
-    /// The next line, which must exist.
-    pub async fn read_line(&mut self) -> String {
-        self.next_line()
-            .await
-            .expect("connection closed while a line was expected")
-    }
-
-    /// Asserts the next line.
-    pub async fn expect_line(&mut self, expected: &str) {
-        assert_eq!(self.read_line().await, expected);
-    }
-
-    /// Asserts the connection closes with no further line.
-    pub async fn expect_closed(&mut self) {
-        if let Some(line) = self.next_line().await {
-            panic!("expected the connection to close, got {line:?}");
-        }
-    }
-
-    /// The WebSocket close code the server sent.
-    pub fn close_code(&self) -> Option<u16> {
-        match self {
-            Conn::Ws {
-                closed_with: Some(Some(frame)),
-                ..
-            } => Some(frame.code.into()),
-            _ => None,
-        }
-    }
-
-    /// Reads the welcome, joins, and reads its own `has joined`.
-    pub async fn join(&mut self, room: &str, user: &str) {
-        self.expect_line("Welcome! Use the command:").await;
-        self.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
-        self.send_line(&format!("JOIN {room} {user}")).await;
-        self.expect_line(&format!("{user} has joined")).await;
     }
 }

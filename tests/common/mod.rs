@@ -165,15 +165,59 @@ impl Drop for TestServer {
     }
 }
 
+/// Reading what the server says, the same for every kind of client: each
+/// implements `next_line`, the checks come with it.
+pub trait ServerLines {
+    /// The next line without its terminator, or `None` once the server has
+    /// closed the connection.
+    fn next_line(&mut self) -> impl Future<Output = Option<String>>;
+
+    /// The next line, which must exist.
+    async fn read_line(&mut self) -> String {
+        self.next_line()
+            .await
+            .expect("connection closed while a line was expected")
+    }
+
+    /// Asserts that the next line is exactly `expected`.
+    async fn expect_line(&mut self, expected: &str) {
+        assert_eq!(self.read_line().await, expected);
+    }
+
+    /// Asserts the next lines, in order.
+    async fn expect_lines(&mut self, expected: &[&str]) {
+        for line in expected {
+            self.expect_line(line).await;
+        }
+    }
+
+    /// Reads up to and including the line `last`; returns the lines before it.
+    async fn lines_until(&mut self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line().await;
+            if line == last {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Asserts that the server closes the connection with no further line.
+    async fn expect_closed(&mut self) {
+        if let Some(line) = self.next_line().await {
+            panic!("expected the connection to close, got {line:?}");
+        }
+    }
+}
+
 /// The receiving side of a connection: lines from the server.
 pub struct Receiver {
     reader: BufReader<OwnedReadHalf>,
 }
 
-impl Receiver {
-    /// The next line without its `\r\n`, or `None` once the server has
-    /// closed the connection.
-    pub async fn next_line(&mut self) -> Option<String> {
+impl ServerLines for Receiver {
+    async fn next_line(&mut self) -> Option<String> {
         let mut buf = Vec::new();
         let read = timeout(WAIT, self.reader.read_until(b'\n', &mut buf))
             .await
@@ -186,38 +230,9 @@ impl Receiver {
             .unwrap_or_else(|| panic!("line not ended by \\r\\n: {buf:?}"));
         Some(String::from_utf8(text.to_vec()).expect("server lines are UTF-8"))
     }
+}
 
-    /// The next line, which must exist.
-    pub async fn read_line(&mut self) -> String {
-        self.next_line()
-            .await
-            .expect("connection closed while a line was expected")
-    }
-
-    /// Asserts that the next line is exactly `expected`.
-    pub async fn expect_line(&mut self, expected: &str) {
-        assert_eq!(self.read_line().await, expected);
-    }
-
-    /// Asserts the next lines, in order.
-    pub async fn expect_lines(&mut self, expected: &[&str]) {
-        for line in expected {
-            self.expect_line(line).await;
-        }
-    }
-
-    /// Reads up to and including the line `last`; returns the lines before it.
-    pub async fn lines_until(&mut self, last: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self.read_line().await;
-            if line == last {
-                return lines;
-            }
-            lines.push(line);
-        }
-    }
-
+impl Receiver {
     /// Reads and throws away whatever arrives until the server closes the
     /// connection, for a client whose last bytes may not form whole lines.
     pub async fn skip_to_close(&mut self) {
@@ -229,13 +244,6 @@ impl Receiver {
             if bytes_read(read) == 0 {
                 return;
             }
-        }
-    }
-
-    /// Asserts that the server closes the connection with no further line.
-    pub async fn expect_closed(&mut self) {
-        if let Some(line) = self.next_line().await {
-            panic!("expected the connection to close, got {line:?}");
         }
     }
 }
@@ -335,33 +343,14 @@ impl Client {
         self.tx.finish().await;
     }
 
-    /// See [`Receiver::read_line`].
-    pub async fn read_line(&mut self) -> String {
-        self.rx.read_line().await
-    }
-
-    /// See [`Receiver::expect_line`].
-    pub async fn expect_line(&mut self, expected: &str) {
-        self.rx.expect_line(expected).await;
-    }
-
-    /// See [`Receiver::expect_lines`].
-    pub async fn expect_lines(&mut self, expected: &[&str]) {
-        self.rx.expect_lines(expected).await;
-    }
-
-    /// See [`Receiver::lines_until`].
-    pub async fn lines_until(&mut self, last: &str) -> Vec<String> {
-        self.rx.lines_until(last).await
-    }
-
     /// See [`Receiver::skip_to_close`].
     pub async fn skip_to_close(&mut self) {
         self.rx.skip_to_close().await;
     }
+}
 
-    /// See [`Receiver::expect_closed`].
-    pub async fn expect_closed(&mut self) {
-        self.rx.expect_closed().await;
+impl ServerLines for Client {
+    async fn next_line(&mut self) -> Option<String> {
+        self.rx.next_line().await
     }
 }
