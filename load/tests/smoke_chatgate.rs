@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use chatgate_load::scenario::churn::{self, ChurnPlan};
+use chatgate_load::scenario::churn;
 use chatgate_load::scenario::idle::{self, IdlePlan};
 use chatgate_load::scenario::{fanout, slow_reader};
 use chatgate_load::setup::Setup;
-use common::{assert_clean, small_fanout, start_chatgate};
+use common::{assert_clean, small_churn, small_fanout, start_chatgate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_at_max_rate_loses_and_reorders_nothing() {
@@ -68,15 +68,7 @@ async fn slow_reader_is_closed_and_others_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_visits_see_all_their_echoes_in_order() {
     let (mut server, target, probe) = start_chatgate(&[]);
-    let plan = ChurnPlan {
-        target,
-        workers: 4,
-        rooms: 2,
-        messages: 3,
-        payload: 40,
-        duration: Duration::from_millis(800),
-        setup: Setup::default(),
-    };
+    let plan = small_churn(target, 4, Duration::from_millis(800));
     let report = churn::run(&plan, probe).await.unwrap();
     server.stop();
     assert_eq!(

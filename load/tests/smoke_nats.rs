@@ -5,10 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use chatgate_load::scenario::churn::{self, ChurnPlan};
+use chatgate_load::scenario::churn;
 use chatgate_load::scenario::fanout;
-use chatgate_load::setup::Setup;
-use common::{assert_clean, small_fanout, start_nats};
+use common::{assert_clean, small_churn, small_fanout, start_nats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_fanout_loses_and_reorders_nothing() {
@@ -28,15 +27,7 @@ async fn nats_churn_sees_its_own_messages() {
     let Some((mut server, target, probe)) = start_nats() else {
         return;
     };
-    let plan = ChurnPlan {
-        target,
-        workers: 3,
-        rooms: 2,
-        messages: 3,
-        payload: 40,
-        duration: Duration::from_millis(500),
-        setup: Setup::default(),
-    };
+    let plan = small_churn(target, 3, Duration::from_millis(500));
     let report = churn::run(&plan, probe).await.unwrap();
     server.stop();
     assert_eq!(

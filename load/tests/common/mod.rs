@@ -11,6 +11,7 @@ use std::time::Duration;
 use chatgate_load::launch::{self, ServerProcess};
 use chatgate_load::probe::Probe;
 use chatgate_load::report::Report;
+use chatgate_load::scenario::churn::ChurnPlan;
 use chatgate_load::scenario::crowd::CrowdPlan;
 use chatgate_load::scenario::fanout::FanoutPlan;
 use chatgate_load::setup::Setup;
@@ -86,6 +87,19 @@ pub fn small_fanout(target: Target, rooms: usize, users: usize, rate: Option<f64
             setup: Setup::default(),
         },
         duration: Duration::from_millis(800),
+    }
+}
+
+/// A short churn plan: `workers` loops over two rooms, three messages a visit.
+pub fn small_churn(target: Target, workers: usize, duration: Duration) -> ChurnPlan {
+    ChurnPlan {
+        target,
+        workers,
+        rooms: 2,
+        messages: 3,
+        payload: 40,
+        duration,
+        setup: Setup::default(),
     }
 }
 
