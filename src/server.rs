@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +39,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// Time a TLS handshake may take. Generous for any real client on any
 /// network; stalled or half-open handshakes are cut so they cannot pile up.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Page and upgrade connections (HTTP and HTTPS together) open at once.
+/// They do not count as chat connections, so they get a cap of their own:
+/// enough for a crowd loading the page, small enough that idle keep-alive
+/// connections cannot use up the server's file descriptors.
+pub const MAX_HTTP_CONNECTIONS: usize = 4096;
 
 /// Pause after an accept error such as running out of file descriptors:
 /// retrying at once would spin a core while nothing can improve.
@@ -98,6 +105,8 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     /// `--max-connections` and `--max-per-ip`.
     pub limiter: Arc<ConnectionLimiter>,
+    /// One permit per open HTTP connection, see [`MAX_HTTP_CONNECTIONS`].
+    pub http_slots: Arc<Semaphore>,
     /// What `/metrics` reports.
     pub metrics: Metrics,
     /// Per-session limits.
@@ -157,6 +166,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             limiter: ConnectionLimiter::new(config.max_connections, config.max_per_ip),
+            http_slots: Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS)),
             metrics: Metrics::default(),
             limits: SessionLimits { rate: config.rate },
             max_queue_bytes: config.max_queue_bytes,
@@ -276,16 +286,18 @@ async fn accept_loop(
                     }
                 });
             }
-            ListenerKind::Http => {
-                shared
-                    .tracker
-                    .spawn(http::serve(stream, peer, false, shared_for_task));
-            }
-            ListenerKind::Https => {
+            ListenerKind::Http | ListenerKind::Https => {
+                let Ok(slot) = shared.http_slots.clone().try_acquire_owned() else {
+                    debug!(%peer, "too many http connections; closed");
+                    continue;
+                };
                 shared.tracker.spawn(async move {
-                    if let Some(stream) = handshake(certificates, stream, peer).await {
+                    if kind == ListenerKind::Http {
+                        http::serve(stream, peer, false, shared_for_task).await;
+                    } else if let Some(stream) = handshake(certificates, stream, peer).await {
                         http::serve(stream, peer, true, shared_for_task).await;
                     }
+                    drop(slot);
                 });
             }
         }
