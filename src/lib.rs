@@ -65,8 +65,11 @@
 pub mod hub;
 pub mod outbox;
 pub mod protocol;
+pub mod relay;
 pub mod session;
 
+#[cfg(feature = "server")]
+pub mod cluster;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
