@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -204,12 +205,17 @@ impl Conn {
 
     /// The next line, or `None` once the server closed the connection.
     pub async fn next_line(&mut self) -> Option<String> {
+        self.next_line_within(WAIT).await
+    }
+
+    /// The next line, waiting at most `limit` for it.
+    pub async fn next_line_within(&mut self, limit: Duration) -> Option<String> {
         match self {
             Conn::Stream { reader, .. } => {
                 let mut buf = Vec::new();
-                let read = timeout(WAIT, reader.read_until(b'\n', &mut buf))
+                let read = timeout(limit, reader.read_until(b'\n', &mut buf))
                     .await
-                    .unwrap_or_else(|_| panic!("no line within {WAIT:?}"));
+                    .unwrap_or_else(|_| panic!("no line within {limit:?}"));
                 match read {
                     Ok(0) => None,
                     Ok(_) => {
@@ -220,9 +226,9 @@ impl Conn {
                 }
             }
             Conn::Ws { ws, closed_with } => loop {
-                let message = timeout(WAIT, ws.next())
+                let message = timeout(limit, ws.next())
                     .await
-                    .unwrap_or_else(|_| panic!("no message within {WAIT:?}"));
+                    .unwrap_or_else(|_| panic!("no message within {limit:?}"));
                 match message {
                     Some(Ok(Message::Text(text))) => return Some(text.as_str().to_owned()),
                     Some(Ok(Message::Close(frame))) => {
@@ -245,6 +251,15 @@ impl Conn {
     /// Asserts the next line.
     pub async fn expect_line(&mut self, expected: &str) {
         assert_eq!(self.read_line().await, expected);
+    }
+
+    /// Asserts that the next line is `expected` and comes within `limit`.
+    pub async fn expect_line_within(&mut self, expected: &str, limit: Duration) {
+        let line = self
+            .next_line_within(limit)
+            .await
+            .expect("connection closed while a line was expected");
+        assert_eq!(line, expected);
     }
 
     /// Asserts the connection closes with no further line.
