@@ -104,7 +104,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to NATS (in the background: a server not up yet is retried)
-    /// and starts the cluster's tasks; waits up to [`STARTUP_WAIT`] for the
+    /// and starts the cluster's tasks; waits up to `STARTUP_WAIT` for the
     /// link to be up. The hub to serve with is [`Cluster::hub`].
     pub async fn start(config: &Config, metrics: ClusterMetrics) -> Result<Cluster, ClusterError> {
         let name = config
@@ -209,7 +209,7 @@ impl Cluster {
 
     /// Claims `user` in `room` across the cluster. True if the name is
     /// this user's: granted by the cluster, or (link down, or no answer in
-    /// [`CLAIM_TIMEOUT`]) checked on this node only.
+    /// `CLAIM_TIMEOUT`) checked on this node only.
     pub async fn claim(&self, room: RoomName, user: UserName) -> bool {
         if !self.shared.is_up() {
             return true;
@@ -228,7 +228,7 @@ impl Cluster {
 
     /// The server stops: waits for every local member to leave, sends what
     /// is queued, deletes this node's keys, and ends the tasks; all within
-    /// [`DEPART_TIMEOUT`].
+    /// `DEPART_TIMEOUT`.
     pub async fn depart(&self) {
         let work = async {
             while self.hub.room_count() > 0 {

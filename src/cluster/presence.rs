@@ -288,12 +288,7 @@ impl Presence {
             state.out_of_line = true;
             return;
         };
-        match timeout(
-            KV_TIMEOUT,
-            kv.delete_expect_revision(&key, Some(owned.revision)),
-        )
-        .await
-        {
+        match delete(&kv, &key, owned.revision).await {
             Ok(Ok(())) => {
                 state.owned.remove(&key);
             }
@@ -357,12 +352,7 @@ impl Presence {
             .map(|(k, o)| (k.clone(), *o))
             .collect();
         for (key, owned) in stale {
-            match timeout(
-                KV_TIMEOUT,
-                kv.delete_expect_revision(&key, Some(owned.revision)),
-            )
-            .await
-            {
+            match delete(&kv, &key, owned.revision).await {
                 Ok(result) => {
                     state.owned.remove(&key);
                     if result.is_ok() {
@@ -509,12 +499,7 @@ impl Presence {
             self.shared.replica().remove(room, user.key(), Some(node));
             return;
         };
-        let deleted = timeout(
-            KV_TIMEOUT,
-            kv.delete_expect_revision(&key, Some(entry.revision)),
-        )
-        .await;
-        if matches!(deleted, Ok(Ok(()))) {
+        if matches!(delete(kv, &key, entry.revision).await, Ok(Ok(()))) {
             debug!(%node, %room, %user, "cleared");
             self.announce(
                 room,
@@ -541,14 +526,20 @@ impl Presence {
             return;
         };
         for (key, owned) in left {
-            let _ = timeout(
-                KV_TIMEOUT,
-                kv.delete_expect_revision(&key, Some(owned.revision)),
-            )
-            .await;
+            let _ = delete(&kv, &key, owned.revision).await;
         }
         let _ = self.client.flush().await;
     }
+}
+
+/// Deletes `key` if it is still at `revision`; `Err(Elapsed)` when the
+/// bucket did not answer within [`KV_TIMEOUT`].
+async fn delete(
+    kv: &Store,
+    key: &str,
+    revision: u64,
+) -> Result<Result<(), kv::DeleteError>, tokio::time::error::Elapsed> {
+    timeout(KV_TIMEOUT, kv.delete_expect_revision(key, Some(revision))).await
 }
 
 /// The next item of an optional stream; pending forever without one.

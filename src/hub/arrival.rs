@@ -87,7 +87,7 @@ impl Hub {
 
     /// The relay lost its link: joins whose line is still travelling are
     /// completed here, so that the joiners are not left waiting. If the
-    /// line comes back after all, it is dropped (see [`Stage::Joined`]).
+    /// line comes back after all, it is dropped (see `Stage::Joined`).
     pub fn settle_joins(&self) {
         for room in self.all_rooms() {
             let mut members = room.lock();
