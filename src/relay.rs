@@ -76,3 +76,75 @@ pub trait Relay: Send + Sync + fmt::Debug {
     /// Rooms with members on other nodes, and how many there are.
     fn remote_rooms(&self) -> Vec<(RoomName, usize)>;
 }
+
+/// A relay for unit tests: it keeps what it is given and hands it back on
+/// request, as a cluster of one node would.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bytes::Bytes;
+
+    use super::{Relay, RoomEvent};
+    use crate::hub::{Arrival, Hub};
+    use crate::protocol::names::{Name, RoomName, UserName};
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).expect("a test name")
+    }
+
+    /// Records room lines; its link is up unless `down` is set. It knows
+    /// one remote member, `remote` in room `r`, and a remote room `far`.
+    #[derive(Debug, Default)]
+    pub(crate) struct Recorder {
+        pub down: AtomicBool,
+        sent: Mutex<Vec<(RoomName, RoomEvent, Bytes)>>,
+    }
+
+    impl Relay for Recorder {
+        fn claims_names(&self) -> bool {
+            !self.down.load(Ordering::Relaxed)
+        }
+        fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool {
+            if self.down.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.sent.lock().unwrap().push((room, event, line.clone()));
+            true
+        }
+        fn room_emptied(&self, _: RoomName) {}
+        fn released(&self, _: RoomName, _: UserName) {}
+        fn remote_members(&self, room: RoomName) -> Vec<UserName> {
+            if room == name("r") {
+                vec![name("remote")]
+            } else {
+                vec![]
+            }
+        }
+        fn remote_rooms(&self) -> Vec<(RoomName, usize)> {
+            vec![(name("r"), 1), (name("far"), 2)]
+        }
+    }
+
+    impl Recorder {
+        /// Hands everything published back to the hub, as the cluster would.
+        pub(crate) fn echo(&self, hub: &Hub) {
+            let sent = std::mem::take(&mut *self.sent.lock().unwrap());
+            for (room, event, line) in sent {
+                let arrival = match event {
+                    RoomEvent::Line | RoomEvent::Left { .. } => Arrival::Line,
+                    RoomEvent::Joined { user, tag } => Arrival::Joined {
+                        user,
+                        tag: Some(tag),
+                    },
+                    RoomEvent::Private { from, to } => Arrival::Private {
+                        from: from.key(),
+                        to,
+                    },
+                };
+                hub.deliver(room, arrival, line);
+            }
+        }
+    }
+}

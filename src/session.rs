@@ -419,4 +419,30 @@ mod tests {
         );
         assert_eq!(a.membership().unwrap().room().as_str(), "two");
     }
+
+    #[test]
+    fn a_cluster_decides_who_gets_a_name() {
+        let relay = Arc::new(crate::relay::testing::Recorder::default());
+        let hub = Hub::with_relay(relay.clone());
+        let (mut s, out) = session(&hub, 0);
+        let now = Instant::now();
+        assert_eq!(s.handle_line(b"JOIN r sam", now), Flow::Claim);
+        let (room, user) = s.pending_claim().unwrap();
+        assert_eq!((room.as_str(), user.as_str()), ("r", "sam"));
+        assert_eq!(s.claim_answered(false), Flow::Continue);
+        assert!(s.membership().is_none());
+        assert_eq!(s.handle_line(b"JOIN r sam", now), Flow::Claim);
+        assert_eq!(s.claim_answered(true), Flow::Continue);
+        relay.echo(&hub);
+        assert_eq!(lines(&out)[2..], ["ERROR name taken", "sam has joined"]);
+
+        assert_eq!(s.handle_line(b"/join other", now), Flow::Claim);
+        s.claim_answered(false);
+        assert_eq!(s.membership().unwrap().room().as_str(), "r");
+        assert_eq!(s.handle_line(b"/join other", now), Flow::Claim);
+        s.claim_answered(true);
+        relay.echo(&hub);
+        assert_eq!(lines(&out), ["ERROR name taken", "sam has joined"]);
+        assert_eq!(s.membership().unwrap().room().as_str(), "other");
+    }
 }

@@ -5,9 +5,10 @@
 //! relay (the `shared` module) and two tasks run beside the listeners:
 //!
 //! - the rooms task (`rooms`) publishes every room line once to the room's
-//!   subject, `chatgate.room.<hex of the name>`, and delivers to local
-//!   members what its subscriptions bring back, so that all nodes on one
-//!   nats-server see each room's lines in one order;
+//!   subject, `chatgate.room.<hex of the name>`, which a JetStream stream in
+//!   memory numbers, and delivers to local members what its ordered
+//!   consumers of the room bring back, so that all nodes see each room's
+//!   lines in one order;
 //! - the presence task (`presence`) keeps names unique across nodes in a
 //!   JetStream key-value bucket, watches it for `/who` and `/rooms`, says
 //!   that this node is alive, and clears the members of nodes that die.
@@ -212,6 +213,9 @@ impl Cluster {
     /// `CLAIM_TIMEOUT`) checked on this node only.
     pub async fn claim(&self, room: RoomName, user: UserName) -> bool {
         if !self.shared.is_up() {
+            self.shared
+                .unregistered
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             return true;
         }
         let (answer, granted) = oneshot::channel();

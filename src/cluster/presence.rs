@@ -35,6 +35,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, Store, Watch};
@@ -330,6 +331,18 @@ impl Presence {
             if held {
                 continue;
             }
+            if let Some(entry) = current.filter(|e| self.is_mine(e)) {
+                // Written by this node, and the answer was lost on the way.
+                state.owned.insert(
+                    key.clone(),
+                    Owned {
+                        room: *room,
+                        user: *user,
+                        revision: entry.revision,
+                    },
+                );
+                continue;
+            }
             state.owned.remove(key);
             if self.take(state, *room, *user).await && state.owned.contains_key(key) {
                 self.announce(
@@ -370,6 +383,11 @@ impl Presence {
                 Err(_) => state.out_of_line = true,
             }
         }
+    }
+
+    /// Whether a bucket entry is a live key written by this node.
+    fn is_mine(&self, entry: &kv::Entry) -> bool {
+        entry.operation == Operation::Put && owner(entry) == Some(self.shared.node.as_str())
     }
 
     /// Publishes a repair line to a room.
@@ -416,6 +434,13 @@ impl Presence {
             }
             Operation::Delete | Operation::Purge => {
                 replica.remove(room, folded, None);
+                // This node deletes its own keys before it forgets them, so
+                // a key still held here was deleted by another node that
+                // took this one for dead: register it again.
+                if state.owned.remove(&entry.key).is_some() {
+                    warn!(%room, "this node's key was cleared by another node; registering again");
+                    state.out_of_line = true;
+                }
             }
         }
         if state.syncing && entry.delta == 0 {
@@ -446,8 +471,11 @@ impl Presence {
                 warn!(error = %e, "cannot watch the presence bucket; retrying");
             }
         }
-        if state.out_of_line && self.shared.is_up() {
-            self.line_up(state).await;
+        if self.shared.is_up() {
+            let unregistered = self.shared.unregistered.swap(false, Ordering::SeqCst);
+            if state.out_of_line || unregistered {
+                self.line_up(state).await;
+            }
         }
         self.clear_dead(state).await;
     }
@@ -487,13 +515,8 @@ impl Presence {
             Ok(Ok(entry)) => entry,
             _ => return,
         };
-        let owner = entry
-            .as_ref()
-            .filter(|e| e.operation == Operation::Put)
-            .and_then(|e| std::str::from_utf8(&e.value).ok())
-            .and_then(|v| v.split_once(' '))
-            .map(|(owner, _)| owner.to_owned());
-        let Some(entry) = entry.filter(|_| owner.as_deref() == Some(node)) else {
+        let Some(entry) = entry.filter(|e| e.operation == Operation::Put && owner(e) == Some(node))
+        else {
             // Cleared by another node already, or claimed anew: the watch
             // brings the replica up to date.
             self.shared.replica().remove(room, user.key(), Some(node));
@@ -530,6 +553,12 @@ impl Presence {
         }
         let _ = self.client.flush().await;
     }
+}
+
+/// The node that wrote a bucket entry: its value is `<node> <user>`.
+fn owner(entry: &kv::Entry) -> Option<&str> {
+    let value = std::str::from_utf8(&entry.value).ok()?;
+    Some(value.split_once(' ')?.0)
 }
 
 /// Deletes `key` if it is still at `revision`; `Err(Elapsed)` when the

@@ -54,6 +54,9 @@ pub(super) struct Shared {
     pub emptied: Notify,
     /// Wakes a departure waiting for the last room here to empty.
     pub idle: Notify,
+    /// A name was granted on this node's word while the link was not up:
+    /// the presence task registers it once the link is.
+    pub unregistered: AtomicBool,
     /// The other nodes' members; locked briefly, never across an await and
     /// never while calling the hub.
     replica: Mutex<Replica>,
@@ -75,6 +78,7 @@ impl Shared {
             releases,
             emptied: Notify::new(),
             idle: Notify::new(),
+            unregistered: AtomicBool::new(false),
             replica: Mutex::default(),
             metrics,
         }

@@ -16,6 +16,9 @@ use crate::protocol::names::{Name, RoomName, UserName};
 /// a NATS server with other applications.
 const PREFIX: &str = "chatgate";
 
+/// Every room's subject, as a filter.
+pub(super) const ROOMS: &str = "chatgate.room.>";
+
 /// The key-value bucket holding who is in which room, cluster-wide.
 pub(super) const PRESENCE_BUCKET: &str = "chatgate_presence";
 

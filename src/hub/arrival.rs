@@ -153,60 +153,12 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use super::*;
     use crate::hub::tests::{drain, name};
     use crate::outbox::Outbox;
-    use crate::relay::{Relay, RoomEvent};
-
-    /// A relay that keeps what it is given, with its link up or down.
-    #[derive(Debug, Default)]
-    struct Recorder {
-        down: std::sync::atomic::AtomicBool,
-        sent: Mutex<Vec<(RoomEvent, Bytes)>>,
-    }
-
-    impl Relay for Recorder {
-        fn claims_names(&self) -> bool {
-            true
-        }
-        fn publish(&self, _: RoomName, event: RoomEvent, line: &Bytes) -> bool {
-            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
-                return false;
-            }
-            self.sent.lock().unwrap().push((event, line.clone()));
-            true
-        }
-        fn room_emptied(&self, _: RoomName) {}
-        fn released(&self, _: RoomName, _: UserName) {}
-        fn remote_members(&self, _: RoomName) -> Vec<UserName> {
-            vec![name("remote")]
-        }
-        fn remote_rooms(&self) -> Vec<(RoomName, usize)> {
-            vec![(name("r"), 1), (name("far"), 2)]
-        }
-    }
-
-    impl Recorder {
-        /// Hands everything published back to the hub, as the cluster would.
-        fn echo(&self, hub: &Hub) {
-            for (event, line) in self.sent.lock().unwrap().drain(..) {
-                let arrival = match event {
-                    RoomEvent::Line | RoomEvent::Left { .. } => Arrival::Line,
-                    RoomEvent::Joined { user, tag } => Arrival::Joined {
-                        user,
-                        tag: Some(tag),
-                    },
-                    RoomEvent::Private { from, to } => Arrival::Private {
-                        from: from.key(),
-                        to,
-                    },
-                };
-                hub.deliver(name("r"), arrival, line);
-            }
-        }
-    }
+    use crate::relay::testing::Recorder;
 
     fn joined(hub: &Arc<Hub>, user: &str) -> (crate::hub::Membership, Arc<Outbox>) {
         let outbox = Arc::new(Outbox::new(0));
