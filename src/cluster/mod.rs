@@ -23,6 +23,7 @@
 
 mod envelope;
 mod link;
+mod liveness;
 mod presence;
 mod replica;
 mod rooms;

@@ -15,7 +15,7 @@
 //! member per refresh period, and the server this targets (2.9) removes an
 //! expired key silently, so nobody could show that member's `has left`.
 //! Instead every node says it is alive on a plain subject every
-//! [`HEARTBEAT_EVERY`], and a node not heard for [`NODE_TIMEOUT`] is dead:
+//! two seconds, and a node not heard for ten seconds is dead (`liveness`):
 //! the surviving nodes delete its keys, each delete conditional on the
 //! revision seen, so that exactly one node wins each key and publishes that
 //! member's `has left` to the room.
@@ -50,20 +50,12 @@ use tracing::{debug, info, warn};
 
 use super::envelope::Kind;
 use super::link::{Link, Phase};
+use super::liveness::{HEARTBEAT_EVERY, Liveness};
 use super::shared::Shared;
 use super::subject;
 use crate::hub::Hub;
 use crate::protocol::names::{RoomName, UserName};
 use crate::protocol::reply;
-
-/// How often a node says it is alive. Cheap (one small message per node),
-/// and frequent enough that [`NODE_TIMEOUT`] covers several of them.
-pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
-
-/// Silence after which a node counts as dead and its members are cleared.
-/// Five heartbeats: a node busy for a moment is not buried alive, and its
-/// users are shown leaving well within the protocol's 30 seconds.
-pub(super) const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest wait for one bucket operation. Past it, the link is as good as
 /// down for this operation: a claim falls back to this node's own check.
@@ -72,8 +64,11 @@ pub(super) const KV_TIMEOUT: Duration = Duration::from_secs(2);
 /// A request to claim a name, answered with whether it was granted.
 #[derive(Debug)]
 pub(super) struct Claim {
+    /// The room joined.
     pub room: RoomName,
+    /// The name wanted there.
     pub user: UserName,
+    /// Where the session waits for the answer.
     pub answer: oneshot::Sender<bool>,
 }
 
@@ -88,14 +83,21 @@ struct Owned {
 
 /// The presence task's state.
 pub(super) struct Presence {
+    /// The NATS connection, shared with the rooms task.
     pub client: Client,
+    /// Who is here, the truth the bucket is brought in line with.
     pub hub: Arc<Hub>,
+    /// The replica, the node id, the metrics.
     pub shared: Arc<Shared>,
+    /// Told when presence is registered; followed for the phase.
     pub link: Arc<Link>,
+    /// Names to claim, from joining sessions.
     pub claims: mpsc::Receiver<Claim>,
+    /// Memberships that ended, from the hub (see `shared` for its bound).
     pub releases: mpsc::UnboundedReceiver<(RoomName, UserName)>,
     /// Requests to release everything, at shutdown.
     pub departs: mpsc::Receiver<oneshot::Sender<()>>,
+    /// Ends the task.
     pub stop: CancellationToken,
 }
 
@@ -116,10 +118,7 @@ struct State {
     /// reach it); brought in line on the next tick while the link is up.
     out_of_line: bool,
     /// When each other node was last heard.
-    last_seen: HashMap<Arc<str>, Instant>,
-    /// When the link last came up: nodes not heard since get
-    /// [`NODE_TIMEOUT`] from then.
-    up_since: Option<Instant>,
+    liveness: Liveness,
 }
 
 impl Presence {
@@ -145,7 +144,7 @@ impl Presence {
                         Phase::Connected => self.setup(&mut state).await,
                         Phase::Down => {
                             state.watch = None;
-                            state.up_since = None;
+                            state.liveness.link_down();
                         }
                         Phase::Ready | Phase::Up => {}
                     }
@@ -153,7 +152,9 @@ impl Presence {
                 Some(claim) = self.claims.recv() => self.claim(&mut state, claim).await,
                 Some((room, user)) = self.releases.recv() => self.release(&mut state, room, user).await,
                 Some(entry) = next(&mut state.watch) => self.watched(&mut state, entry),
-                Some(beat) = next(&mut state.heartbeats) => heard(&mut state, &beat.payload),
+                Some(beat) = next(&mut state.heartbeats) => {
+                    state.liveness.heard(&beat.payload, Instant::now());
+                }
                 _ = tick.tick() => self.tick(&mut state).await,
             }
         }
@@ -164,12 +165,7 @@ impl Presence {
     async fn setup(&self, state: &mut State) {
         match timeout(KV_TIMEOUT * 4, self.open(state)).await {
             Ok(Ok(())) => {
-                state.up_since = Some(Instant::now());
-                // Whoever was heard before the link dropped gets a fresh
-                // start: they could not be heard while it was down.
-                for seen in state.last_seen.values_mut() {
-                    *seen = Instant::now();
-                }
+                state.liveness.link_up(Instant::now());
                 self.line_up(state).await;
                 self.link.presence_registered();
             }
@@ -219,17 +215,25 @@ impl Presence {
         let _ = claim.answer.send(granted);
     }
 
+    /// The bucket, if it can be reached now; if not, the bucket will need
+    /// to be brought in line with the hub once it can.
+    fn reachable(&self, state: &mut State) -> Option<Store> {
+        let kv = state
+            .kv
+            .clone()
+            .filter(|_| self.link.phase() != Phase::Down);
+        if kv.is_none() {
+            state.out_of_line = true;
+        }
+        kv
+    }
+
     /// Writes the key of `user` in `room` unless someone else holds it.
     /// True if the name is this node's (or the bucket cannot be reached,
     /// when this node's own check is all there is).
     async fn take(&self, state: &mut State, room: RoomName, user: UserName) -> bool {
         let key = subject::presence_key(room, user);
-        let Some(kv) = state
-            .kv
-            .clone()
-            .filter(|_| self.link.phase() != Phase::Down)
-        else {
-            state.out_of_line = true;
+        let Some(kv) = self.reachable(state) else {
             return true;
         };
         let value = Bytes::from(format!("{} {user}", self.shared.node));
@@ -281,12 +285,7 @@ impl Presence {
         let Some(owned) = state.owned.get(&key).copied() else {
             return;
         };
-        let Some(kv) = state
-            .kv
-            .clone()
-            .filter(|_| self.link.phase() != Phase::Down)
-        else {
-            state.out_of_line = true;
+        let Some(kv) = self.reachable(state) else {
             return;
         };
         match delete(&kv, &key, owned.revision).await {
@@ -480,25 +479,14 @@ impl Presence {
         self.clear_dead(state).await;
     }
 
-    /// Deletes the keys of nodes not heard for [`NODE_TIMEOUT`] and tells
+    /// Deletes the keys of nodes silent too long (see `liveness`) and tells
     /// their rooms.
     async fn clear_dead(&self, state: &mut State) {
-        let (Some(kv), Some(up_since)) = (state.kv.clone(), state.up_since) else {
+        let Some(kv) = state.kv.clone().filter(|_| !state.syncing) else {
             return;
         };
-        if state.syncing {
-            return;
-        }
-        let now = Instant::now();
         let nodes = self.shared.replica().nodes();
-        state
-            .last_seen
-            .retain(|node, seen| nodes.contains(node) || now - *seen < NODE_TIMEOUT);
-        for node in nodes {
-            let seen = state.last_seen.get(&node).copied().unwrap_or(up_since);
-            if now - seen < NODE_TIMEOUT {
-                continue;
-            }
+        for node in state.liveness.silent(&nodes, Instant::now()) {
             let members = self.shared.replica().members_of(&node);
             info!(%node, members = members.len(), "node silent; clearing its members");
             for (room, user) in members {
@@ -576,21 +564,5 @@ async fn next<S: futures_util::Stream + Unpin>(stream: &mut Option<S>) -> Option
     match stream {
         Some(s) => s.next().await,
         None => std::future::pending().await,
-    }
-}
-
-/// A heartbeat arrived.
-fn heard(state: &mut State, payload: &Bytes) {
-    let Ok(node) = std::str::from_utf8(payload) else {
-        return;
-    };
-    if node.is_empty() || node.len() > 128 {
-        return;
-    }
-    match state.last_seen.get_mut(node) {
-        Some(seen) => *seen = Instant::now(),
-        None => {
-            state.last_seen.insert(node.into(), Instant::now());
-        }
     }
 }

@@ -75,9 +75,13 @@ struct Subscriptions {
 
 /// The rooms task's state.
 pub(super) struct Rooms {
+    /// The NATS connection, shared with the presence task.
     pub client: Client,
+    /// Where arriving lines are delivered.
     pub hub: Arc<Hub>,
+    /// The link flag, the replica, the metrics.
     pub shared: Arc<Shared>,
+    /// Told when the rooms are subscribed; followed for the phase.
     pub link: Arc<Link>,
     /// Lines to publish, from the relay.
     pub outgoing: mpsc::Receiver<Outgoing>,
