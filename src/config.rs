@@ -148,6 +148,34 @@ pub struct Config {
     /// Seconds between pings to each WebSocket peer; one that misses a ping is dropped
     #[arg(long, value_name = "S", default_value_t = DEFAULT_WS_PING_INTERVAL)]
     pub ws_ping_interval: u64,
+
+    /// Join the nodes that use this NATS server, like nats://127.0.0.1:4222 (repeatable, or comma-separated, for a NATS cluster); without it the node stands alone
+    #[arg(long = "nats", value_name = "URL", value_delimiter = ',')]
+    pub nats: Vec<String>,
+
+    /// This node's name in the cluster: 1-64 characters from A-Z a-z 0-9 _ - [default: host name and a random suffix]
+    #[arg(long, value_name = "NAME", value_parser = parse_node_name, requires = "nats")]
+    pub node_name: Option<String>,
+}
+
+/// Longest node name: room for a fully qualified host name's first label
+/// and a suffix, short enough to stay readable in logs and metrics.
+pub const MAX_NODE_NAME: usize = 64;
+
+/// A node name goes into logs, metrics and the cluster's messages, so it
+/// keeps to characters that are plain in all of them.
+fn parse_node_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= MAX_NODE_NAME
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "1-{MAX_NODE_NAME} characters from A-Z a-z 0-9 _ -, got {s:?}"
+        ))
+    }
 }
 
 impl Config {
@@ -207,5 +235,25 @@ mod tests {
         assert!(Config::try_parse_from(["chatgate", "4000", "--tcp", "127.0.0.1:1"]).is_err());
         let off = Config::parse_from(["chatgate", "--tcp", "off"]);
         assert_eq!(off.tcp_listen(), Listen::Off);
+    }
+
+    #[test]
+    fn nats_urls_repeat_or_split_on_commas() {
+        let c = Config::parse_from([
+            "chatgate",
+            "--nats",
+            "nats://a:4222,nats://b:4222",
+            "--nats",
+            "nats://c:4222",
+            "--node-name",
+            "node-1",
+        ]);
+        assert_eq!(c.nats, ["nats://a:4222", "nats://b:4222", "nats://c:4222"]);
+        assert_eq!(c.node_name.as_deref(), Some("node-1"));
+        assert!(Config::parse_from(["chatgate"]).nats.is_empty());
+        for bad in ["", "a.b", "a b", &"x".repeat(65)] {
+            let args = ["chatgate", "--nats", "nats://a", "--node-name", bad];
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 }

@@ -82,7 +82,7 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
                 break;
             }
             read = reader.read_line() => {
-                let flow = match read {
+                let mut flow = match read {
                     Ok(Some(line)) => {
                         shared.metrics.line_in();
                         session.handle_line(line, std::time::Instant::now())
@@ -94,8 +94,11 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
                     }
                     Err(ReadError::BadUtf8) => session.bad_utf8(),
                 };
+                if flow == Flow::Claim {
+                    flow = claim(&mut session, &shared).await;
+                }
                 match flow {
-                    Flow::Continue => {}
+                    Flow::Continue | Flow::Claim => {}
                     Flow::RateLimited => shared.metrics.dropped(DropReason::RateLimited),
                     Flow::Close => break,
                 }
@@ -113,6 +116,17 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
     let _ = timeout(linger, reader.discard()).await;
     drop(permit);
     debug!(%peer, "closed");
+}
+
+/// Asks the cluster for the name the session reserved, and tells the
+/// session the answer. Bounded: the cluster answers within its claim
+/// timeout, or the name counts as granted on this node's word.
+async fn claim(session: &mut Session, shared: &Shared) -> Flow {
+    let granted = match (session.pending_claim(), &shared.cluster) {
+        (Some((room, user)), Some(cluster)) => cluster.claim(room, user).await,
+        _ => true,
+    };
+    session.claim_answered(granted)
 }
 
 /// Drains the outbox into the transport until the connection closes.

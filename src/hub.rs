@@ -12,16 +12,26 @@
 //!
 //! Membership is a value, [`Membership`]: dropping it leaves the room, so a
 //! connection that ends for any reason cannot leave a ghost behind.
+//!
+//! With a [`Relay`] (a cluster of nodes), room lines are handed to the relay
+//! instead of being broadcast here, and come back through [`Hub::deliver`]
+//! (see the `arrival` module); names, `/who` and `/rooms` then also count
+//! the members the relay knows on other nodes.
+
+mod arrival;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 
+pub use arrival::Arrival;
+
 use crate::outbox::Outbox;
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
+use crate::relay::{JoinTag, Relay, RoomEvent};
 
 /// All rooms.
 #[derive(Debug, Default)]
@@ -31,6 +41,10 @@ pub struct Hub {
     /// Set when the server stops: everyone is leaving at once, and each
     /// must see `* server shutting down` next, not a flurry of `has left`.
     closing: AtomicBool,
+    /// The cluster this node belongs to, if any.
+    relay: Option<Arc<dyn Relay>>,
+    /// The next [`JoinTag`].
+    next_tag: AtomicU64,
 }
 
 /// One room: its members behind its own lock.
@@ -60,9 +74,37 @@ struct Member {
     name: UserName,
     /// Where this member's lines go.
     outbox: Arc<Outbox>,
-    /// False while the name is reserved by a user moving in from another
-    /// room: it blocks the name but receives nothing yet.
-    joined: bool,
+    /// How far the member is in.
+    stage: Stage,
+}
+
+/// A member's way into a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The name is reserved (by a user moving in from another room, or one
+    /// whose name is being claimed across the cluster): it blocks the name
+    /// but receives nothing yet.
+    Reserved,
+    /// Joined, and the join line went to the relay: the member receives
+    /// nothing until that line comes back, so that its first room line is
+    /// its own `has joined`, as on a single node.
+    Echo(JoinTag),
+    /// Joined and receiving. `skip` is a relayed join line that was already
+    /// delivered here by hand (the link was lost while it travelled), to be
+    /// dropped if it comes back after all.
+    Joined { skip: Option<JoinTag> },
+}
+
+impl Stage {
+    /// In the room, for `/who`, `/msg` and counts.
+    fn is_in(self) -> bool {
+        self != Stage::Reserved
+    }
+
+    /// Receives room lines.
+    fn receives(self) -> bool {
+        matches!(self, Stage::Joined { .. })
+    }
 }
 
 /// A join was refused because the name is in use in that room.
@@ -79,6 +121,20 @@ impl Hub {
     /// An empty hub.
     pub fn new() -> Arc<Hub> {
         Arc::default()
+    }
+
+    /// An empty hub whose rooms span a cluster through `relay`.
+    pub fn with_relay(relay: Arc<dyn Relay>) -> Arc<Hub> {
+        Arc::new(Hub {
+            relay: Some(relay),
+            ..Hub::default()
+        })
+    }
+
+    /// Whether a join must first claim its name across the cluster (see
+    /// [`Relay::claims_names`]).
+    pub fn claims_names(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| r.claims_names())
     }
 
     /// Reserves `user` in `room` without joining yet: the name is blocked
@@ -108,7 +164,7 @@ impl Hub {
                 Member {
                     name: user,
                     outbox: outbox.clone(),
-                    joined: false,
+                    stage: Stage::Reserved,
                 },
             );
             drop(members);
@@ -126,13 +182,18 @@ impl Hub {
         self.closing.store(true, Ordering::Relaxed);
     }
 
-    /// Every room with its number of members.
+    /// Every room with its number of members, on every node.
     pub fn rooms(&self) -> Vec<(RoomName, usize)> {
-        read(&self.rooms)
+        let mut counts: HashMap<RoomName, usize> = read(&self.rooms)
             .values()
             .map(|room| (room.name, room.joined.load(Ordering::Relaxed)))
-            .filter(|&(_, n)| n > 0)
-            .collect()
+            .collect();
+        if let Some(relay) = &self.relay {
+            for (room, n) in relay.remote_rooms() {
+                *counts.entry(room).or_default() += n;
+            }
+        }
+        counts.into_iter().filter(|&(_, n)| n > 0).collect()
     }
 
     /// Number of users in a room, all rooms together.
@@ -199,7 +260,7 @@ impl Members {
     /// Pushes one shared line to every joined member. A member whose outbox
     /// overflows is killed by the push; its session then leaves the room.
     fn broadcast(&self, line: &Bytes) {
-        for member in self.by_key.values().filter(|m| m.joined) {
+        for member in self.by_key.values().filter(|m| m.stage.receives()) {
             member.outbox.push(line.clone());
         }
     }
@@ -232,41 +293,74 @@ impl Membership {
         if self.joined {
             return;
         }
+        let line = reply::joined(self.user);
+        let tag = self.hub.next_tag.fetch_add(1, Ordering::Relaxed);
+        let event = RoomEvent::Joined {
+            user: self.user,
+            tag,
+        };
+        // Published under the room lock, so that this node's lines of the
+        // room enter the relay in the order its members sent them.
         let mut members = self.room.lock();
+        let relayed = self.relay_publish(event, &line);
         if let Some(me) = members.by_key.get_mut(&self.user.key()) {
-            me.joined = true;
+            me.stage = if relayed {
+                Stage::Echo(tag)
+            } else {
+                Stage::Joined { skip: None }
+            };
         }
         self.joined = true;
         self.room.joined.fetch_add(1, Ordering::Relaxed);
-        members.broadcast(&reply::joined(self.user));
+        if !relayed {
+            members.broadcast(&line);
+        }
     }
 
     /// Sends a line to everyone in the room, the sender included.
     pub fn broadcast(&self, line: Bytes) {
-        self.room.lock().broadcast(&line);
+        let members = self.room.lock();
+        if !self.relay_publish(RoomEvent::Line, &line) {
+            members.broadcast(&line);
+        }
     }
 
-    /// The names in the room, unsorted.
+    /// The names in the room, on every node, unsorted.
     pub fn who(&self) -> Vec<UserName> {
+        let remote = self.remote_members();
         let members = self.room.lock();
-        members
+        let mut names: Vec<UserName> = members
             .by_key
             .values()
-            .filter(|m| m.joined)
+            .filter(|m| m.stage.is_in())
             .map(|m| m.name)
-            .collect()
+            .collect();
+        for user in remote {
+            if !members.by_key.contains_key(&user.key()) {
+                names.push(user);
+            }
+        }
+        names
     }
 
-    /// Sends `line` to the joined member called `to` (in any case) and
-    /// echoes it to the sender, once if they are the same.
+    /// Sends `line` to the member called `to` (in any case), on whatever
+    /// node, and echoes it to the sender, once if they are the same.
     pub fn send_private(&self, to: &str, line: Bytes) -> Result<(), NoSuchUser> {
         let target = Name::parse(to).ok_or(NoSuchUser)?.key();
+        let remote = self.remote_members().iter().any(|u| u.key() == target);
         let members = self.room.lock();
-        let them = members
-            .by_key
-            .get(&target)
-            .filter(|m| m.joined)
-            .ok_or(NoSuchUser)?;
+        let local = members.by_key.get(&target).filter(|m| m.stage.is_in());
+        if local.is_none() && !remote {
+            return Err(NoSuchUser);
+        }
+        let event = RoomEvent::Private {
+            from: self.user,
+            to: target,
+        };
+        if self.relay_publish(event, &line) {
+            return Ok(());
+        }
+        let them = local.ok_or(NoSuchUser)?;
         them.outbox.push(line.clone());
         if target != self.user.key() {
             if let Some(me) = members.by_key.get(&self.user.key()) {
@@ -274,6 +368,21 @@ impl Membership {
             }
         }
         Ok(())
+    }
+
+    /// Hands a room line to the relay, if there is one and it takes it.
+    fn relay_publish(&self, event: RoomEvent, line: &Bytes) -> bool {
+        self.hub
+            .relay
+            .as_ref()
+            .is_some_and(|r| r.publish(self.room.name, event, line))
+    }
+
+    fn remote_members(&self) -> Vec<UserName> {
+        match &self.hub.relay {
+            Some(relay) => relay.remote_members(self.room.name),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -283,8 +392,12 @@ impl Drop for Membership {
         members.by_key.remove(&self.user.key());
         if self.joined {
             self.room.joined.fetch_sub(1, Ordering::Relaxed);
-            if !self.hub.closing.load(Ordering::Relaxed) {
-                members.broadcast(&reply::left(self.user));
+            let line = reply::left(self.user);
+            // Relayed even while the server stops: the other nodes' members
+            // must see this node's users go.
+            let relayed = self.relay_publish(RoomEvent::Left { user: self.user }, &line);
+            if !relayed && !self.hub.closing.load(Ordering::Relaxed) {
+                members.broadcast(&line);
             }
         }
         let empty = members.by_key.is_empty();
@@ -292,8 +405,14 @@ impl Drop for Membership {
             members.removed = true;
         }
         drop(members);
+        if let Some(relay) = &self.hub.relay {
+            relay.released(self.room.name, self.user);
+        }
         if empty {
             self.hub.remove_room(&self.room);
+            if let Some(relay) = &self.hub.relay {
+                relay.room_emptied(self.room.name);
+            }
         }
     }
 }
@@ -312,11 +431,11 @@ mod tests {
     use crate::outbox::Next;
     use std::task::{Context, Poll, Waker};
 
-    fn name(s: &str) -> Name {
+    pub(super) fn name(s: &str) -> Name {
         Name::parse(s).unwrap()
     }
 
-    fn drain(outbox: &Outbox) -> Vec<String> {
+    pub(super) fn drain(outbox: &Outbox) -> Vec<String> {
         let mut batch = Vec::new();
         let cx = &mut Context::from_waker(Waker::noop());
         match outbox.poll_next(cx, &mut batch) {

@@ -22,6 +22,8 @@
 //! | [`session`] | one user's state machine: welcome, JOIN attempts, commands |
 //! | [`hub`] | rooms and membership; the only shared state |
 //! | [`outbox`] | a connection's bounded outgoing queue |
+//! | [`relay`] | the hook through which a cluster carries the hub's room lines |
+//! | `cluster` | nodes joined through NATS: room subjects, presence, the link (feature `server`) |
 //! | `config` | the command line: every flag, default and reason (feature `server`) |
 //! | `server` | listeners, accept loops, shutdown (feature `server`) |
 //! | `connection` | drives one transport through a session (feature `server`) |
@@ -31,7 +33,9 @@
 //! # Guarantees
 //!
 //! - All members of a room see its lines in one order: a broadcast runs
-//!   under that room's lock, and only that room's.
+//!   under that room's lock, and only that room's. In a cluster, each line
+//!   is published once to NATS and every node delivers what comes back, so
+//!   nodes on one nats-server share one order.
 //! - Memory is bounded whatever a client does: lines are capped at
 //!   [`protocol::MAX_LINE`] bytes and each outbox at `--max-queue-bytes`; a
 //!   reader that falls behind is disconnected, not buffered for.
@@ -65,8 +69,11 @@
 pub mod hub;
 pub mod outbox;
 pub mod protocol;
+pub mod relay;
 pub mod session;
 
+#[cfg(feature = "server")]
+pub mod cluster;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]

@@ -2,7 +2,8 @@
 //!
 //! Counters and gauges are atomics the connection code bumps as things
 //! happen; room and user counts are read from the hub at scrape time, so
-//! the hub itself stays free of metrics code.
+//! the hub itself stays free of metrics code. A node in a cluster also
+//! exports [`ClusterMetrics`], which the cluster's tasks bump.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -56,10 +57,37 @@ pub struct Metrics {
     drops: Family<ReasonLabel, Counter>,
     rooms: Gauge,
     users: Gauge,
+    /// Present when the node is part of a cluster.
+    cluster: Option<ClusterMetrics>,
+}
+
+/// What a node in a cluster counts; cheap to clone, every clone counts into
+/// the same numbers.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMetrics {
+    /// Room lines this node published to NATS.
+    pub published: Counter,
+    /// Room lines this node received from NATS.
+    pub received: Counter,
+    /// Room lines delivered to local members only: the link was down, or the
+    /// queue to NATS was full.
+    pub kept_local: Counter,
+    /// 1 while the NATS link is up and presence is registered, else 0.
+    pub link_up: Gauge,
+    /// Presence entries: this node's claimed names plus the other nodes'
+    /// members it knows of.
+    pub presence_entries: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(false)
+    }
+}
+
+impl Metrics {
+    /// The metrics of a node; `cluster` adds the cluster's.
+    pub fn new(cluster: bool) -> Self {
         let mut registry = Registry::with_prefix("chatgate");
         let metrics = Metrics {
             connections: Family::default(),
@@ -68,6 +96,7 @@ impl Default for Metrics {
             drops: Family::default(),
             rooms: Gauge::default(),
             users: Gauge::default(),
+            cluster: cluster.then(ClusterMetrics::default),
             registry: Registry::default(),
         };
         registry.register(
@@ -96,6 +125,34 @@ impl Default for Metrics {
             metrics.rooms.clone(),
         );
         registry.register("users", "Users in a room", metrics.users.clone());
+        if let Some(c) = &metrics.cluster {
+            let sub = registry.sub_registry_with_prefix("cluster");
+            sub.register(
+                "published_lines",
+                "Room lines published to NATS",
+                c.published.clone(),
+            );
+            sub.register(
+                "received_lines",
+                "Room lines received from NATS",
+                c.received.clone(),
+            );
+            sub.register(
+                "local_only_lines",
+                "Room lines delivered to local members only (link down or queue full)",
+                c.kept_local.clone(),
+            );
+            sub.register(
+                "link_up",
+                "1 while the NATS link is up and presence is registered",
+                c.link_up.clone(),
+            );
+            sub.register(
+                "presence_entries",
+                "Names claimed here plus members known on other nodes",
+                c.presence_entries.clone(),
+            );
+        }
         for reason in [
             DropReason::TooSlow,
             DropReason::TooLong,
@@ -110,9 +167,12 @@ impl Default for Metrics {
             ..metrics
         }
     }
-}
 
-impl Metrics {
+    /// The cluster's metrics, if the node is in one.
+    pub fn cluster(&self) -> Option<&ClusterMetrics> {
+        self.cluster.as_ref()
+    }
+
     /// A connection of `transport` opened; the guard closes it.
     pub fn connection(&self, transport: &'static str) -> ConnectionGauge {
         let gauge = self

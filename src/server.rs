@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, Listen};
 use crate::connection;
 use crate::http;
@@ -92,6 +93,9 @@ pub enum StartError {
     /// The certificate or key is unusable.
     #[error("certificate")]
     Certificate(#[from] CertError),
+    /// The cluster could not be joined.
+    #[error("cluster")]
+    Cluster(#[from] ClusterError),
 }
 
 /// What every connection task shares.
@@ -99,6 +103,8 @@ pub enum StartError {
 pub(crate) struct Shared {
     /// The rooms.
     pub hub: Arc<Hub>,
+    /// The cluster this node is in, with `--nats`.
+    pub cluster: Option<Cluster>,
     /// Cancelled once when the server stops.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -161,13 +167,19 @@ impl Server {
                 })?;
             listeners.push((kind, listener));
         }
+        let metrics = Metrics::new(!config.nats.is_empty());
+        let cluster = match metrics.cluster() {
+            Some(cluster_metrics) => Some(Cluster::start(&config, cluster_metrics.clone()).await?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
-            hub: Hub::new(),
+            hub: cluster.as_ref().map_or_else(Hub::new, Cluster::hub),
+            cluster,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             limiter: ConnectionLimiter::new(config.max_connections, config.max_per_ip),
             http_slots: Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS)),
-            metrics: Metrics::default(),
+            metrics,
             limits: SessionLimits { rate: config.rate },
             max_queue_bytes: config.max_queue_bytes,
             login_timeout: config.login_timeout(),
@@ -208,6 +220,11 @@ impl Server {
         self.shared.hub.clone()
     }
 
+    /// The cluster this node is in, with `--nats`.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.shared.cluster.as_ref()
+    }
+
     /// Serves until `shutdown` completes, then stops gracefully.
     pub async fn run(self, shutdown: impl Future) {
         let shared = self.shared;
@@ -222,10 +239,15 @@ impl Server {
         shared.hub.close();
         shared.shutdown.cancel();
         shared.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, shared.tracker.wait())
-            .await
-            .is_err()
-        {
+        // The cluster's departure runs while the connections close: it waits
+        // for their members to leave, then tells the other nodes.
+        let depart = async {
+            if let Some(cluster) = &shared.cluster {
+                cluster.depart().await;
+            }
+        };
+        let stopped = async { tokio::join!(shared.tracker.wait(), depart) };
+        if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
             warn!(
                 left = shared.tracker.len(),
                 "connections still closing at exit"

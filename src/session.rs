@@ -9,6 +9,11 @@
 //! When a session decides the connection must end, it closes its outbox
 //! with the reason (the writer then flushes the last lines and closes) and
 //! returns [`Flow::Close`]; dropping the session leaves its room.
+//!
+//! In a cluster a name must also be claimed on the other nodes, which takes
+//! a round trip the session cannot make: it reserves the name here, returns
+//! [`Flow::Claim`], and the driver answers with [`Session::claim_answered`]
+//! once the cluster has spoken.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +21,7 @@ use std::time::Instant;
 use crate::hub::{Hub, Membership};
 use crate::outbox::Outbox;
 use crate::protocol::command::{self, Command, Login};
-use crate::protocol::names::Name;
+use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::rate::{TokenBucket, Verdict};
 use crate::protocol::reply::{self, reason};
 use crate::protocol::text::clean;
@@ -31,6 +36,10 @@ pub enum Flow {
     RateLimited,
     /// The outbox is closing; stop reading and let the writer finish.
     Close,
+    /// A name is reserved here and must be claimed across the cluster
+    /// ([`Session::pending_claim`]) before the session goes on; answer with
+    /// [`Session::claim_answered`] before feeding it anything else.
+    Claim,
 }
 
 /// What a session needs to know of the server's limits.
@@ -57,6 +66,15 @@ pub struct Session {
 enum State {
     /// Not joined yet; counts failed JOIN attempts.
     Login { failed: u32 },
+    /// Waiting for the cluster to grant the name reserved in `next`.
+    Claiming {
+        /// The reservation in the room being joined.
+        next: Membership,
+        /// The room being left, for `/join`; none for a first JOIN.
+        from: Option<Membership>,
+        /// Failed JOIN attempts so far, for a first JOIN.
+        failed: u32,
+    },
     /// In a room.
     Joined(Membership),
 }
@@ -77,7 +95,40 @@ impl Session {
     pub fn membership(&self) -> Option<&Membership> {
         match &self.state {
             State::Joined(m) => Some(m),
-            State::Login { .. } => None,
+            State::Login { .. } | State::Claiming { .. } => None,
+        }
+    }
+
+    /// The room and name waiting for a cluster-wide claim, after
+    /// [`Flow::Claim`].
+    pub fn pending_claim(&self) -> Option<(RoomName, UserName)> {
+        match &self.state {
+            State::Claiming { next, .. } => Some((next.room(), next.user())),
+            _ => None,
+        }
+    }
+
+    /// The cluster granted the pending name, or found it taken.
+    pub fn claim_answered(&mut self, granted: bool) -> Flow {
+        let state = std::mem::replace(&mut self.state, State::Login { failed: 0 });
+        let State::Claiming { next, from, failed } = state else {
+            self.state = state;
+            return Flow::Continue;
+        };
+        match (granted, from) {
+            (true, from) => {
+                drop(from);
+                self.enter(next);
+                Flow::Continue
+            }
+            (false, Some(from)) => {
+                self.state = State::Joined(from);
+                self.reply(reply::error(reason::NAME_TAKEN))
+            }
+            (false, None) => {
+                self.state = State::Login { failed };
+                self.failed_attempt(reason::NAME_TAKEN)
+            }
         }
     }
 
@@ -100,6 +151,8 @@ impl Session {
         match &mut self.state {
             State::Login { .. } => self.login(&text),
             State::Joined(_) => self.command(&text),
+            // The driver answers a claim before it reads on.
+            State::Claiming { .. } => Flow::Continue,
         }
     }
 
@@ -138,14 +191,23 @@ impl Session {
                 let Some(user) = Name::parse(user) else {
                     return self.failed_attempt(reason::BAD_USER);
                 };
-                match self.hub.reserve(room, user, &self.outbox) {
-                    Ok(mut membership) => {
-                        membership.join();
-                        self.state = State::Joined(membership);
-                        Flow::Continue
-                    }
-                    Err(_) => self.failed_attempt(reason::NAME_TAKEN),
+                let Ok(next) = self.hub.reserve(room, user, &self.outbox) else {
+                    return self.failed_attempt(reason::NAME_TAKEN);
+                };
+                if self.hub.claims_names() {
+                    let failed = match self.state {
+                        State::Login { failed } => failed,
+                        _ => 0,
+                    };
+                    self.state = State::Claiming {
+                        next,
+                        from: None,
+                        failed,
+                    };
+                    return Flow::Claim;
                 }
+                self.enter(next);
+                Flow::Continue
             }
             Login::Rooms => self.reply(reply::rooms(self.hub.rooms())),
             Login::Help => self.reply_all(reply::help()),
@@ -204,14 +266,30 @@ impl Session {
         if room == me.room() {
             return self.reply(reply::error(reason::SAME_ROOM));
         }
-        let Ok(mut next) = self.hub.reserve(room, me.user(), &self.outbox) else {
+        let Ok(next) = self.hub.reserve(room, me.user(), &self.outbox) else {
             return self.reply(reply::error(reason::NAME_TAKEN));
         };
         let old = std::mem::replace(&mut self.state, State::Login { failed: 0 });
+        if self.hub.claims_names() {
+            if let State::Joined(from) = old {
+                self.state = State::Claiming {
+                    next,
+                    from: Some(from),
+                    failed: 0,
+                };
+                return Flow::Claim;
+            }
+        }
         drop(old);
+        self.enter(next);
+        Flow::Continue
+    }
+
+    /// Joins the reserved room: the room, the user included, sees the user
+    /// join.
+    fn enter(&mut self, mut next: Membership) {
         next.join();
         self.state = State::Joined(next);
-        Flow::Continue
     }
 
     fn reply(&self, line: bytes::Bytes) -> Flow {
@@ -340,5 +418,31 @@ mod tests {
             ]
         );
         assert_eq!(a.membership().unwrap().room().as_str(), "two");
+    }
+
+    #[test]
+    fn a_cluster_decides_who_gets_a_name() {
+        let relay = Arc::new(crate::relay::testing::Recorder::default());
+        let hub = Hub::with_relay(relay.clone());
+        let (mut s, out) = session(&hub, 0);
+        let now = Instant::now();
+        assert_eq!(s.handle_line(b"JOIN r sam", now), Flow::Claim);
+        let (room, user) = s.pending_claim().unwrap();
+        assert_eq!((room.as_str(), user.as_str()), ("r", "sam"));
+        assert_eq!(s.claim_answered(false), Flow::Continue);
+        assert!(s.membership().is_none());
+        assert_eq!(s.handle_line(b"JOIN r sam", now), Flow::Claim);
+        assert_eq!(s.claim_answered(true), Flow::Continue);
+        relay.echo(&hub);
+        assert_eq!(lines(&out)[2..], ["ERROR name taken", "sam has joined"]);
+
+        assert_eq!(s.handle_line(b"/join other", now), Flow::Claim);
+        s.claim_answered(false);
+        assert_eq!(s.membership().unwrap().room().as_str(), "r");
+        assert_eq!(s.handle_line(b"/join other", now), Flow::Claim);
+        s.claim_answered(true);
+        relay.echo(&hub);
+        assert_eq!(lines(&out), ["ERROR name taken", "sam has joined"]);
+        assert_eq!(s.membership().unwrap().room().as_str(), "other");
     }
 }

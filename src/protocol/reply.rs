@@ -19,6 +19,12 @@ pub const WELCOME_USAGE: Bytes = Bytes::from_static(b"JOIN <ROOMNAME> <USERNAME>
 /// Sent to everyone when the server stops.
 pub const SHUTTING_DOWN: Bytes = Bytes::from_static(b"* server shutting down\r\n");
 
+/// Sent to a node's users when its cluster link drops: until it is back,
+/// their lines reach this node's members only.
+pub const CLUSTER_LINK_LOST: Bytes = Bytes::from_static(b"* cluster link lost\r\n");
+/// Sent to a node's users when its cluster link is back.
+pub const CLUSTER_LINK_RESTORED: Bytes = Bytes::from_static(b"* cluster link restored\r\n");
+
 /// The text of a line without its terminator.
 pub fn text(line: &Bytes) -> &[u8] {
     line.strip_suffix(CRLF).unwrap_or(line)

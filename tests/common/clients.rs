@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -210,6 +211,48 @@ impl Conn {
             .expect("send");
     }
 
+    /// The next line, waiting at most `limit` for it.
+    pub async fn next_line_within(&mut self, limit: Duration) -> Option<String> {
+        match self {
+            Conn::Stream { reader, .. } => {
+                let mut buf = Vec::new();
+                let read = timeout(limit, reader.read_until(b'\n', &mut buf))
+                    .await
+                    .unwrap_or_else(|_| panic!("no line within {limit:?}"));
+                match read {
+                    Ok(0) => None,
+                    Ok(_) => {
+                        let text = buf.strip_suffix(b"\r\n").expect("line ends with \\r\\n");
+                        Some(String::from_utf8(text.to_vec()).expect("UTF-8"))
+                    }
+                    Err(e) => panic!("read failed: {e}"),
+                }
+            }
+            Conn::Ws { ws, closed_with } => loop {
+                let message = timeout(limit, ws.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("no message within {limit:?}"));
+                match message {
+                    Some(Ok(Message::Text(text))) => return Some(text.as_str().to_owned()),
+                    Some(Ok(Message::Close(frame))) => {
+                        *closed_with = Some(frame);
+                    }
+                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => return None,
+                }
+            },
+        }
+    }
+
+    /// Asserts that the next line is `expected` and comes within `limit`.
+    pub async fn expect_line_within(&mut self, expected: &str, limit: Duration) {
+        let line = self
+            .next_line_within(limit)
+            .await
+            .expect("connection closed while a line was expected");
+        assert_eq!(line, expected);
+    }
+
     /// The WebSocket close code the server sent.
     pub fn close_code(&self) -> Option<u16> {
         match self {
@@ -232,34 +275,6 @@ impl Conn {
 
 impl ServerLines for Conn {
     async fn next_line(&mut self) -> Option<String> {
-        match self {
-            Conn::Stream { reader, .. } => {
-                let mut buf = Vec::new();
-                let read = timeout(WAIT, reader.read_until(b'\n', &mut buf))
-                    .await
-                    .unwrap_or_else(|_| panic!("no line within {WAIT:?}"));
-                match read {
-                    Ok(0) => None,
-                    Ok(_) => {
-                        let text = buf.strip_suffix(b"\r\n").expect("line ends with \\r\\n");
-                        Some(String::from_utf8(text.to_vec()).expect("UTF-8"))
-                    }
-                    Err(e) => panic!("read failed: {e}"),
-                }
-            }
-            Conn::Ws { ws, closed_with } => loop {
-                let message = timeout(WAIT, ws.next())
-                    .await
-                    .unwrap_or_else(|_| panic!("no message within {WAIT:?}"));
-                match message {
-                    Some(Ok(Message::Text(text))) => return Some(text.as_str().to_owned()),
-                    Some(Ok(Message::Close(frame))) => {
-                        *closed_with = Some(frame);
-                    }
-                    Some(Ok(_)) => {}
-                    None | Some(Err(_)) => return None,
-                }
-            },
-        }
+        self.next_line_within(WAIT).await
     }
 }

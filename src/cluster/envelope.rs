@@ -1,0 +1,232 @@
+//! How a room line travels: one NATS message whose payload is the encoded
+//! line itself, `\r\n` included, so that the receiving node hands the very
+//! buffer NATS read to all its members, and whose headers (for joins,
+//! leaves and private lines only) say what the hub and the presence replica
+//! need to know. A plain message or `/me` has no headers at all.
+//!
+//! Everything that arrives is checked before use: a message that does not
+//! parse, or whose payload is not one clean line, is dropped, so that
+//! nothing on the bus can send a terminal control sequence or a second line
+//! to a user.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+
+use crate::protocol::MAX_LINE;
+use crate::protocol::names::{Name, UserName};
+use crate::protocol::reply::CRLF;
+use crate::relay::JoinTag;
+
+const EVENT: &str = "Chatgate-Event";
+const NODE: &str = "Chatgate-Node";
+const USER: &str = "Chatgate-User";
+const TAG: &str = "Chatgate-Tag";
+const TO: &str = "Chatgate-To";
+
+/// Longest payload taken from the bus: a longest client line after clean-up
+/// (where each invalid byte may become a three-byte U+FFFD) with a name in
+/// front. Anything longer did not come from a chatgate node.
+const MAX_PAYLOAD: usize = 3 * MAX_LINE + 64;
+
+/// What a room message means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A message or `/me`.
+    Line,
+    /// `user` joined on `node`; `tag` identifies the join there.
+    Join {
+        /// The node the user is on.
+        node: String,
+        /// The user, as written.
+        user: UserName,
+        /// The join's tag on its node.
+        tag: JoinTag,
+    },
+    /// `user`, who was on `node`, left.
+    Leave {
+        /// The node the user was on.
+        node: String,
+        /// The user, as written.
+        user: UserName,
+    },
+    /// A private line from `from` to the member whose folded name is `to`.
+    Private {
+        /// The sender's folded name.
+        from: Name,
+        /// The recipient's folded name.
+        to: Name,
+    },
+    /// A repair after the cluster link came back: `user` on `node` is in the
+    /// room, which other nodes may not know. Shown only where it is news.
+    Present {
+        /// The node the user is on.
+        node: String,
+        /// The user, as written.
+        user: UserName,
+    },
+    /// A repair: `user` on `node` is gone (the node died, or the user left
+    /// while the link was down). Shown only where it is news.
+    Gone {
+        /// The node the user was on.
+        node: String,
+        /// The user, as written.
+        user: UserName,
+    },
+}
+
+impl Kind {
+    /// The headers that carry this kind; none for a plain line.
+    pub(super) fn headers(&self) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        match self {
+            Kind::Line => return None,
+            Kind::Join { node, user, tag } => {
+                h.insert(EVENT, "join");
+                h.insert(NODE, node.as_str());
+                h.insert(USER, user.as_str());
+                h.insert(TAG, tag.to_string());
+            }
+            Kind::Leave { node, user } => {
+                h.insert(EVENT, "leave");
+                h.insert(NODE, node.as_str());
+                h.insert(USER, user.as_str());
+            }
+            Kind::Private { from, to } => {
+                h.insert(EVENT, "private");
+                h.insert(USER, from.as_str());
+                h.insert(TO, to.as_str());
+            }
+            Kind::Present { node, user } => {
+                h.insert(EVENT, "present");
+                h.insert(NODE, node.as_str());
+                h.insert(USER, user.as_str());
+            }
+            Kind::Gone { node, user } => {
+                h.insert(EVENT, "gone");
+                h.insert(NODE, node.as_str());
+                h.insert(USER, user.as_str());
+            }
+        }
+        Some(h)
+    }
+
+    /// Reads a received message's headers; `None` if they make no sense.
+    pub(super) fn parse(headers: Option<&HeaderMap>) -> Option<Kind> {
+        let Some(h) = headers else {
+            return Some(Kind::Line);
+        };
+        let text = |name: &str| h.get(name).map(|v| v.as_str());
+        let node = || text(NODE).filter(|n| !n.is_empty()).map(str::to_owned);
+        let user = |name: &str| text(name).and_then(Name::parse);
+        let kind = match text(EVENT) {
+            None => Kind::Line,
+            Some("join") => Kind::Join {
+                node: node()?,
+                user: user(USER)?,
+                tag: text(TAG)?.parse().ok()?,
+            },
+            Some("leave") => Kind::Leave {
+                node: node()?,
+                user: user(USER)?,
+            },
+            Some("private") => Kind::Private {
+                from: user(USER)?.key(),
+                to: user(TO)?.key(),
+            },
+            Some("present") => Kind::Present {
+                node: node()?,
+                user: user(USER)?,
+            },
+            Some("gone") => Kind::Gone {
+                node: node()?,
+                user: user(USER)?,
+            },
+            Some(_) => return None,
+        };
+        Some(kind)
+    }
+}
+
+/// Whether a received payload is one clean encoded line: UTF-8, ended by
+/// `\r\n`, with no control character but tab before it (as the protocol's
+/// clean-up leaves every line).
+pub(super) fn is_clean_line(payload: &Bytes) -> bool {
+    payload.len() <= MAX_PAYLOAD
+        && payload
+            .strip_suffix(CRLF)
+            .and_then(|text| std::str::from_utf8(text).ok())
+            .is_some_and(|text| !text.chars().any(|c| c.is_control() && c != '\t'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    #[test]
+    fn every_kind_survives_the_trip() {
+        let kinds = [
+            Kind::Line,
+            Kind::Join {
+                node: "a.1".into(),
+                user: n("Bob"),
+                tag: 7,
+            },
+            Kind::Leave {
+                node: "a.1".into(),
+                user: n("Bob"),
+            },
+            Kind::Private {
+                from: n("bob"),
+                to: n("al.ice"),
+            },
+            Kind::Present {
+                node: "b.2".into(),
+                user: n("x"),
+            },
+            Kind::Gone {
+                node: "b.2".into(),
+                user: n("x"),
+            },
+        ];
+        for kind in kinds {
+            assert_eq!(Kind::parse(kind.headers().as_ref()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(EVENT, "join");
+        h.insert(NODE, "a");
+        h.insert(USER, "not a name");
+        h.insert(TAG, "1");
+        assert_eq!(Kind::parse(Some(&h)), None);
+        h.insert(USER, "bob");
+        h.insert(TAG, "x");
+        assert_eq!(Kind::parse(Some(&h)), None);
+        h.insert(EVENT, "explode");
+        assert_eq!(Kind::parse(Some(&h)), None);
+    }
+
+    #[test]
+    fn only_one_clean_line_is_delivered() {
+        assert!(is_clean_line(&Bytes::from_static(b"bob: hi\t!\r\n")));
+        let c1 = "a\u{9b}b\r\n".as_bytes();
+        for bad in [
+            &b"bob: hi"[..],
+            b"a\r\nb\r\n",
+            b"\x1b[2J\r\n",
+            b"a\nb\r\n",
+            c1,
+            b"\xff\r\n",
+        ] {
+            assert!(!is_clean_line(&Bytes::copy_from_slice(bad)), "{bad:?}");
+        }
+        let long = format!("{}\r\n", "x".repeat(MAX_PAYLOAD));
+        assert!(!is_clean_line(&Bytes::from(long)));
+    }
+}

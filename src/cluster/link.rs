@@ -1,0 +1,125 @@
+//! The state of this node's NATS link, as users and the other tasks see it.
+//!
+//! async-nats reports `Connected` and `Disconnected` through a callback and
+//! reconnects by itself. The link then goes through four phases:
+//! [`Phase::Down`] until a connection exists, [`Phase::Connected`] while the
+//! presence task registers this node's members again, [`Phase::Ready`] while
+//! the rooms task subscribes again, and [`Phase::Up`], when lines and name
+//! claims go through NATS. A loss goes straight back to `Down`: lines stay
+//! local at once, and the users hear `* cluster link lost` (and, once the
+//! link is `Up` again, `* cluster link restored`).
+//!
+//! Transitions take one small mutex, so that a loss cannot be overwritten by
+//! a task that was just finishing its part of the way up. The hub is called
+//! under it; the hub never calls back into the link.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::shared::Shared;
+use crate::hub::Hub;
+use crate::protocol::reply;
+
+/// How far up the link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// No connection to NATS.
+    Down,
+    /// Connected; presence is being registered.
+    Connected,
+    /// Presence is registered; rooms are being subscribed.
+    Ready,
+    /// Everything goes through NATS.
+    Up,
+}
+
+/// The link's phase and the users' view of it.
+#[derive(Debug)]
+pub(super) struct Link {
+    /// Taken for every transition.
+    lock: Mutex<Told>,
+    /// The phase, for the tasks to wait on.
+    phase: watch::Sender<Phase>,
+    hub: Arc<Hub>,
+    shared: Arc<Shared>,
+}
+
+/// What the users were last told.
+#[derive(Debug, Default)]
+struct Told {
+    /// They heard the link was lost and have not heard it is back.
+    lost: bool,
+}
+
+impl Link {
+    pub(super) fn new(hub: Arc<Hub>, shared: Arc<Shared>) -> Link {
+        Link {
+            lock: Mutex::default(),
+            phase: watch::Sender::new(Phase::Down),
+            hub,
+            shared,
+        }
+    }
+
+    /// Follows the phase.
+    pub(super) fn watch(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    /// The phase now.
+    pub(super) fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// async-nats connected (first time or again).
+    pub(super) fn connected(&self) {
+        let _told = self.lock();
+        info!(node = %self.shared.node, "nats link connected");
+        self.phase.send_replace(Phase::Connected);
+    }
+
+    /// async-nats lost the connection; it is already trying again.
+    pub(super) fn disconnected(&self) {
+        let mut told = self.lock();
+        warn!(node = %self.shared.node, "nats link lost; lines stay on this node until it is back");
+        self.phase.send_replace(Phase::Down);
+        let was_up = self.shared.up.swap(false, Ordering::SeqCst);
+        self.shared.metrics.link_up.set(0);
+        if was_up {
+            self.hub.settle_joins();
+            self.hub.notice(&reply::CLUSTER_LINK_LOST);
+            told.lost = true;
+        }
+    }
+
+    /// The presence task registered this node's members.
+    pub(super) fn presence_registered(&self) {
+        let _told = self.lock();
+        if self.phase() == Phase::Connected {
+            self.phase.send_replace(Phase::Ready);
+        }
+    }
+
+    /// The rooms task subscribed every room: lines and claims go through
+    /// NATS from now on.
+    pub(super) fn rooms_subscribed(&self) {
+        let mut told = self.lock();
+        if self.phase() != Phase::Ready {
+            return;
+        }
+        self.shared.up.store(true, Ordering::SeqCst);
+        self.shared.metrics.link_up.set(1);
+        self.phase.send_replace(Phase::Up);
+        info!(node = %self.shared.node, "cluster link up");
+        if std::mem::take(&mut told.lost) {
+            self.hub.notice(&reply::CLUSTER_LINK_RESTORED);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Told> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

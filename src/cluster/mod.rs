@@ -1,0 +1,260 @@
+//! Several chatgate nodes sharing their rooms through NATS (feature
+//! `server`, flag `--nats`).
+//!
+//! Without `--nats` none of this runs. With it, the node's [`Hub`] gets a
+//! relay (the `shared` module) and two tasks run beside the listeners:
+//!
+//! - the rooms task (`rooms`) publishes every room line once to the room's
+//!   subject, `chatgate.room.<hex of the name>`, which a JetStream stream in
+//!   memory numbers, and delivers to local members what its ordered
+//!   consumers of the room bring back, so that all nodes see each room's
+//!   lines in one order;
+//! - the presence task (`presence`) keeps names unique across nodes in a
+//!   JetStream key-value bucket, watches it for `/who` and `/rooms`, says
+//!   that this node is alive, and clears the members of nodes that die.
+//!
+//! `link` follows the connection: when it drops, lines and names stay local
+//! and users are told; when it is back, presence is registered again, rooms
+//! are subscribed again, and users are told again.
+//!
+//! At shutdown, [`Cluster::depart`] waits (briefly) for every local member to
+//! have left, sends their leave lines and deletes their keys, so that the
+//! other nodes see them go at once.
+
+mod envelope;
+mod link;
+mod liveness;
+mod presence;
+mod replica;
+mod rooms;
+mod shared;
+mod subject;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{ConnectOptions, Event};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::link::{Link, Phase};
+use self::presence::{Claim, Presence};
+use self::rooms::Rooms;
+use self::shared::{OUTGOING_QUEUE, Shared};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::metrics::ClusterMetrics;
+use crate::protocol::names::{RoomName, UserName};
+
+/// How often the client pings the NATS server. A server that stops
+/// answering is given up after two missed pongs, so a silent loss is
+/// noticed (and users told) within the protocol's five seconds.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest pause between reconnection attempts: a restarted nats-server is
+/// found within a couple of seconds, and a dead one costs a connection
+/// attempt per node every two seconds.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// Messages one room subscription may hold before NATS drops them as for a
+/// slow consumer. The rooms task only moves them into outboxes, so this is
+/// slack for a moment of CPU starvation; it bounds what a room can pin.
+const SUBSCRIPTION_CAPACITY: usize = 4096;
+
+/// Claims waiting for the presence task. A session waits for its claim, so
+/// at most one per connection is ever queued; this bounds the queue for
+/// the unlikely rush, and a session past it waits its turn.
+const CLAIM_QUEUE: usize = 1024;
+
+/// Longest a JOIN waits for its cluster-wide claim; past it the name is
+/// taken on this node's word, as when the link is down.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long startup waits for the cluster link before serving anyway (as a
+/// node on its own until the link comes).
+const STARTUP_WAIT: Duration = Duration::from_secs(5);
+
+/// How long shutdown gives the departure: members leaving, lines and key
+/// deletions sent. Short, because the process must exit within five
+/// seconds of the signal.
+const DEPART_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A `--nats` URL that cannot be used.
+    #[error("bad --nats URL")]
+    Url(#[source] async_nats::ConnectError),
+}
+
+/// This node's membership in a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The node's id: its name and a random instance number.
+    node: String,
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    link: Arc<Link>,
+    claims: mpsc::Sender<Claim>,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
+    departs: mpsc::Sender<oneshot::Sender<()>>,
+    /// Ends both tasks.
+    stop: CancellationToken,
+}
+
+impl Cluster {
+    /// Connects to NATS (in the background: a server not up yet is retried)
+    /// and starts the cluster's tasks; waits up to `STARTUP_WAIT` for the
+    /// link to be up. The hub to serve with is [`Cluster::hub`].
+    pub async fn start(config: &Config, metrics: ClusterMetrics) -> Result<Cluster, ClusterError> {
+        let name = config
+            .node_name
+            .clone()
+            .unwrap_or_else(subject::default_node_name);
+        let node = subject::node_id(&name);
+        let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING_QUEUE);
+        let (releases_tx, releases) = mpsc::unbounded_channel();
+        let (claims, claims_rx) = mpsc::channel(CLAIM_QUEUE);
+        let (flushes, flushes_rx) = mpsc::channel(1);
+        let (departs, departs_rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared::new(node.clone(), outgoing_tx, releases_tx, metrics));
+        let hub = Hub::with_relay(shared.clone());
+        let link = Arc::new(Link::new(hub.clone(), shared.clone()));
+
+        let events = link.clone();
+        let client = ConnectOptions::new()
+            .name(format!("chatgate {node}"))
+            .retry_on_initial_connect()
+            .ping_interval(PING_INTERVAL)
+            .reconnect_delay_callback(|attempts| {
+                (Duration::from_millis(100) * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY)
+            })
+            .subscription_capacity(SUBSCRIPTION_CAPACITY)
+            .request_timeout(Some(presence::KV_TIMEOUT))
+            .event_callback(move |event| {
+                let link = events.clone();
+                async move {
+                    match event {
+                        Event::Connected => link.connected(),
+                        Event::Disconnected => link.disconnected(),
+                        _ => {}
+                    }
+                }
+            })
+            .connect(config.nats.join(","))
+            .await
+            .map_err(ClusterError::Url)?;
+
+        let stop = CancellationToken::new();
+        tokio::spawn(
+            Rooms {
+                client: client.clone(),
+                hub: hub.clone(),
+                shared: shared.clone(),
+                link: link.clone(),
+                outgoing,
+                flushes: flushes_rx,
+                stop: stop.clone(),
+            }
+            .run(),
+        );
+        tokio::spawn(
+            Presence {
+                client,
+                hub: hub.clone(),
+                shared: shared.clone(),
+                link: link.clone(),
+                claims: claims_rx,
+                releases,
+                departs: departs_rx,
+                stop: stop.clone(),
+            }
+            .run(),
+        );
+        let cluster = Cluster {
+            node,
+            shared,
+            hub,
+            link,
+            claims,
+            flushes,
+            departs,
+            stop,
+        };
+        cluster.wait_up().await;
+        Ok(cluster)
+    }
+
+    async fn wait_up(&self) {
+        let mut phase = self.link.watch();
+        let up = phase.wait_for(|p| *p == Phase::Up);
+        match timeout(STARTUP_WAIT, up).await {
+            Ok(_) => info!(node = %self.node, "joined the cluster"),
+            Err(_) => warn!(
+                node = %self.node,
+                "no cluster link yet; serving this node's users alone until it comes"
+            ),
+        }
+    }
+
+    /// The hub whose rooms span the cluster.
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// This node's id in the cluster.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Claims `user` in `room` across the cluster. True if the name is
+    /// this user's: granted by the cluster, or (link down, or no answer in
+    /// `CLAIM_TIMEOUT`) checked on this node only.
+    pub async fn claim(&self, room: RoomName, user: UserName) -> bool {
+        if !self.shared.is_up() {
+            self.shared
+                .unregistered
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return true;
+        }
+        let (answer, granted) = oneshot::channel();
+        let asked = async {
+            self.claims.send(Claim { room, user, answer }).await.ok()?;
+            granted.await.ok()
+        };
+        timeout(CLAIM_TIMEOUT, asked)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(true)
+    }
+
+    /// The server stops: waits for every local member to leave, sends what
+    /// is queued, deletes this node's keys, and ends the tasks; all within
+    /// `DEPART_TIMEOUT`.
+    pub async fn depart(&self) {
+        let work = async {
+            while self.hub.room_count() > 0 {
+                self.shared.idle.notified().await;
+            }
+            for queue in [&self.flushes, &self.departs] {
+                let (done, finished) = oneshot::channel();
+                if queue.send(done).await.is_ok() {
+                    let _ = finished.await;
+                }
+            }
+        };
+        if timeout(DEPART_TIMEOUT, work).await.is_err() {
+            warn!(node = %self.node, "cluster departure cut short");
+        }
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

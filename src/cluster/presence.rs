@@ -1,0 +1,568 @@
+//! The presence task: cluster-wide names, the other nodes' members, and
+//! clearing the members of nodes that died.
+//!
+//! # Scheme
+//!
+//! Names live in a JetStream key-value bucket, one key per member:
+//! `<room>.<folded user>` (both hex, see `subject`), value `<node> <user>`.
+//! A join claims its key with `create`, which JetStream performs only if the
+//! key is absent (an expected-last-sequence check on the key's subject):
+//! of two nodes racing for one name, exactly one succeeds. Leaving deletes
+//! the key with the revision this node wrote, so a key someone else has
+//! since claimed is never touched.
+//!
+//! Keys carry no expiry. A per-key TTL would cost every node a write per
+//! member per refresh period, and the server this targets (2.9) removes an
+//! expired key silently, so nobody could show that member's `has left`.
+//! Instead every node says it is alive on a plain subject every
+//! two seconds, and a node not heard for ten seconds is dead (`liveness`):
+//! the surviving nodes delete its keys, each delete conditional on the
+//! revision seen, so that exactly one node wins each key and publishes that
+//! member's `has left` to the room.
+//!
+//! Every operation on the bucket runs here, one at a time, so that a
+//! node's claims and releases never race each other. The bucket is watched
+//! to keep the [`Replica`](super::replica::Replica) of the other nodes'
+//! members.
+//!
+//! # While the link is down
+//!
+//! Claims are granted locally (the hub has checked the name here) and
+//! releases wait. When the link is back, the bucket is brought in line with
+//! the hub: keys of members who joined meanwhile are created (and announced
+//! to the other nodes), keys of members who left meanwhile are deleted (and
+//! their leaving announced).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, Store, Watch};
+use async_nats::jetstream::stream;
+use async_nats::{Client, Subscriber};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::envelope::Kind;
+use super::link::{Link, Phase};
+use super::liveness::{HEARTBEAT_EVERY, Liveness};
+use super::shared::Shared;
+use super::subject;
+use crate::hub::Hub;
+use crate::protocol::names::{RoomName, UserName};
+use crate::protocol::reply;
+
+/// Longest wait for one bucket operation. Past it, the link is as good as
+/// down for this operation: a claim falls back to this node's own check.
+pub(super) const KV_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A request to claim a name, answered with whether it was granted.
+#[derive(Debug)]
+pub(super) struct Claim {
+    /// The room joined.
+    pub room: RoomName,
+    /// The name wanted there.
+    pub user: UserName,
+    /// Where the session waits for the answer.
+    pub answer: oneshot::Sender<bool>,
+}
+
+/// A key this node wrote.
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    room: RoomName,
+    user: UserName,
+    /// The key's revision as written by this node.
+    revision: u64,
+}
+
+/// The presence task's state.
+pub(super) struct Presence {
+    /// The NATS connection, shared with the rooms task.
+    pub client: Client,
+    /// Who is here, the truth the bucket is brought in line with.
+    pub hub: Arc<Hub>,
+    /// The replica, the node id, the metrics.
+    pub shared: Arc<Shared>,
+    /// Told when presence is registered; followed for the phase.
+    pub link: Arc<Link>,
+    /// Names to claim, from joining sessions.
+    pub claims: mpsc::Receiver<Claim>,
+    /// Memberships that ended, from the hub (see `shared` for its bound).
+    pub releases: mpsc::UnboundedReceiver<(RoomName, UserName)>,
+    /// Requests to release everything, at shutdown.
+    pub departs: mpsc::Receiver<oneshot::Sender<()>>,
+    /// Ends the task.
+    pub stop: CancellationToken,
+}
+
+/// What the task keeps between events.
+#[derive(Default)]
+struct State {
+    /// The bucket, once opened.
+    kv: Option<Store>,
+    /// The bucket's changes, while the link is up.
+    watch: Option<Watch>,
+    /// The watch is still reading the bucket's current contents.
+    syncing: bool,
+    /// Heartbeats of every node.
+    heartbeats: Option<Subscriber>,
+    /// Keys this node wrote, by key.
+    owned: HashMap<String, Owned>,
+    /// The bucket may not match the hub (a claim or release could not
+    /// reach it); brought in line on the next tick while the link is up.
+    out_of_line: bool,
+    /// When each other node was last heard.
+    liveness: Liveness,
+}
+
+impl Presence {
+    /// Runs until stopped.
+    pub(super) async fn run(mut self) {
+        let mut state = State::default();
+        let mut phase = self.link.watch();
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                Some(done) = self.departs.recv() => {
+                    self.depart(&mut state).await;
+                    let _ = done.send(());
+                }
+                changed = phase.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *phase.borrow_and_update();
+                    match now {
+                        Phase::Connected => self.setup(&mut state).await,
+                        Phase::Down => {
+                            state.watch = None;
+                            state.liveness.link_down();
+                        }
+                        Phase::Ready | Phase::Up => {}
+                    }
+                }
+                Some(claim) = self.claims.recv() => self.claim(&mut state, claim).await,
+                Some((room, user)) = self.releases.recv() => self.release(&mut state, room, user).await,
+                Some(entry) = next(&mut state.watch) => self.watched(&mut state, entry),
+                Some(beat) = next(&mut state.heartbeats) => {
+                    state.liveness.heard(&beat.payload, Instant::now());
+                }
+                _ = tick.tick() => self.tick(&mut state).await,
+            }
+        }
+    }
+
+    /// The link is connected: open the bucket, watch it, register this
+    /// node's members, and let the rooms task take over.
+    async fn setup(&self, state: &mut State) {
+        match timeout(KV_TIMEOUT * 4, self.open(state)).await {
+            Ok(Ok(())) => {
+                state.liveness.link_up(Instant::now());
+                self.line_up(state).await;
+                self.link.presence_registered();
+            }
+            Ok(Err(e)) => warn!(error = %e, "cannot open the presence bucket; retrying"),
+            Err(_) => warn!("opening the presence bucket timed out; retrying"),
+        }
+    }
+
+    async fn open(&self, state: &mut State) -> Result<(), async_nats::Error> {
+        let js = async_nats::jetstream::new(self.client.clone());
+        // The bucket's stream is made here rather than by
+        // `create_key_value`, whose account query does not parse the
+        // answers of the nats-server 2.9 that Debian ships. The settings
+        // are those of a key-value bucket with a history of one.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{}", subject::PRESENCE_BUCKET),
+            description: Some("chatgate: who is in which room, on which node".to_owned()),
+            subjects: vec![format!("$KV.{}.>", subject::PRESENCE_BUCKET)],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await?;
+        let kv = js.get_key_value(subject::PRESENCE_BUCKET).await?;
+        if state.heartbeats.is_none() {
+            state.heartbeats = Some(self.client.subscribe(subject::HEARTBEAT).await?);
+        }
+        let empty = kv.status().await?.values() == 0;
+        state.watch = Some(kv.watch_with_history(">").await?);
+        self.shared.replica().begin();
+        state.syncing = !empty;
+        if empty {
+            self.shared.replica().finish();
+        }
+        state.kv = Some(kv);
+        Ok(())
+    }
+
+    /// Claims `room`/`user` for this node.
+    async fn claim(&self, state: &mut State, claim: Claim) {
+        let granted = self.take(state, claim.room, claim.user).await;
+        // A session that gave up waiting drops its reservation, and the
+        // release that follows frees the key again.
+        let _ = claim.answer.send(granted);
+    }
+
+    /// The bucket, if it can be reached now; if not, the bucket will need
+    /// to be brought in line with the hub once it can.
+    fn reachable(&self, state: &mut State) -> Option<Store> {
+        let kv = state
+            .kv
+            .clone()
+            .filter(|_| self.link.phase() != Phase::Down);
+        if kv.is_none() {
+            state.out_of_line = true;
+        }
+        kv
+    }
+
+    /// Writes the key of `user` in `room` unless someone else holds it.
+    /// True if the name is this node's (or the bucket cannot be reached,
+    /// when this node's own check is all there is).
+    async fn take(&self, state: &mut State, room: RoomName, user: UserName) -> bool {
+        let key = subject::presence_key(room, user);
+        let Some(kv) = self.reachable(state) else {
+            return true;
+        };
+        let value = Bytes::from(format!("{} {user}", self.shared.node));
+        if let Some(owned) = state.owned.get_mut(&key) {
+            // Still ours from a moment ago (left and came back before the
+            // release ran); refresh the name's case.
+            if owned.user != user {
+                match timeout(KV_TIMEOUT, kv.update(&key, value, owned.revision)).await {
+                    Ok(Ok(revision)) => owned.revision = revision,
+                    _ => state.out_of_line = true,
+                }
+                owned.user = user;
+            }
+            return true;
+        }
+        match timeout(KV_TIMEOUT, kv.create(&key, value)).await {
+            Ok(Ok(revision)) => {
+                state.owned.insert(
+                    key,
+                    Owned {
+                        room,
+                        user,
+                        revision,
+                    },
+                );
+                true
+            }
+            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => false,
+            Ok(Err(e)) => {
+                warn!(%room, %user, error = %e, "cannot claim a name; checked on this node only");
+                state.out_of_line = true;
+                true
+            }
+            Err(_) => {
+                warn!(%room, %user, "claiming a name timed out; checked on this node only");
+                state.out_of_line = true;
+                true
+            }
+        }
+    }
+
+    /// A membership ended here; its key goes unless the name is in use here
+    /// again.
+    async fn release(&self, state: &mut State, room: RoomName, user: UserName) {
+        if self.hub.holds_name(room, user) {
+            return;
+        }
+        let key = subject::presence_key(room, user);
+        let Some(owned) = state.owned.get(&key).copied() else {
+            return;
+        };
+        let Some(kv) = self.reachable(state) else {
+            return;
+        };
+        match delete(&kv, &key, owned.revision).await {
+            Ok(Ok(())) => {
+                state.owned.remove(&key);
+            }
+            Ok(Err(e)) => {
+                // Someone else holds it now (this node was taken for dead).
+                debug!(%room, %user, error = %e, "key changed before release");
+                state.owned.remove(&key);
+            }
+            Err(_) => state.out_of_line = true,
+        }
+    }
+
+    /// Brings the bucket in line with the hub: every member here has its
+    /// key, and no key of this node outlives its member. Changes the other
+    /// nodes could not have seen are announced in the rooms.
+    async fn line_up(&self, state: &mut State) {
+        state.out_of_line = false;
+        let Some(kv) = state.kv.clone() else {
+            state.out_of_line = true;
+            return;
+        };
+        let here = self.hub.members();
+        let wanted: HashMap<String, (RoomName, UserName)> = here
+            .iter()
+            .map(|&(room, user)| (subject::presence_key(room, user), (room, user)))
+            .collect();
+        for (key, (room, user)) in &wanted {
+            let current = match timeout(KV_TIMEOUT, kv.entry(key.as_str())).await {
+                Ok(Ok(entry)) => entry,
+                _ => {
+                    state.out_of_line = true;
+                    continue;
+                }
+            };
+            let ours = state.owned.get(key).map(|o| o.revision);
+            let held = current
+                .as_ref()
+                .is_some_and(|e| e.operation == Operation::Put && Some(e.revision) == ours);
+            if held {
+                continue;
+            }
+            if let Some(entry) = current.filter(|e| self.is_mine(e)) {
+                // Written by this node, and the answer was lost on the way.
+                state.owned.insert(
+                    key.clone(),
+                    Owned {
+                        room: *room,
+                        user: *user,
+                        revision: entry.revision,
+                    },
+                );
+                continue;
+            }
+            state.owned.remove(key);
+            if self.take(state, *room, *user).await && state.owned.contains_key(key) {
+                self.announce(
+                    *room,
+                    Kind::Present {
+                        node: self.shared.node.clone(),
+                        user: *user,
+                    },
+                    reply::joined(*user),
+                )
+                .await;
+            } else {
+                warn!(%room, %user, "name taken on another node while the link was down; both keep it until one leaves");
+            }
+        }
+        let stale: Vec<(String, Owned)> = state
+            .owned
+            .iter()
+            .filter(|(key, _)| !wanted.contains_key(*key))
+            .map(|(k, o)| (k.clone(), *o))
+            .collect();
+        for (key, owned) in stale {
+            match delete(&kv, &key, owned.revision).await {
+                Ok(result) => {
+                    state.owned.remove(&key);
+                    if result.is_ok() {
+                        self.announce(
+                            owned.room,
+                            Kind::Gone {
+                                node: self.shared.node.clone(),
+                                user: owned.user,
+                            },
+                            reply::left(owned.user),
+                        )
+                        .await;
+                    }
+                }
+                Err(_) => state.out_of_line = true,
+            }
+        }
+    }
+
+    /// Whether a bucket entry is a live key written by this node.
+    fn is_mine(&self, entry: &kv::Entry) -> bool {
+        entry.operation == Operation::Put && owner(entry) == Some(self.shared.node.as_str())
+    }
+
+    /// Publishes a repair line to a room.
+    async fn announce(&self, room: RoomName, kind: Kind, line: Bytes) {
+        let subject = subject::room(room);
+        let sent = match kind.headers() {
+            Some(headers) => {
+                self.client
+                    .publish_with_headers(subject, headers, line)
+                    .await
+            }
+            None => self.client.publish(subject, line).await,
+        };
+        if sent.is_ok() {
+            self.shared.metrics.published.inc();
+        }
+    }
+
+    /// One change of the bucket, seen by the watch.
+    fn watched(&self, state: &mut State, entry: Result<kv::Entry, kv::WatcherError>) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                warn!(error = %e, "presence watch failed; starting over");
+                state.watch = None;
+                return;
+            }
+        };
+        let Some((room, folded)) = subject::parse_presence_key(&entry.key) else {
+            return;
+        };
+        let mut replica = self.shared.replica();
+        match entry.operation {
+            Operation::Put => {
+                let value = std::str::from_utf8(&entry.value).unwrap_or_default();
+                let parsed = value.split_once(' ').and_then(|(node, user)| {
+                    Some((node, crate::protocol::names::Name::parse(user)?))
+                });
+                if let Some((node, user)) = parsed {
+                    if node != self.shared.node && user.key() == folded {
+                        replica.put(room, user, node);
+                    }
+                }
+            }
+            Operation::Delete | Operation::Purge => {
+                replica.remove(room, folded, None);
+                // This node deletes its own keys before it forgets them, so
+                // a key still held here was deleted by another node that
+                // took this one for dead: register it again.
+                if state.owned.remove(&entry.key).is_some() {
+                    warn!(%room, "this node's key was cleared by another node; registering again");
+                    state.out_of_line = true;
+                }
+            }
+        }
+        if state.syncing && entry.delta == 0 {
+            state.syncing = false;
+            replica.finish();
+        }
+    }
+
+    /// Every [`HEARTBEAT_EVERY`]: say this node is alive, clear dead nodes,
+    /// retry what the link kept from being done.
+    async fn tick(&self, state: &mut State) {
+        self.shared
+            .metrics
+            .presence_entries
+            .set((state.owned.len() + self.shared.replica().len()) as i64);
+        match self.link.phase() {
+            Phase::Down => return,
+            Phase::Connected => {
+                self.setup(state).await;
+                return;
+            }
+            Phase::Ready | Phase::Up => {}
+        }
+        let beat = Bytes::from(self.shared.node.clone());
+        let _ = self.client.publish(subject::HEARTBEAT, beat).await;
+        if state.watch.is_none() {
+            if let Err(e) = self.open(state).await {
+                warn!(error = %e, "cannot watch the presence bucket; retrying");
+            }
+        }
+        if self.shared.is_up() {
+            let unregistered = self.shared.unregistered.swap(false, Ordering::SeqCst);
+            if state.out_of_line || unregistered {
+                self.line_up(state).await;
+            }
+        }
+        self.clear_dead(state).await;
+    }
+
+    /// Deletes the keys of nodes silent too long (see `liveness`) and tells
+    /// their rooms.
+    async fn clear_dead(&self, state: &mut State) {
+        let Some(kv) = state.kv.clone().filter(|_| !state.syncing) else {
+            return;
+        };
+        let nodes = self.shared.replica().nodes();
+        for node in state.liveness.silent(&nodes, Instant::now()) {
+            let members = self.shared.replica().members_of(&node);
+            info!(%node, members = members.len(), "node silent; clearing its members");
+            for (room, user) in members {
+                self.clear(&kv, &node, room, user).await;
+            }
+        }
+    }
+
+    /// Deletes a dead node's key, if it is still that node's; the node that
+    /// manages to tells the room.
+    async fn clear(&self, kv: &Store, node: &str, room: RoomName, user: UserName) {
+        let key = subject::presence_key(room, user);
+        let entry = match timeout(KV_TIMEOUT, kv.entry(key.as_str())).await {
+            Ok(Ok(entry)) => entry,
+            _ => return,
+        };
+        let Some(entry) = entry.filter(|e| e.operation == Operation::Put && owner(e) == Some(node))
+        else {
+            // Cleared by another node already, or claimed anew: the watch
+            // brings the replica up to date.
+            self.shared.replica().remove(room, user.key(), Some(node));
+            return;
+        };
+        if matches!(delete(kv, &key, entry.revision).await, Ok(Ok(()))) {
+            debug!(%node, %room, %user, "cleared");
+            self.announce(
+                room,
+                Kind::Gone {
+                    node: node.to_owned(),
+                    user,
+                },
+                reply::left(user),
+            )
+            .await;
+        }
+    }
+
+    /// The server stops: release whatever is still held.
+    async fn depart(&mut self, state: &mut State) {
+        while let Ok((room, user)) = self.releases.try_recv() {
+            self.release(state, room, user).await;
+        }
+        if self.link.phase() == Phase::Down {
+            return;
+        }
+        let left: Vec<(String, Owned)> = state.owned.drain().collect();
+        let Some(kv) = state.kv.clone() else {
+            return;
+        };
+        for (key, owned) in left {
+            let _ = delete(&kv, &key, owned.revision).await;
+        }
+        let _ = self.client.flush().await;
+    }
+}
+
+/// The node that wrote a bucket entry: its value is `<node> <user>`.
+fn owner(entry: &kv::Entry) -> Option<&str> {
+    let value = std::str::from_utf8(&entry.value).ok()?;
+    Some(value.split_once(' ')?.0)
+}
+
+/// Deletes `key` if it is still at `revision`; `Err(Elapsed)` when the
+/// bucket did not answer within [`KV_TIMEOUT`].
+async fn delete(
+    kv: &Store,
+    key: &str,
+    revision: u64,
+) -> Result<Result<(), kv::DeleteError>, tokio::time::error::Elapsed> {
+    timeout(KV_TIMEOUT, kv.delete_expect_revision(key, Some(revision))).await
+}
+
+/// The next item of an optional stream; pending forever without one.
+async fn next<S: futures_util::Stream + Unpin>(stream: &mut Option<S>) -> Option<S::Item> {
+    match stream {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}

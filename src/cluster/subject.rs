@@ -1,0 +1,150 @@
+//! Names on the NATS side: subjects, presence keys and node ids.
+//!
+//! Room and user names may hold `.` and `#`, and `.` separates subject
+//! tokens while `*` and `>` are wildcards. Each name is therefore written
+//! as the lower-case hex of its bytes: one token of `0-9a-f` only, which no
+//! name can turn into another name's token, a second token or a wildcard,
+//! and which keeps `Lobby` and `lobby` apart. A 20-character name is a
+//! 40-character token, well within NATS limits.
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+
+use crate::protocol::names::{Name, RoomName, UserName};
+
+/// Every subject chatgate uses starts with this, so that chatgate can share
+/// a NATS server with other applications.
+const PREFIX: &str = "chatgate";
+
+/// Every room's subject, as a filter.
+pub(super) const ROOMS: &str = "chatgate.room.>";
+
+/// The key-value bucket holding who is in which room, cluster-wide.
+pub(super) const PRESENCE_BUCKET: &str = "chatgate_presence";
+
+/// Where every node says it is alive.
+pub(super) const HEARTBEAT: &str = "chatgate.nodes.alive";
+
+/// The subject carrying `room`'s lines.
+pub(super) fn room(room: RoomName) -> String {
+    format!("{PREFIX}.room.{}", hex(room))
+}
+
+/// The presence key of `user` in `room`: unique per room regardless of the
+/// user name's case, as names are on one node.
+pub(super) fn presence_key(room: RoomName, user: UserName) -> String {
+    format!("{}.{}", hex(room), hex(user.key()))
+}
+
+/// The room and case-folded user name of a presence key.
+pub(super) fn parse_presence_key(key: &str) -> Option<(RoomName, Name)> {
+    let (room, user) = key.split_once('.')?;
+    Some((unhex(room)?, unhex(user)?))
+}
+
+fn hex(name: Name) -> String {
+    let mut out = String::with_capacity(name.as_str().len() * 2);
+    for b in name.as_str().bytes() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn unhex(token: &str) -> Option<Name> {
+    if token.len() % 2 != 0 || !token.is_ascii() {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Name::parse(std::str::from_utf8(&bytes).ok()?)
+}
+
+/// This process's id in the cluster: the node name and a random instance
+/// number, so that a node restarted under the same name is a new node and
+/// the old one's users are cleared like any dead node's.
+pub(super) fn node_id(name: &str) -> String {
+    format!("{name}.{:016x}", random())
+}
+
+/// The default node name: the host name and a random suffix, so that two
+/// nodes started alike on one host still differ.
+pub(super) fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .take_while(|c| *c != '.')
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        .take(40)
+        .collect();
+    let host = if host.is_empty() { "chatgate" } else { &host };
+    format!("{host}-{:04x}", random() & 0xffff)
+}
+
+/// 64 random bits from the standard library's per-process random hash
+/// keys; enough to tell processes apart, and no extra dependency.
+fn random() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    #[test]
+    fn room_names_become_one_safe_token() {
+        for name in ["a.b", "#", "..", "Lobby", "lobby", "x-_9"] {
+            let subject = room(n(name));
+            let token = subject.strip_prefix("chatgate.room.").unwrap();
+            assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{subject}");
+            assert_eq!(unhex(token), Some(n(name)));
+        }
+        assert_ne!(room(n("Lobby")), room(n("lobby")));
+        assert_eq!(unhex("2"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn presence_keys_fold_the_user_name_only() {
+        assert_eq!(
+            presence_key(n("R"), n("Bob")),
+            presence_key(n("R"), n("bOB"))
+        );
+        assert_ne!(
+            presence_key(n("R"), n("bob")),
+            presence_key(n("r"), n("bob"))
+        );
+        assert_eq!(
+            parse_presence_key(&presence_key(n("a.b"), n("Bob"))),
+            Some((n("a.b"), n("bob")))
+        );
+        assert_eq!(parse_presence_key("61"), None);
+    }
+
+    #[test]
+    fn node_names_differ_per_process() {
+        assert_ne!(node_id("a"), node_id("a"));
+        let name = default_node_name();
+        assert!(name.len() <= crate::config::MAX_NODE_NAME);
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! What the hub offers a relay: delivering the room lines it carried back,
+//! telling everyone about the cluster link, and listing who is here.
+//!
+//! Like the rest of the hub, nothing here awaits, and each call holds one
+//! room lock at a time, briefly. A relay calls these from its own tasks and
+//! must not hold a lock of its own while doing so.
+
+use bytes::Bytes;
+
+use super::{Hub, Stage, read};
+use crate::protocol::names::{Name, RoomName, UserName};
+use crate::protocol::reply;
+use crate::relay::JoinTag;
+
+/// What a line that came back from the relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// A line for every member: a message, `/me`, a leave.
+    Line,
+    /// `<user> has joined`; `tag` is set when the join happened on this
+    /// node, so that the joiner recognises its own line.
+    Joined {
+        /// Who joined.
+        user: UserName,
+        /// The join's tag, for a join made here.
+        tag: Option<JoinTag>,
+    },
+    /// A private line for the member whose case-folded name is `to`, echoed
+    /// to the sender `from` (case-folded) if the sender is here.
+    Private {
+        /// The sender's case-folded name.
+        from: Name,
+        /// The recipient's case-folded name.
+        to: Name,
+    },
+}
+
+impl Hub {
+    /// Delivers a line the relay carried back to this node's members of
+    /// `room`. Nothing is delivered while the server stops.
+    pub fn deliver(&self, room: RoomName, arrival: Arrival, line: Bytes) {
+        if self.is_closing() {
+            return;
+        }
+        let Some(room) = read(&self.rooms).get(&room).cloned() else {
+            return;
+        };
+        let mut members = room.lock();
+        match arrival {
+            Arrival::Line | Arrival::Joined { tag: None, .. } => members.broadcast(&line),
+            Arrival::Joined {
+                user,
+                tag: Some(tag),
+            } => {
+                if let Some(joiner) = members.by_key.get_mut(&user.key()) {
+                    match joiner.stage {
+                        Stage::Echo(t) if t == tag => joiner.stage = Stage::Joined { skip: None },
+                        Stage::Joined { skip: Some(t) } if t == tag => {
+                            // Everyone here saw it when the link was lost.
+                            joiner.stage = Stage::Joined { skip: None };
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+                members.broadcast(&line);
+            }
+            Arrival::Private { from, to } => {
+                for key in [Some(to), (from != to).then_some(from)]
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(member) = members.by_key.get(&key).filter(|m| m.stage.receives()) {
+                        member.outbox.push(line.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `line` to every member of every room here.
+    pub fn notice(&self, line: &Bytes) {
+        for room in self.all_rooms() {
+            room.lock().broadcast(line);
+        }
+    }
+
+    /// The relay lost its link: joins whose line is still travelling are
+    /// completed here, so that the joiners are not left waiting. If the
+    /// line comes back after all, it is dropped (see `Stage::Joined`).
+    pub fn settle_joins(&self) {
+        for room in self.all_rooms() {
+            let mut members = room.lock();
+            let waiting: Vec<(Name, UserName, JoinTag)> = members
+                .by_key
+                .iter()
+                .filter_map(|(key, m)| match m.stage {
+                    Stage::Echo(tag) => Some((*key, m.name, tag)),
+                    _ => None,
+                })
+                .collect();
+            for (key, user, tag) in waiting {
+                if let Some(joiner) = members.by_key.get_mut(&key) {
+                    joiner.stage = Stage::Joined { skip: Some(tag) };
+                }
+                members.broadcast(&reply::joined(user));
+            }
+        }
+    }
+
+    /// Every member in a room here (reservations excluded), by room.
+    pub fn members(&self) -> Vec<(RoomName, UserName)> {
+        let mut all = Vec::new();
+        for room in self.all_rooms() {
+            let members = room.lock();
+            all.extend(
+                members
+                    .by_key
+                    .values()
+                    .filter(|m| m.stage.is_in())
+                    .map(|m| (room.name, m.name)),
+            );
+        }
+        all
+    }
+
+    /// Whether `user` (in any case) is in `room` here, or has reserved the
+    /// name there.
+    pub fn holds_name(&self, room: RoomName, user: UserName) -> bool {
+        read(&self.rooms)
+            .get(&room)
+            .is_some_and(|r| r.lock().by_key.contains_key(&user.key()))
+    }
+
+    /// Whether `room` has anyone here, joined or reserved.
+    pub fn has_room(&self, room: RoomName) -> bool {
+        read(&self.rooms).contains_key(&room)
+    }
+
+    /// The names of every room here.
+    pub fn room_names(&self) -> Vec<RoomName> {
+        read(&self.rooms).keys().copied().collect()
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn all_rooms(&self) -> Vec<std::sync::Arc<super::Room>> {
+        read(&self.rooms).values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::hub::tests::{drain, name};
+    use crate::outbox::Outbox;
+    use crate::relay::testing::Recorder;
+
+    fn joined(hub: &Arc<Hub>, user: &str) -> (crate::hub::Membership, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(0));
+        let mut m = hub.reserve(name("r"), name(user), &outbox).unwrap();
+        m.join();
+        (m, outbox)
+    }
+
+    #[test]
+    fn a_joiner_hears_nothing_before_its_own_join_comes_back() {
+        let relay = Arc::new(Recorder::default());
+        let hub = Hub::with_relay(relay.clone());
+        let (_alice, a) = joined(&hub, "alice");
+        hub.deliver(name("r"), Arrival::Line, reply::said(name("x"), "early"));
+        assert!(drain(&a).is_empty());
+        relay.echo(&hub);
+        hub.deliver(name("r"), Arrival::Line, reply::said(name("x"), "late"));
+        assert_eq!(drain(&a), ["alice has joined", "x: late"]);
+    }
+
+    #[test]
+    fn who_rooms_and_msg_count_remote_members() {
+        let relay = Arc::new(Recorder::default());
+        let hub = Hub::with_relay(relay.clone());
+        let (alice, a) = joined(&hub, "alice");
+        relay.echo(&hub);
+        drain(&a);
+        let mut who = alice.who();
+        who.sort_by_key(|n| n.to_string());
+        assert_eq!(who, [name("alice"), name("remote")]);
+        let mut rooms = hub.rooms();
+        rooms.sort_by_key(|(n, _)| n.to_string());
+        assert_eq!(rooms, [(name("far"), 2), (name("r"), 2)]);
+        alice
+            .send_private("REMOTE", reply::private(name("alice"), "hi"))
+            .unwrap();
+        relay.echo(&hub);
+        assert_eq!(drain(&a), ["alice (private): hi"]);
+        assert!(alice.send_private("nobody", Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn a_lost_link_completes_waiting_joins_once() {
+        let relay = Arc::new(Recorder::default());
+        let hub = Hub::with_relay(relay.clone());
+        let (_alice, a) = joined(&hub, "alice");
+        hub.settle_joins();
+        assert_eq!(drain(&a), ["alice has joined"]);
+        relay.echo(&hub);
+        assert!(drain(&a).is_empty());
+        relay.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        hub.notice(&reply::error("x"));
+        assert_eq!(drain(&a), ["ERROR x"]);
+    }
+}

@@ -1,0 +1,150 @@
+//! The hook through which several nodes share their rooms.
+//!
+//! A single node needs none of this: its [`Hub`](crate::hub::Hub) orders and
+//! delivers every room line under the room's lock. When nodes are joined
+//! into a cluster, the hub hands each room line to a [`Relay`] instead; the
+//! relay carries it to every node (this one included), and each node's hub
+//! delivers what comes back, so that every member everywhere sees the lines
+//! in the order the relay's transport gave them.
+//!
+//! The trait is plain and synchronous so that the core stays free of any
+//! runtime and still builds for wasm32: a relay must answer at once and
+//! never block (it queues, and does its I/O elsewhere). The hub calls it
+//! with at most one room lock held and the relay must never call back into
+//! the hub from these methods.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::protocol::names::{Name, RoomName, UserName};
+
+/// Tells one join on this node from every other: when a relayed join line
+/// comes back, its tag shows the joiner that this is its own.
+pub type JoinTag = u64;
+
+/// What a room line means, for a relay that must carry more than its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// A message or `/me`: the text is everything.
+    Line,
+    /// `<user> has joined`.
+    Joined {
+        /// Who joined, as written.
+        user: UserName,
+        /// This join, for recognising it when it comes back.
+        tag: JoinTag,
+    },
+    /// `<user> has left`.
+    Left {
+        /// Who left, as written.
+        user: UserName,
+    },
+    /// A private line, for the member whose case-folded name is `to`, echoed
+    /// to `from`.
+    Private {
+        /// The sender, as written.
+        from: UserName,
+        /// The recipient's case-folded name.
+        to: Name,
+    },
+}
+
+/// Carries room traffic and presence between nodes.
+pub trait Relay: Send + Sync + fmt::Debug {
+    /// Whether a new member must first claim its name across the cluster
+    /// (true while the cluster link is up; a node on its own checks names
+    /// locally).
+    fn claims_names(&self) -> bool;
+
+    /// Offers a room line. `true`: the relay took it, and the line will come
+    /// back through [`Hub::deliver`](crate::hub::Hub::deliver) for local
+    /// members too. `false`: the relay cannot carry it now; the hub delivers
+    /// it to local members itself.
+    fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool;
+
+    /// The last local member, joined or reserved, has left `room`.
+    fn room_emptied(&self, room: RoomName);
+
+    /// A local membership of `user` in `room` ended, whether it had joined
+    /// or only reserved the name; its cluster-wide claim may go.
+    fn released(&self, room: RoomName, user: UserName);
+
+    /// Members of `room` on other nodes.
+    fn remote_members(&self, room: RoomName) -> Vec<UserName>;
+
+    /// Rooms with members on other nodes, and how many there are.
+    fn remote_rooms(&self) -> Vec<(RoomName, usize)>;
+}
+
+/// A relay for unit tests: it keeps what it is given and hands it back on
+/// request, as a cluster of one node would.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bytes::Bytes;
+
+    use super::{Relay, RoomEvent};
+    use crate::hub::{Arrival, Hub};
+    use crate::protocol::names::{Name, RoomName, UserName};
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).expect("a test name")
+    }
+
+    /// Records room lines; its link is up unless `down` is set. It knows
+    /// one remote member, `remote` in room `r`, and a remote room `far`.
+    #[derive(Debug, Default)]
+    pub(crate) struct Recorder {
+        pub down: AtomicBool,
+        sent: Mutex<Vec<(RoomName, RoomEvent, Bytes)>>,
+    }
+
+    impl Relay for Recorder {
+        fn claims_names(&self) -> bool {
+            !self.down.load(Ordering::Relaxed)
+        }
+        fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool {
+            if self.down.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.sent.lock().unwrap().push((room, event, line.clone()));
+            true
+        }
+        fn room_emptied(&self, _: RoomName) {}
+        fn released(&self, _: RoomName, _: UserName) {}
+        fn remote_members(&self, room: RoomName) -> Vec<UserName> {
+            if room == name("r") {
+                vec![name("remote")]
+            } else {
+                vec![]
+            }
+        }
+        fn remote_rooms(&self) -> Vec<(RoomName, usize)> {
+            vec![(name("r"), 1), (name("far"), 2)]
+        }
+    }
+
+    impl Recorder {
+        /// Hands everything published back to the hub, as the cluster would.
+        pub(crate) fn echo(&self, hub: &Hub) {
+            let sent = std::mem::take(&mut *self.sent.lock().unwrap());
+            for (room, event, line) in sent {
+                let arrival = match event {
+                    RoomEvent::Line | RoomEvent::Left { .. } => Arrival::Line,
+                    RoomEvent::Joined { user, tag } => Arrival::Joined {
+                        user,
+                        tag: Some(tag),
+                    },
+                    RoomEvent::Private { from, to } => Arrival::Private {
+                        from: from.key(),
+                        to,
+                    },
+                };
+                hub.deliver(room, arrival, line);
+            }
+        }
+    }
+}

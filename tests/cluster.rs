@@ -1,0 +1,310 @@
+//! Several nodes joined through a real nats-server behave as one server:
+//! rooms, names, `/who`, `/rooms`, `/msg` and order span the nodes, a dead
+//! node's users leave, and a restarted nats-server costs nothing but a
+//! moment of local-only chat.
+//!
+//! Nodes run in-process (`TestServer`) unless the test must SIGKILL one.
+//! Every test starts its own nats-server; without one installed they are
+//! skipped (and fail under `CI=true`).
+
+mod common;
+
+use common::ServerLines;
+
+use std::time::Duration;
+
+use chatgate::server::ListenerKind;
+use common::clients::Conn;
+use common::nats::{Nats, Node};
+use common::{TestServer, WAIT, error};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The protocol's bound for other nodes to show a dead node's users leave.
+const DEAD_NODE_WITHIN: Duration = Duration::from_secs(30);
+
+/// The protocol's bound for users to hear that the link is lost.
+const LINK_LOST_WITHIN: Duration = Duration::from_secs(5);
+
+/// Time for a restarted nats-server to be found again and everything
+/// registered: the reconnect back-off is at most two seconds.
+const LINK_BACK_WITHIN: Duration = Duration::from_secs(10);
+
+/// Starts nats-server, or skips the test.
+macro_rules! nats_or_skip {
+    () => {
+        match Nats::start().await {
+            Some(nats) => nats,
+            None => return,
+        }
+    };
+}
+
+/// A node in-process, on `nats`, with its TCP listener and `flags`.
+async fn node(nats: &Nats, name: &str, flags: &[&str]) -> TestServer {
+    let url = nats.url();
+    let mut args = vec!["--nats", &url, "--node-name", name];
+    args.extend(flags);
+    TestServer::start(&args).await
+}
+
+/// A telnet-like user who joined `room` on `server`.
+async fn tcp_user(server: &TestServer, room: &str, user: &str) -> Conn {
+    let mut conn = Conn::tcp(server.addr(ListenerKind::Tcp)).await;
+    conn.join(room, user).await;
+    conn
+}
+
+/// Sends `command` until its answer is `expected`: what one node learns
+/// of another through the presence bucket arrives a moment later than the
+/// room's own lines. Each try is a round trip, not a pause.
+async fn eventually(conn: &mut Conn, command: &str, expected: &str) {
+    let mut last = String::new();
+    for _ in 0..50 {
+        conn.send_line(command).await;
+        last = conn.read_line().await;
+        if last == expected {
+            return;
+        }
+    }
+    panic!("{command} kept answering {last:?}, not {expected:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_two_nodes_and_transports_chat_both_ways() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &["--http", "127.0.0.1:0"]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = Conn::ws(b.addr(ListenerKind::Http)).await;
+    bob.join("lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+
+    alice.send_line("hello from telnet").await;
+    bob.send_line("hello from the browser").await;
+    for user in [&mut alice, &mut bob] {
+        let mut got = vec![user.read_line().await, user.read_line().await];
+        got.sort();
+        assert_eq!(
+            got,
+            ["alice: hello from telnet", "bob: hello from the browser"]
+        );
+    }
+    bob.send_line("/me waves").await;
+    alice.expect_line("* bob waves").await;
+    bob.expect_line("* bob waves").await;
+
+    bob.send_line("/join den").await;
+    bob.expect_line("bob has joined").await;
+    alice.expect_line("bob has left").await;
+    alice.send_line("/join den").await;
+    alice.expect_line("alice has joined").await;
+    bob.expect_line("alice has joined").await;
+    alice.send_line("/quit").await;
+    bob.expect_line("alice has left").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_rooms_and_msg_see_every_node() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &[]).await;
+    let _carol = tcp_user(&b, "den", "carol").await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = tcp_user(&b, "lobby", "Bob").await;
+    alice.expect_line("Bob has joined").await;
+
+    alice.send_line("/who").await;
+    alice.expect_line("* users in lobby: Bob, alice").await;
+    eventually(&mut alice, "/rooms", "* rooms: den (1), lobby (2)").await;
+    bob.send_line("/who").await;
+    bob.expect_line("* users in lobby: Bob, alice").await;
+
+    alice.send_line("/msg BOB meet me in the den").await;
+    bob.expect_line("alice (private): meet me in the den").await;
+    alice
+        .expect_line("alice (private): meet me in the den")
+        .await;
+    alice.send_line("/msg carol hi").await;
+    alice.expect_line(&error("no such user")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_racing_for_one_name_on_two_nodes_exactly_one_wins() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &[]).await;
+    for round in 0..5 {
+        let room = format!("race{round}");
+        let mut racers = Vec::new();
+        for server in [&a, &b] {
+            let mut conn = Conn::tcp(server.addr(ListenerKind::Tcp)).await;
+            conn.expect_line("Welcome! Use the command:").await;
+            conn.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
+            racers.push(conn);
+        }
+        let join = format!("JOIN {room} Sam");
+        let (first, second) = racers.split_at_mut(1);
+        tokio::join!(first[0].send_line(&join), second[0].send_line(&join));
+        let mut answers = Vec::new();
+        for racer in &mut racers {
+            answers.push(racer.read_line().await);
+        }
+        answers.sort();
+        assert_eq!(answers, [error("name taken"), "Sam has joined".to_owned()]);
+    }
+}
+
+/// Senders, one per node; each sends [`LINES`] lines at once.
+const SENDERS: [&str; 3] = ["ann", "ben", "cy"];
+const LINES: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_senders_on_different_nodes_every_member_sees_one_order() {
+    let nats = nats_or_skip!();
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c"] {
+        servers.push(node(&nats, name, &["--rate", "0"]).await);
+    }
+    // A sender and a watcher on every node.
+    let mut members = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        for user in [SENDERS[i].to_owned(), format!("watcher{i}")] {
+            let newcomer = tcp_user(server, "den", &user).await;
+            for member in &mut members {
+                let member: &mut Conn = member;
+                member.expect_line(&format!("{user} has joined")).await;
+            }
+            members.push(newcomer);
+        }
+    }
+    let expected = SENDERS.len() * LINES;
+    let mut readers = Vec::new();
+    for (i, mut member) in members.into_iter().enumerate() {
+        readers.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let name = SENDERS[i / 2];
+                for n in 0..LINES {
+                    member.send_line(&format!("{name} line {n}")).await;
+                }
+            }
+            let mut view = Vec::with_capacity(expected);
+            for _ in 0..expected {
+                view.push(member.read_line().await);
+            }
+            view
+        }));
+    }
+    let mut views = Vec::new();
+    for reader in readers {
+        views.push(reader.await.expect("member task"));
+    }
+    for view in &views[1..] {
+        assert!(view == &views[0], "two members saw different orders");
+    }
+    for name in SENDERS {
+        let prefix = format!("{name}: ");
+        let mine: Vec<&str> = views[0]
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .collect();
+        let sent: Vec<String> = (0..LINES).map(|n| format!("{name} line {n}")).collect();
+        assert_eq!(mine, sent, "{name}'s lines out of order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_users_leave_within_30_seconds_and_free_their_names() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let mut doomed = Node::start(&nats.url(), "doomed").await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut zed = Conn::tcp(doomed.tcp).await;
+    zed.join("lobby", "zed").await;
+    alice.expect_line("zed has joined").await;
+
+    doomed.kill().await;
+    alice
+        .expect_line_within("zed has left", DEAD_NODE_WITHIN)
+        .await;
+    alice.send_line("/who").await;
+    alice.expect_line("* users in lobby: alice").await;
+    let _new_zed = tcp_user(&a, "lobby", "zed").await;
+    alice.expect_line("zed has joined").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_s_users_leave_at_once() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &[]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = tcp_user(&b, "lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+    b.stop();
+    bob.expect_line("* server shutting down").await;
+    // Within the usual wait, far less than a dead node's timeout.
+    alice.expect_line("bob has left").await;
+    let _new_bob = tcp_user(&a, "lobby", "bob").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_nats_server_costs_no_restart_of_the_nodes() {
+    let mut nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &[]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = tcp_user(&b, "lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+
+    nats.stop().await;
+    for user in [&mut alice, &mut bob] {
+        user.expect_line_within("* cluster link lost", LINK_LOST_WITHIN)
+            .await;
+    }
+    alice.send_line("only my node hears this").await;
+    alice.expect_line("alice: only my node hears this").await;
+
+    nats.restart().await;
+    for user in [&mut alice, &mut bob] {
+        user.expect_line_within("* cluster link restored", LINK_BACK_WITHIN)
+            .await;
+    }
+    alice.send_line("back").await;
+    alice.expect_line("alice: back").await;
+    bob.expect_line("alice: back").await;
+    bob.send_line("welcome back").await;
+    alice.expect_line("bob: welcome back").await;
+    bob.expect_line("bob: welcome back").await;
+    bob.send_line("/who").await;
+    bob.expect_line("* users in lobby: alice, bob").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_link_and_the_traffic() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &["--http", "127.0.0.1:0"]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    alice.send_line("counted").await;
+    alice.expect_line("alice: counted").await;
+
+    let mut http = tokio::net::TcpStream::connect(a.addr(ListenerKind::Http))
+        .await
+        .expect("connect");
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, http.read_to_string(&mut text))
+        .await
+        .expect("metrics in time")
+        .expect("read metrics");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert_eq!(value("chatgate_cluster_link_up"), 1.0);
+    assert!(value("chatgate_cluster_published_lines_total") >= 2.0);
+    assert!(value("chatgate_cluster_received_lines_total") >= 2.0);
+    assert!(text.contains("chatgate_cluster_presence_entries"));
+}

@@ -1,0 +1,195 @@
+//! A real `nats-server` for the cluster tests, and chatgate nodes run as
+//! processes (for what only a process can show, like being SIGKILLed).
+//!
+//! The server listens on a free loopback port with JetStream in a
+//! temporary store, and can be stopped and started again on the same port
+//! and store, as an operator restarting it would. Every process is stopped
+//! by its own id when its value is dropped.
+//!
+//! Without `nats-server` the tests are skipped, loudly; with `CI=true` they
+//! fail instead.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+
+use super::WAIT;
+
+/// What nats-server prints once it accepts clients.
+const READY: &str = "Server is ready";
+
+/// A nats-server process with JetStream.
+pub struct Nats {
+    port: u16,
+    /// The JetStream store, kept across restarts.
+    store: tempfile::TempDir,
+    binary: PathBuf,
+    process: Option<Child>,
+}
+
+impl Nats {
+    /// Starts nats-server on a free port, or returns `None` (saying so on
+    /// stderr) when it is not installed and this is not CI.
+    pub async fn start() -> Option<Nats> {
+        let Some(binary) = find_binary() else {
+            let help = "the cluster tests need nats-server (Debian: apt-get install nats-server)";
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true and {help}"
+            );
+            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {help} ***\n");
+            return None;
+        };
+        let port = free_port();
+        let mut nats = Nats {
+            port,
+            store: tempfile::tempdir().expect("store dir"),
+            binary,
+            process: None,
+        };
+        nats.restart().await;
+        Some(nats)
+    }
+
+    /// The URL for `--nats`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server and waits for it to be gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.start_kill();
+            let _ = timeout(WAIT, process.wait()).await;
+        }
+    }
+
+    /// Starts the server (again) on its port and store, and waits until it
+    /// says it is ready.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut process = Command::new(&self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server");
+        let mut log = BufReader::new(process.stderr.take().expect("stderr")).lines();
+        let (ready_tx, ready) = oneshot::channel();
+        // Reads the log to its end, so the server never blocks on a full
+        // pipe; what came before the ready line explains a failed start.
+        tokio::spawn(async move {
+            let mut ready_tx = Some(ready_tx);
+            let mut before = Vec::new();
+            while let Ok(Some(line)) = log.next_line().await {
+                if line.contains(READY) {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                } else if ready_tx.is_some() {
+                    before.push(line);
+                }
+            }
+            if let Some(tx) = ready_tx {
+                let _ = tx.send(Err(before.join("\n")));
+            }
+        });
+        let started = timeout(WAIT, ready)
+            .await
+            .expect("nats-server ready in time")
+            .expect("nats-server log");
+        if let Err(log) = started {
+            panic!("nats-server did not start:\n{log}");
+        }
+        self.process = Some(process);
+    }
+}
+
+/// Ports below the kernel's ephemeral range (32768 and up by default): a
+/// port from there could be taken by any outgoing connection while the
+/// server is down for a restart, and the restart would then fail.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port of [`PORTS`] that is free now, starting the search somewhere
+/// different for every test so that tests running side by side rarely meet.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = PORTS.end - PORTS.start;
+    let start = (std::process::id() as u16).wrapping_mul(97) % span;
+    (0..span)
+        .map(|i| PORTS.start + (start + NEXT.fetch_add(1, Ordering::Relaxed) + i) % span)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port")
+}
+
+/// `nats-server` from `NATS_SERVER`, the PATH, or the sbin directories
+/// Debian installs it to (not on every user's PATH).
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// A chatgate node run as its own process, TCP listener only.
+pub struct Node {
+    process: Child,
+    /// Where its TCP listener is.
+    pub tcp: SocketAddr,
+}
+
+impl Node {
+    /// Starts `chatgate --nats <url> --node-name <name>` and waits for its
+    /// `listening tcp` line, which comes once it joined the cluster.
+    pub async fn start(url: &str, name: &str) -> Node {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_chatgate"))
+            .args(["--tcp", "127.0.0.1:0", "--tls", "off", "--http", "off"])
+            .args(["--https", "off", "--nats", url, "--node-name", name])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chatgate");
+        let mut stdout = BufReader::new(process.stdout.take().expect("stdout")).lines();
+        // Twice the usual wait: the node first waits for its cluster link.
+        let line = timeout(WAIT * 2, stdout.next_line())
+            .await
+            .expect("startup line in time")
+            .expect("read stdout")
+            .expect("a startup line");
+        let tcp = line
+            .strip_prefix("listening tcp ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"));
+        Node { process, tcp }
+    }
+
+    /// Kills the node with SIGKILL: no goodbye of any kind.
+    pub async fn kill(&mut self) {
+        self.process.start_kill().expect("SIGKILL the node");
+        let _ = timeout(WAIT, self.process.wait()).await;
+    }
+}
