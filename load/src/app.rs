@@ -7,7 +7,7 @@ use crate::cli::{
     ChurnCommand, Command, IdleCommand, LoadCommand, ServerArgs, SpawnKind, Transport,
 };
 use crate::error::LoadError;
-use crate::launch::{self, ServerProcess};
+use crate::launch::{self, Cluster, ServerProcess, Spawned};
 use crate::net::dial::Dial;
 use crate::probe::Probe;
 use crate::report::Report;
@@ -39,10 +39,13 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
                 rate: 0.0,
                 duration: 5.0,
             };
-            with_server(&c.server.clone(), |target, probe, setup| async move {
-                let plan = fanout_plan(&c, target, setup, defaults);
-                Ok(fanout::run(&plan, probe, "fanout").await?.report)
-            })
+            with_server(
+                &c.server.clone(),
+                |target, peers, probe, setup| async move {
+                    let plan = fanout_plan(&c, target, peers, setup, defaults);
+                    Ok(fanout::run(&plan, probe, "fanout").await?.report)
+                },
+            )
             .await
         }
         Command::Latency(c) => {
@@ -51,10 +54,13 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
                 rate: 1000.0,
                 duration: 5.0,
             };
-            with_server(&c.server.clone(), |target, probe, setup| async move {
-                let plan = fanout_plan(&c, target, setup, defaults);
-                Ok(fanout::run(&plan, probe, "latency").await?.report)
-            })
+            with_server(
+                &c.server.clone(),
+                |target, peers, probe, setup| async move {
+                    let plan = fanout_plan(&c, target, peers, setup, defaults);
+                    Ok(fanout::run(&plan, probe, "latency").await?.report)
+                },
+            )
             .await
         }
         Command::SlowReader(c) => {
@@ -63,22 +69,33 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
                 rate: 0.0,
                 duration: 5.0,
             };
-            with_server(&c.server.clone(), |target, probe, setup| async move {
-                let plan = fanout_plan(&c, target, setup, defaults);
-                slow_reader::run(&plan, probe).await
-            })
+            with_server(
+                &c.server.clone(),
+                |target, peers, probe, setup| async move {
+                    let plan = fanout_plan(&c, target, peers, setup, defaults);
+                    slow_reader::run(&plan, probe).await
+                },
+            )
             .await
         }
         Command::Idle(c) => {
-            with_server(&c.server.clone(), |target, probe, setup| async move {
-                idle::run(&idle_plan(&c, target, setup), probe).await
-            })
+            with_server(
+                &c.server.clone(),
+                |target, peers, probe, setup| async move {
+                    single_node(&peers, "idle")?;
+                    idle::run(&idle_plan(&c, target, setup), probe).await
+                },
+            )
             .await
         }
         Command::Churn(c) => {
-            with_server(&c.server.clone(), |target, probe, setup| async move {
-                churn::run(&churn_plan(&c, target, setup), probe).await
-            })
+            with_server(
+                &c.server.clone(),
+                |target, peers, probe, setup| async move {
+                    single_node(&peers, "churn")?;
+                    churn::run(&churn_plan(&c, target, setup), probe).await
+                },
+            )
             .await
         }
         Command::Suite(_) => Err(LoadError::Scenario(
@@ -87,14 +104,39 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
     }
 }
 
-/// Resolves the target and probe, runs `scenario`, stops a spawned server,
+/// Refuses the other nodes of a cluster in a scenario that uses one.
+fn single_node(peers: &[Target], scenario: &str) -> Result<(), LoadError> {
+    if peers.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Target(format!(
+            "{scenario} takes one target; several are for the fan-out scenarios"
+        )))
+    }
+}
+
+/// Where a run goes and what it measures.
+struct Resolved {
+    target: Target,
+    /// Further nodes of `target`'s cluster.
+    peers: Vec<Target>,
+    probe: Probe,
+    spawned: Option<Spawned>,
+}
+
+/// Resolves the targets and probe, runs `scenario`, stops spawned servers,
 /// prints the report and writes its JSON.
 async fn with_server<F, Fut>(args: &ServerArgs, scenario: F) -> Result<Report, LoadError>
 where
-    F: FnOnce(Target, Probe, Setup) -> Fut,
+    F: FnOnce(Target, Vec<Target>, Probe, Setup) -> Fut,
     Fut: Future<Output = Result<Report, LoadError>>,
 {
-    let (target, probe, mut spawned) = resolve(args)?;
+    let Resolved {
+        target,
+        peers,
+        probe,
+        mut spawned,
+    } = resolve(args)?;
     let setup = Setup {
         dial: Dial {
             sources: args.sources,
@@ -103,7 +145,7 @@ where
         concurrency: args.setup_concurrency,
         rate: (args.connect_rate > 0.0).then_some(args.connect_rate),
     };
-    let result = scenario(target, probe, setup).await;
+    let result = scenario(target, peers, probe, setup).await;
     if let Some(server) = &mut spawned {
         server.stop();
     }
@@ -115,40 +157,57 @@ where
     Ok(report)
 }
 
-/// The target, the probe, and the server process if one was started.
-fn resolve(args: &ServerArgs) -> Result<(Target, Probe, Option<ServerProcess>), LoadError> {
+/// The targets, the probe, and the server processes if they were started.
+fn resolve(args: &ServerArgs) -> Result<Resolved, LoadError> {
+    if args.cluster {
+        return resolve_cluster(args);
+    }
+    let one = |target, server: ServerProcess| Resolved {
+        target,
+        peers: Vec::new(),
+        probe: Probe {
+            server: Some(server.pid()),
+            ..Probe::default()
+        },
+        spawned: Some(Spawned::Server(server)),
+    };
     match args.spawn {
         None => {
-            let url = args
+            let mut targets = args
                 .target
-                .as_deref()
-                .ok_or_else(|| LoadError::Target("give --target or --spawn".into()))?;
-            Ok((
-                url.parse()?,
-                Probe {
+                .iter()
+                .map(|url| url.parse::<Target>())
+                .collect::<Result<Vec<_>, _>>()?;
+            if targets.is_empty() {
+                return Err(LoadError::Target("give --target or --spawn".into()));
+            }
+            if targets.len() > 1 && targets.iter().any(|t| t.scheme.is_nats()) {
+                return Err(LoadError::Target(
+                    "several targets are the nodes of one chatgate cluster, not nats://".into(),
+                ));
+            }
+            let target = targets.remove(0);
+            Ok(Resolved {
+                target,
+                peers: targets,
+                probe: Probe {
                     server: args.server_pid,
+                    ..Probe::default()
                 },
-                None,
-            ))
+                spawned: None,
+            })
         }
         Some(SpawnKind::Nats) => {
             let bin = match &args.server_bin {
                 Some(bin) => bin.clone(),
-                None => launch::find_nats_server()
-                    .ok_or_else(|| LoadError::Server("nats-server not found".into()))?,
+                None => nats_bin(None)?,
             };
             let server = launch::start_nats(&bin, args.server_core)?;
             let addr = server.addr("nats").expect("nats listener is known");
-            let probe = Probe {
-                server: Some(server.pid()),
-            };
-            Ok((Target::at(Scheme::Nats, addr), probe, Some(server)))
+            Ok(one(Target::at(Scheme::Nats, addr), server))
         }
         Some(SpawnKind::Chatgate) => {
-            let bin = args
-                .server_bin
-                .clone()
-                .unwrap_or_else(|| launch::release_binary(&launch::workspace_root()));
+            let bin = chatgate_bin(args);
             let (kind, scheme, flag) = match args.transport {
                 Transport::Tcp => ("tcp", Scheme::Tcp, "--tcp"),
                 Transport::Tls => ("tls", Scheme::Tls, "--tls"),
@@ -160,11 +219,59 @@ fn resolve(args: &ServerArgs) -> Result<(Target, Probe, Option<ServerProcess>), 
             let addr = server
                 .addr(kind)
                 .ok_or_else(|| LoadError::Server(format!("chatgate has no {kind} listener")))?;
-            let probe = Probe {
-                server: Some(server.pid()),
-            };
-            Ok((Target::at(scheme, addr), probe, Some(server)))
+            Ok(one(Target::at(scheme, addr), server))
         }
+    }
+}
+
+/// `--spawn chatgate --cluster`: nats-server with JetStream and two nodes.
+fn resolve_cluster(args: &ServerArgs) -> Result<Resolved, LoadError> {
+    if args.spawn != Some(SpawnKind::Chatgate) || args.transport != Transport::Tcp {
+        return Err(LoadError::Target(
+            "--cluster runs with --spawn chatgate --transport tcp".into(),
+        ));
+    }
+    let bin = chatgate_bin(args);
+    let nats = nats_bin(args.nats_bin.as_deref())?;
+    let cluster =
+        launch::start_cluster(&bin, &chatgate_args(&bin, "--tcp"), &nats, args.server_core)?;
+    let mut targets = cluster
+        .tcp_addrs()
+        .into_iter()
+        .map(|addr| Target::at(Scheme::Tcp, addr));
+    let target = targets.next().expect("a cluster has nodes");
+    let probe = cluster_probe(&cluster);
+    Ok(Resolved {
+        target,
+        peers: targets.collect(),
+        probe,
+        spawned: Some(Spawned::Cluster(cluster)),
+    })
+}
+
+/// A probe of a cluster: its two nodes as the server, nats-server apart.
+pub fn cluster_probe(cluster: &Cluster) -> Probe {
+    Probe {
+        server: cluster.nodes.first().map(ServerProcess::pid),
+        peer: cluster.nodes.get(1).map(ServerProcess::pid),
+        broker: Some(cluster.nats.pid()),
+    }
+}
+
+/// `--server-bin`, or the release build of this workspace.
+fn chatgate_bin(args: &ServerArgs) -> std::path::PathBuf {
+    args.server_bin
+        .clone()
+        .unwrap_or_else(|| launch::release_binary(&launch::workspace_root()))
+}
+
+/// The given nats-server, or the installed one.
+fn nats_bin(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, LoadError> {
+    match given {
+        Some(bin) => Ok(bin.to_path_buf()),
+        None => launch::find_nats_server().ok_or_else(|| {
+            LoadError::Server("nats-server not found: apt-get install nats-server".into())
+        }),
     }
 }
 
@@ -191,13 +298,20 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-fn fanout_plan(c: &LoadCommand, target: Target, setup: Setup, d: Defaults) -> FanoutPlan {
+fn fanout_plan(
+    c: &LoadCommand,
+    target: Target,
+    peers: Vec<Target>,
+    setup: Setup,
+    d: Defaults,
+) -> FanoutPlan {
     let payload = c.payload.unwrap_or(64).max(1);
     let window_bytes = c.window.unwrap_or(DEFAULT_WINDOW_BYTES);
     let rate = c.rate.unwrap_or(d.rate);
     FanoutPlan {
         crowd: CrowdPlan {
             target,
+            peers,
             rooms: c.rooms.unwrap_or(1).max(1),
             users: c.users.unwrap_or(d.users).max(1),
             senders: c.senders.unwrap_or(1).max(1),

@@ -60,13 +60,26 @@ pub enum Transport {
 /// Where the load goes and what is measured.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// Target: tcp://H:P, tls://H:P, ws://H:P/ws, wss://H:P/ws or nats://H:P
+    /// Target: tcp://H:P, tls://H:P, ws://H:P/ws, wss://H:P/ws or nats://H:P.
+    /// Repeat it for the nodes of one chatgate cluster (fan-out scenarios):
+    /// a room's users alternate between them, its senders on the first
     #[arg(long, short, required_unless_present = "spawn")]
-    pub target: Option<String>,
+    pub target: Vec<String>,
 
     /// Start this server on loopback, measure it, stop it
     #[arg(long, value_enum, conflicts_with = "target")]
     pub spawn: Option<SpawnKind>,
+
+    /// With --spawn chatgate: start nats-server with JetStream and two
+    /// chatgate nodes joined through it (TCP); a room's users alternate
+    /// between the nodes, its senders on the first. Server CPU and memory
+    /// are both nodes'; nats-server's CPU is reported apart
+    #[arg(long, requires = "spawn")]
+    pub cluster: bool,
+
+    /// nats-server binary for --cluster [default: nats-server on PATH or /usr/sbin]
+    #[arg(long, requires = "cluster")]
+    pub nats_bin: Option<PathBuf>,
 
     /// Transport for --spawn chatgate
     #[arg(long, value_enum, default_value = "tcp")]

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ pub struct ServerProcess {
     child: Child,
     /// `(kind, address)` of every listener, e.g. `("tcp", 127.0.0.1:4711)`.
     pub listening: Vec<(String, SocketAddr)>,
+    /// A directory of the server's own (the JetStream store), removed once
+    /// the server is stopped.
+    store: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -71,11 +75,19 @@ impl ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the server and removes its store.
+    fn stop_and_clean(&mut self) {
+        self.stop();
+        if let Some(store) = self.store.take() {
+            let _ = std::fs::remove_dir_all(store);
+        }
+    }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        self.stop();
+        self.stop_and_clean();
     }
 }
 
@@ -120,6 +132,7 @@ pub fn start_chatgate(
         name: "chatgate".into(),
         child,
         listening: Vec::new(),
+        store: None,
     };
     let mut wait = STARTUP_TIMEOUT;
     while let Ok(line) = lines_rx.recv_timeout(wait) {
@@ -151,19 +164,60 @@ fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
 
 /// Starts nats-server on a free loopback port and waits until it accepts.
 pub fn start_nats(bin: &Path, core: Option<usize>) -> Result<ServerProcess, LoadError> {
-    let port = free_port()?;
+    start_nats_on(bin, core, free_port()?, None)
+}
+
+/// Starts nats-server with JetStream, its store in a fresh temporary
+/// directory removed when it stops, on a free port below the ephemeral
+/// range, and waits until it accepts.
+pub fn start_nats_jetstream(bin: &Path, core: Option<usize>) -> Result<ServerProcess, LoadError> {
+    let store = std::env::temp_dir().join(format!(
+        "chatgate-load-js-{}-{}",
+        std::process::id(),
+        STORES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&store)?;
+    start_nats_on(bin, core, free_low_port()?, Some(store))
+}
+
+/// Temporary JetStream stores made by this process.
+static STORES: AtomicU32 = AtomicU32::new(0);
+
+/// nats-server on `port`, with JetStream in `store` when given.
+fn start_nats_on(
+    bin: &Path,
+    core: Option<usize>,
+    port: u16,
+    store: Option<PathBuf>,
+) -> Result<ServerProcess, LoadError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let child = command(bin, core)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+    let mut cmd = command(bin, core);
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(store) = &store {
+        cmd.arg("-js").arg("-sd").arg(store);
+    }
+    let spawned = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| LoadError::Server(format!("cannot start {}: {e}", bin.display())))?;
+        .spawn();
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(store) = &store {
+                let _ = std::fs::remove_dir_all(store);
+            }
+            return Err(LoadError::Server(format!(
+                "cannot start {}: {e}",
+                bin.display()
+            )));
+        }
+    };
     let mut server = ServerProcess {
         name: "nats-server".into(),
         child,
         listening: vec![("nats".into(), addr)],
+        store,
     };
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
@@ -188,6 +242,108 @@ pub fn start_nats(bin: &Path, core: Option<usize>) -> Result<ServerProcess, Load
 /// A loopback port free at the time of asking.
 pub fn free_port() -> Result<u16, LoadError> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Ports below the kernel's ephemeral range (32768 and up by default), so
+/// the thousands of client connections of a run never take the broker's.
+const LOW_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback port of [`LOW_PORTS`], searched from a different place
+/// for every call so that runs side by side rarely meet.
+pub fn free_low_port() -> Result<u16, LoadError> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(LOW_PORTS.end - LOW_PORTS.start);
+    let start = std::process::id().wrapping_mul(97) + NEXT.fetch_add(7919, Ordering::Relaxed);
+    (0..span)
+        .map(|i| LOW_PORTS.start + ((start + i) % span) as u16)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .ok_or_else(|| LoadError::Server("no free loopback port in 20000..32000".into()))
+}
+
+/// Names of cluster nodes, in order.
+const NODE_NAMES: [&str; 2] = ["a", "b"];
+
+/// A nats-server with JetStream and chatgate nodes joined through it.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, node `a` first. Dropped (stopped) before the broker.
+    pub nodes: Vec<ServerProcess>,
+    /// The broker.
+    pub nats: ServerProcess,
+}
+
+impl Cluster {
+    /// The TCP listener of every node, node `a` first.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes
+            .iter()
+            .map(|n| n.addr("tcp").expect("a node has a tcp listener"))
+            .collect()
+    }
+
+    /// Stops the nodes, then the broker, each by its PID.
+    pub fn stop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        self.nats.stop_and_clean();
+    }
+}
+
+/// What was started for a run, stopped by PID at its end.
+#[derive(Debug)]
+pub enum Spawned {
+    /// One server.
+    Server(ServerProcess),
+    /// nats-server and chatgate nodes.
+    Cluster(Cluster),
+}
+
+impl Spawned {
+    /// Stops every process, each by its PID.
+    pub fn stop(&mut self) {
+        match self {
+            Spawned::Server(server) => server.stop(),
+            Spawned::Cluster(cluster) => cluster.stop(),
+        }
+    }
+}
+
+/// Starts nats-server with JetStream and two chatgate nodes (`a` and `b`)
+/// on it, every process pinned to `core` when given, so a cluster gets the
+/// same CPU as one node. `chatgate_args` are each node's listener and limit
+/// flags; `--nats` and `--node-name` are added.
+pub fn start_cluster(
+    chatgate: &Path,
+    chatgate_args: &[String],
+    nats: &Path,
+    core: Option<usize>,
+) -> Result<Cluster, LoadError> {
+    let broker = start_nats_jetstream(nats, core)?;
+    let url = format!("nats://{}", broker.addr("nats").expect("nats listener"));
+    let mut nodes = Vec::with_capacity(NODE_NAMES.len());
+    for name in NODE_NAMES {
+        let mut args = chatgate_args.to_vec();
+        args.extend([
+            "--nats".into(),
+            url.clone(),
+            "--node-name".into(),
+            name.into(),
+        ]);
+        match start_chatgate(chatgate, &args, core) {
+            Ok(node) if node.addr("tcp").is_some() => nodes.push(node),
+            Ok(_) => {
+                return Err(LoadError::Server(format!(
+                    "chatgate node {name} has no tcp listener"
+                )));
+            }
+            Err(e) => return Err(LoadError::Server(format!("chatgate node {name}: {e}"))),
+        }
+    }
+    Ok(Cluster {
+        nodes,
+        nats: broker,
+    })
 }
 
 /// nats-server on `PATH`, or where the Debian package puts it.

@@ -234,6 +234,12 @@ impl fmt::Display for Report {
             opt(self.cpu.generator_pct().map(|p| format!("{p:.0}"))),
             opt(self.generator_cpu_ns_per_msg.map(|n| format!("{n:.0}"))),
         )?;
+        if let Some(pct) = self.cpu.broker_pct() {
+            writeln!(
+                f,
+                "  cpu: nats-server between the nodes {pct:.0}% of a core (not in the server figures)"
+            )?;
+        }
         if let Some(m) = &self.memory {
             writeln!(
                 f,

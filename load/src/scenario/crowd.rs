@@ -54,8 +54,13 @@ const SLOW_CHECK: Duration = Duration::from_secs(3);
 /// What to set up.
 #[derive(Debug, Clone)]
 pub struct CrowdPlan {
-    /// Where.
+    /// Where: the sender's node when `peers` is not empty.
     pub target: Target,
+    /// Other nodes of `target`'s cluster: user `i` of every room connects
+    /// to node `i mod (1 + peers.len())`, `target` being node 0, so a room's
+    /// members alternate between the nodes and its senders (its first users)
+    /// start on `target`. Chat transports only.
+    pub peers: Vec<Target>,
     /// Rooms (NATS subjects).
     pub rooms: usize,
     /// Receiving users per room.
@@ -88,6 +93,23 @@ impl CrowdPlan {
     /// Every connection the crowd opens.
     pub fn connections(&self) -> usize {
         self.rooms * self.users + self.publishers() + usize::from(self.slow_reader)
+    }
+
+    /// The node user `user` of a room connects to.
+    pub fn target_of(&self, user: usize) -> &Target {
+        match user % (1 + self.peers.len()) {
+            0 => &self.target,
+            n => &self.peers[n - 1],
+        }
+    }
+
+    /// Every node, for reports: `tcp://A + tcp://B` for a cluster.
+    pub fn targets(&self) -> String {
+        std::iter::once(&self.target)
+            .chain(&self.peers)
+            .map(Target::to_string)
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 
     /// Bytes of one delivered message on the wire, about.
@@ -408,7 +430,18 @@ async fn member(ctx: Arc<Ctx>, room: usize, user: usize) -> MemberOutcome {
     if room == 0 {
         inbox.watch = ctx.watch.clone();
     }
-    let entered = enter(&ctx, index, &name, room, &plan.setup.dial, inbox, true).await;
+    let target = plan.target_of(user);
+    let entered = enter(
+        &ctx,
+        target,
+        index,
+        &name,
+        room,
+        &plan.setup.dial,
+        inbox,
+        true,
+    )
+    .await;
     let mut conn = match entered {
         Ok(conn) => conn,
         Err(e) => {
@@ -451,6 +484,7 @@ async fn publisher(ctx: Arc<Ctx>, room: usize, sender: usize) {
     let inbox = Inbox::new("", Tally::new(0, 0, None));
     let entered = enter(
         &ctx,
+        &plan.target,
         index,
         "publisher",
         room,
@@ -473,10 +507,13 @@ async fn publisher(ctx: Arc<Ctx>, room: usize, sender: usize) {
     let _ = conn.receive_until(&ctx.controls.stop_receiving, None).await;
 }
 
-/// Connects connection `index` at the crowd's pace and enters `room` as
-/// `name`; on NATS it subscribes to the room's subject when `subscribe`.
+/// Connects connection `index` to `target` at the crowd's pace and enters
+/// `room` as `name`; on NATS it subscribes to the room's subject when
+/// `subscribe`.
+#[allow(clippy::too_many_arguments)]
 async fn enter(
     ctx: &Ctx,
+    target: &Target,
     index: usize,
     name: &str,
     room: usize,
@@ -485,7 +522,7 @@ async fn enter(
     subscribe: bool,
 ) -> Result<Conn, LoadError> {
     let _permit = ctx.pacer.admit().await;
-    let mut conn = Conn::open(&ctx.plan.target, index, dial, inbox).await?;
+    let mut conn = Conn::open(target, index, dial, inbox).await?;
     let subject = names::subject(ctx.run, room);
     let subject = subscribe.then_some(subject.as_str());
     conn.enter(&names::room(ctx.run, room), name, subject)
@@ -520,7 +557,7 @@ async fn slow_reader(ctx: Arc<Ctx>) -> SlowOutcome {
         ..plan.setup.dial
     };
     let inbox = Inbox::new(&name, Tally::new(0, plan.senders as u32, None));
-    let entered = enter(&ctx, index, &name, 0, &dial, inbox, true).await;
+    let entered = enter(&ctx, &plan.target, index, &name, 0, &dial, inbox, true).await;
     let mut conn = match entered {
         Ok(conn) => conn,
         Err(e) => {
@@ -540,5 +577,38 @@ async fn slow_reader(ctx: Arc<Ctx>) -> SlowOutcome {
     SlowOutcome {
         closed,
         error: conn.inbox.tally.first_error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Scheme;
+
+    fn plan(peers: usize) -> CrowdPlan {
+        let node = |port| Target::at(Scheme::Tcp, ([127, 0, 0, 1], port).into());
+        CrowdPlan {
+            target: node(1000),
+            peers: (1..=peers as u16).map(|i| node(1000 + i)).collect(),
+            rooms: 1,
+            users: 4,
+            senders: 1,
+            payload: 64,
+            room_rate: None,
+            window: 1,
+            slow_reader: false,
+            setup: Setup::default(),
+        }
+    }
+
+    #[test]
+    fn users_alternate_between_nodes_starting_on_the_first() {
+        let two = plan(1);
+        let ports: Vec<u16> = (0..4).map(|u| two.target_of(u).addr.port()).collect();
+        assert_eq!(ports, [1000, 1001, 1000, 1001]);
+        assert_eq!(two.targets(), "tcp://127.0.0.1:1000 + tcp://127.0.0.1:1001");
+        let one = plan(0);
+        assert!((0..4).all(|u| one.target_of(u).addr.port() == 1000));
+        assert_eq!(one.targets(), "tcp://127.0.0.1:1000");
     }
 }

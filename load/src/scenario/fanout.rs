@@ -71,7 +71,7 @@ pub async fn run(plan: &FanoutPlan, probe: Probe, scenario: &str) -> Result<Fano
         .map(|(base, loaded)| Memory::of_run(base, loaded, &samples, end.server_rss, connections));
     let report = Report {
         scenario: scenario.to_owned(),
-        target: c.target.to_string(),
+        target: c.targets(),
         rooms: c.rooms,
         users_per_room: c.users,
         senders_per_room: c.senders,

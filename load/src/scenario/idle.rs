@@ -39,6 +39,7 @@ pub async fn run(plan: &IdlePlan, probe: Probe) -> Result<Report, LoadError> {
     let users = plan.connections / rooms;
     let crowd_plan = CrowdPlan {
         target: plan.target.clone(),
+        peers: Vec::new(),
         rooms,
         users,
         senders: 0,

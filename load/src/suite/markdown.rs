@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::RowResult;
 use super::machine::Machine;
-use super::plan::{PAYLOAD, WINDOW_BYTES, Work};
+use super::plan::{CLUSTER_LABEL, PAYLOAD, WINDOW_BYTES, Work};
 use super::stats::{Spread, show};
 use crate::cli::SuiteCommand;
 use crate::report::Report;
@@ -206,6 +206,56 @@ fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
     out
 }
 
+/// The cluster fan-out next to the same room on one node.
+fn cluster_section(md: &mut String, results: &[RowResult]) {
+    let Some(cluster) = results.iter().find(|r| r.server == CLUSTER_LABEL) else {
+        return;
+    };
+    let single_id = cluster.id.trim_end_matches("-cluster");
+    let single = find(results, single_id, TCP);
+    let _ = writeln!(md, "## Cluster\n");
+    let _ = writeln!(
+        md,
+        "`{}`: the room of `{single_id}`, its members alternating between two chatgate nodes \
+         (`--nats`, TCP) joined through one nats-server with JetStream, the sender on the first node. \
+         The three processes share the server core that one node has alone. Server CPU is the sum \
+         over both nodes; nats-server's CPU is shown apart and is not in it. Every room line goes \
+         through a JetStream stream, so the cluster delivers less than one node; loss and reordering \
+         must still be 0.\n",
+        cluster.id
+    );
+    let _ = writeln!(
+        md,
+        "| row | server | delivered msgs/s | server CPU ns/msg | nats-server CPU % | p50 µs | p99 µs | loss | reordered |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for row in [single, Some(cluster)].into_iter().flatten() {
+        let s = |f: fn(&Report) -> Option<f64>, d| show(spread(Some(row), f), d);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.id,
+            row.server,
+            s(rate, 0),
+            s(ns_per_msg, 0),
+            s(|r| r.cpu.broker_pct(), 0),
+            s(|r| Some(r.latency.p50_us), 0),
+            s(p99, 0),
+            s(|r| Some(r.loss as f64), 0),
+            s(|r| Some(r.reordered as f64), 0),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nTwo nodes / one node: delivered msgs/s {}, server CPU per delivery {}, p99 latency {}.\n",
+        show_ratio(ratio(spread(Some(cluster), rate), spread(single, rate))),
+        show_ratio(ratio(
+            spread(Some(cluster), ns_per_msg),
+            spread(single, ns_per_msg)
+        )),
+        show_ratio(ratio(spread(Some(cluster), p99), spread(single, p99))),
+    );
+}
+
 fn scale(s: Spread, k: f64) -> Spread {
     Spread {
         median: s.median * k,
@@ -325,6 +375,8 @@ pub fn render(
         );
     }
     md.push('\n');
+
+    cluster_section(&mut md, results);
 
     let _ = writeln!(md, "## Idle connections\n");
     let _ = writeln!(

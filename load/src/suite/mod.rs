@@ -26,10 +26,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::app::chatgate_args;
+use crate::app::{chatgate_args, cluster_probe};
 use crate::cli::{SuiteCommand, Transport};
 use crate::error::LoadError;
-use crate::launch::{self, ServerProcess};
+use crate::launch::{self, ServerProcess, Spawned};
 use crate::net::dial::Dial;
 use crate::probe::Probe;
 use crate::report::Report;
@@ -199,12 +199,31 @@ fn transports_of(chatgate: &Path) -> Vec<Transport> {
     transports
 }
 
-/// Starts the row's server pinned to the server core.
-fn start(
-    server: Server,
-    bins: &Binaries,
-    core: usize,
-) -> Result<(ServerProcess, Target), LoadError> {
+/// What a run was given: the servers, where to send, what to read.
+struct Started {
+    spawned: Spawned,
+    target: Target,
+    /// Further nodes of a cluster.
+    peers: Vec<Target>,
+    probe: Probe,
+}
+
+impl Started {
+    fn one(process: ServerProcess, target: Target) -> Started {
+        Started {
+            probe: Probe {
+                server: Some(process.pid()),
+                ..Probe::default()
+            },
+            spawned: Spawned::Server(process),
+            target,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// Starts the row's servers pinned to the server core.
+fn start(server: Server, bins: &Binaries, core: usize) -> Result<Started, LoadError> {
     match server {
         Server::Nats => {
             let process = launch::start_nats(&bins.nats, Some(core))?;
@@ -212,7 +231,22 @@ fn start(
                 Scheme::Nats,
                 process.addr("nats").expect("nats listener is known"),
             );
-            Ok((process, target))
+            Ok(Started::one(process, target))
+        }
+        Server::Cluster => {
+            let args = chatgate_args(&bins.chatgate, "--tcp");
+            let cluster = launch::start_cluster(&bins.chatgate, &args, &bins.nats, Some(core))?;
+            let mut targets = cluster
+                .tcp_addrs()
+                .into_iter()
+                .map(|addr| Target::at(Scheme::Tcp, addr));
+            let target = targets.next().expect("a cluster has nodes");
+            Ok(Started {
+                probe: cluster_probe(&cluster),
+                peers: targets.collect(),
+                target,
+                spawned: Spawned::Cluster(cluster),
+            })
         }
         Server::Chatgate(transport) => {
             let (flag, kind, scheme) = match transport {
@@ -226,7 +260,7 @@ fn start(
             let addr = process
                 .addr(kind)
                 .ok_or_else(|| LoadError::Server(format!("chatgate printed no {kind} listener")))?;
-            Ok((process, Target::at(scheme, addr)))
+            Ok(Started::one(process, Target::at(scheme, addr)))
         }
     }
 }
@@ -237,10 +271,12 @@ async fn run_once(
     bins: &Binaries,
     args: &SuiteCommand,
 ) -> Result<Report, LoadError> {
-    let (mut server, target) = start(row.server, bins, args.server_core)?;
-    let probe = Probe {
-        server: Some(server.pid()),
-    };
+    let Started {
+        mut spawned,
+        target,
+        peers,
+        probe,
+    } = start(row.server, bins, args.server_core)?;
     let setup = Setup {
         dial: Dial {
             sources: SOURCES,
@@ -252,6 +288,7 @@ async fn run_once(
     let fanout_plan = |shape: &Shape| FanoutPlan {
         crowd: CrowdPlan {
             target: target.clone(),
+            peers: peers.clone(),
             rooms: shape.rooms,
             users: shape.users,
             senders: shape.senders,
@@ -305,7 +342,7 @@ async fn run_once(
             churn::run(&plan, probe).await
         }
     };
-    server.stop();
+    spawned.stop();
     result
 }
 
@@ -322,8 +359,12 @@ fn one_line(r: &Report) -> String {
         .memory
         .and_then(|m| m.per_connection_bytes)
         .map_or_else(|| "-".into(), |b| format!("{:.1} KiB/conn", b / 1024.0));
+    let broker = r
+        .cpu
+        .broker_pct()
+        .map_or_else(String::new, |p| format!(", nats-server {p:.0}%"));
     format!(
-        "{:.0} msgs/s, server {srv}, p99 {:.0} us, loss {}, reordered {}, errors {}, generator {generator}, {rss}",
+        "{:.0} msgs/s, server {srv}, p99 {:.0} us, loss {}, reordered {}, errors {}, generator {generator}{broker}, {rss}",
         r.delivered_per_s, r.latency.p99_us, r.loss, r.reordered, r.errors
     )
 }

@@ -19,8 +19,15 @@ pub const LATENCY_RATES: [f64; 4] = [1_000.0, 5_000.0, 20_000.0, 50_000.0];
 /// saturated both on the 2-core machine, 1,000 leaves each most of a core.
 pub const FIXED_RATE: f64 = 1_000.0;
 
+/// Room size of the cluster fan-out row, next to the single-node row of
+/// the same size.
+pub const CLUSTER_USERS: usize = 100;
+
 /// Idle connections held at once.
 pub const IDLE_CONNECTIONS: usize = 10_000;
+
+/// The label of the cluster rows.
+pub const CLUSTER_LABEL: &str = "chatgate tcp, 2 nodes";
 
 /// The server of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +36,9 @@ pub enum Server {
     Chatgate(Transport),
     /// nats-server.
     Nats,
+    /// Two chatgate nodes over TCP joined through a nats-server with
+    /// JetStream, a room's users alternating between them.
+    Cluster,
 }
 
 impl Server {
@@ -40,6 +50,7 @@ impl Server {
             Server::Chatgate(Transport::Ws) => "chatgate ws",
             Server::Chatgate(Transport::Wss) => "chatgate wss",
             Server::Nats => "nats-server",
+            Server::Cluster => CLUSTER_LABEL,
         }
     }
 
@@ -51,6 +62,7 @@ impl Server {
             Server::Chatgate(Transport::Ws) => "--spawn chatgate --transport ws",
             Server::Chatgate(Transport::Wss) => "--spawn chatgate --transport wss",
             Server::Nats => "--spawn nats",
+            Server::Cluster => "--spawn chatgate --cluster",
         }
     }
 }
@@ -161,6 +173,13 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
             Work::Fanout(max(1, users)),
             &both,
         );
+        if users == CLUSTER_USERS {
+            add(
+                format!("fanout-1x{users}-cluster"),
+                Work::Fanout(max(1, users)),
+                &[Server::Cluster],
+            );
+        }
     }
     add("fanout-100x10".into(), Work::Fanout(max(100, 10)), &both);
     let fixed = Shape {
@@ -232,6 +251,22 @@ mod tests {
                 row.id
             );
         }
+    }
+
+    #[test]
+    fn the_cluster_row_follows_its_single_node_row() {
+        let rows = rows(&[Transport::Tcp], true);
+        let at = rows
+            .iter()
+            .position(|r| r.id == "fanout-1x100-cluster")
+            .expect("a cluster row");
+        assert_eq!(rows[at].server, Server::Cluster);
+        assert_eq!(rows[at - 1].id, "fanout-1x100");
+        let command = rows[at].command(5.0, 0);
+        assert!(
+            command.starts_with("chatgate-load fanout --spawn chatgate --cluster"),
+            "{command}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chatgate_load::launch::{self, ServerProcess};
+use chatgate_load::launch::{self, Cluster, ServerProcess};
 use chatgate_load::probe::Probe;
 use chatgate_load::report::Report;
 use chatgate_load::scenario::churn::ChurnPlan;
@@ -48,28 +48,54 @@ pub fn start_chatgate(extra: &[&str]) -> (ServerProcess, Target, Probe) {
     let target = Target::at(Scheme::Tcp, server.addr("tcp").expect("tcp listener"));
     let probe = Probe {
         server: Some(server.pid()),
+        ..Probe::default()
     };
     (server, target, probe)
 }
 
-/// A nats-server on a free loopback port, or `None` outside CI when it is
-/// not installed. Under `CI=true` a missing nats-server fails the test.
-pub fn start_nats() -> Option<(ServerProcess, Target, Probe)> {
-    let Some(bin) = launch::find_nats_server() else {
+/// The installed nats-server, or `None` outside CI when there is none.
+/// Under `CI=true` a missing nats-server fails the test.
+pub fn nats_server_bin() -> Option<PathBuf> {
+    let bin = launch::find_nats_server();
+    if bin.is_none() {
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         assert!(
             !in_ci,
             "nats-server is not installed (apt-get install nats-server); CI must run this test"
         );
         eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
-        return None;
-    };
+    }
+    bin
+}
+
+/// A nats-server on a free loopback port, or `None` outside CI when it is
+/// not installed. Under `CI=true` a missing nats-server fails the test.
+pub fn start_nats() -> Option<(ServerProcess, Target, Probe)> {
+    let bin = nats_server_bin()?;
     let server = launch::start_nats(&bin, None).expect("nats-server starts");
     let target = Target::at(Scheme::Nats, server.addr("nats").expect("nats listener"));
     let probe = Probe {
         server: Some(server.pid()),
+        ..Probe::default()
     };
     Some((server, target, probe))
+}
+
+/// A nats-server with JetStream and two chatgate nodes on it, with the
+/// nodes' TCP targets (node `a` first) and a probe of all three; `None`
+/// outside CI when nats-server is not installed.
+pub fn start_cluster() -> Option<(Cluster, Vec<Target>, Probe)> {
+    let nats = nats_server_bin()?;
+    let bin = chatgate_bin();
+    let args = chatgate_load::app::chatgate_args(&bin, "--tcp");
+    let cluster = launch::start_cluster(&bin, &args, &nats, None).expect("the cluster starts");
+    let targets = cluster
+        .tcp_addrs()
+        .into_iter()
+        .map(|addr| Target::at(Scheme::Tcp, addr))
+        .collect();
+    let probe = chatgate_load::app::cluster_probe(&cluster);
+    Some((cluster, targets, probe))
 }
 
 /// A short fan-out plan.
@@ -77,6 +103,7 @@ pub fn small_fanout(target: Target, rooms: usize, users: usize, rate: Option<f64
     FanoutPlan {
         crowd: CrowdPlan {
             target,
+            peers: Vec::new(),
             rooms,
             users,
             senders: 1,
