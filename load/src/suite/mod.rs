@@ -158,6 +158,10 @@ pub async fn run(args: &SuiteCommand) -> Result<(), LoadError> {
     write_outputs(args, &machine, &results)
 }
 
+/// A hand-written section in the assets directory that every report ends
+/// with, if it exists.
+const ANALYSIS: &str = "analysis.md";
+
 /// Writes the Markdown, the plots and the raw JSON.
 fn write_outputs(
     args: &SuiteCommand,
@@ -178,7 +182,13 @@ fn write_outputs(
         .into_iter()
         .map(|(title, path)| (title, args.assets.join(path)))
         .collect();
-    let md = markdown::render(machine, args, results, &plots);
+    let mut md = markdown::render(machine, args, results, &plots);
+    // The analysis of missed targets is written by hand (it rests on
+    // profiles, not on these numbers alone) and kept across runs.
+    if let Ok(analysis) = std::fs::read_to_string(assets.join(ANALYSIS)) {
+        md.push('\n');
+        md.push_str(&analysis);
+    }
     std::fs::write(&args.out, md)?;
     eprintln!("wrote {} and {}", args.out.display(), assets.display());
     Ok(())
