@@ -4,7 +4,7 @@
 //! # The data path
 //!
 //! ```text
-//! listener -> Transport (tcp) -> Session (sans-IO) -> Hub -> room -> peers' Outboxes -> writers
+//! listener -> Transport (tcp | tls | ws) -> Session (sans-IO) -> Hub -> room -> peers' Outboxes -> writers
 //! ```
 //!
 //! A listener accepts a connection and wraps it in a [`Transport`], which
@@ -29,6 +29,9 @@
 //! | `connection` | drives one transport through a session (feature `server`) |
 //! | `transport` | the `Transport` trait and one module per transport (feature `server`) |
 //! | `limits` | connection caps per server and per address (feature `server`) |
+//! | `tls` | the certificate: loading, first-run generation, reload (feature `server`) |
+//! | `http`, `web` | the HTTP side: `/ws` upgrade, health, metrics, the page (feature `server`) |
+//! | `metrics` | what `/metrics` reports (feature `server`) |
 //!
 //! # Guarantees
 //!
