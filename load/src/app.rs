@@ -30,6 +30,23 @@ struct Defaults {
     duration: f64,
 }
 
+/// Fan-out and latency are one measurement with different defaults; the
+/// label names the scenario in the report.
+async fn run_fanout(
+    c: LoadCommand,
+    defaults: Defaults,
+    label: &'static str,
+) -> Result<Report, LoadError> {
+    with_server(
+        &c.server.clone(),
+        |target, peers, probe, setup| async move {
+            let plan = fanout_plan(&c, target, peers, setup, defaults);
+            Ok(fanout::run(&plan, probe, label).await?.report)
+        },
+    )
+    .await
+}
+
 /// Runs a scenario subcommand (not the suite) and returns its report.
 pub async fn run(command: Command) -> Result<Report, LoadError> {
     match command {
@@ -39,14 +56,7 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
                 rate: 0.0,
                 duration: 5.0,
             };
-            with_server(
-                &c.server.clone(),
-                |target, peers, probe, setup| async move {
-                    let plan = fanout_plan(&c, target, peers, setup, defaults);
-                    Ok(fanout::run(&plan, probe, "fanout").await?.report)
-                },
-            )
-            .await
+            run_fanout(c, defaults, "fanout").await
         }
         Command::Latency(c) => {
             let defaults = Defaults {
@@ -54,14 +64,7 @@ pub async fn run(command: Command) -> Result<Report, LoadError> {
                 rate: 1000.0,
                 duration: 5.0,
             };
-            with_server(
-                &c.server.clone(),
-                |target, peers, probe, setup| async move {
-                    let plan = fanout_plan(&c, target, peers, setup, defaults);
-                    Ok(fanout::run(&plan, probe, "latency").await?.report)
-                },
-            )
-            .await
+            run_fanout(c, defaults, "latency").await
         }
         Command::SlowReader(c) => {
             let defaults = Defaults {
