@@ -159,8 +159,11 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                 let busy = outbox.written(bytes);
                 shared.metrics.lines_out(batch.len());
                 batch.clear();
-                if !busy && batch.capacity() > KEEP_IDLE_CAPACITY {
-                    batch = Vec::new();
+                if !busy {
+                    writer.idle();
+                    if batch.capacity() > KEEP_IDLE_CAPACITY {
+                        batch = Vec::new();
+                    }
                 }
             }
             Next::Close(reason) => {

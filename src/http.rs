@@ -19,14 +19,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::debug;
 
 use crate::connection;
 use crate::server::Shared;
-use crate::transport::ws::{self, Ws};
+use crate::transport::ws::Ws;
 use crate::web;
 
 /// Time a client has to send its request headers; stops idle or trickling
@@ -134,20 +132,19 @@ fn upgrade(
     }
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let kind = if secure { "wss" } else { "ws" };
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => return debug!(%peer, error = %e, "websocket upgrade failed"),
         };
-        let stream = WebSocketStream::from_raw_socket(
+        let transport = Ws::accept(
             TokioIo::new(upgraded),
-            Role::Server,
-            Some(ws::config()),
+            peer,
+            secure,
+            task_shared.ws_ping_interval,
         )
         .await;
-        let transport = Ws::new(stream, peer, kind, task_shared.ws_ping_interval);
         match task_shared.limiter.acquire(peer.ip()) {
             Ok(permit) => connection::serve(transport, task_shared, permit).await,
             Err(limit) => connection::refuse(transport, limit.reason()).await,

@@ -12,7 +12,7 @@
 //! lines and decides what they mean; it owns no socket. Rooms live in the
 //! [`Hub`]: a room broadcast encodes its line once and pushes the same
 //! buffer into every member's [`Outbox`], a byte-bounded queue that the
-//! connection's writer drains in one vectored write per batch.
+//! connection's writer drains in one write per batch.
 //!
 //! # Modules
 //!

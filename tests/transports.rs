@@ -10,6 +10,7 @@ use std::process::Stdio;
 use chatgate::server::ListenerKind;
 use common::clients::{Conn, TestCert};
 use common::{TestServer, WAIT};
+use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::time::timeout;
@@ -221,6 +222,58 @@ async fn websocket_peer_that_answers_pings_stays_and_one_that_does_not_is_droppe
     lively.send_line("still here").await;
     lively.expect_line("lively: still here").await;
     drop(silent);
+}
+
+/// Frame lengths either side of each WebSocket length encoding (7-bit,
+/// 16-bit), and the longest line, as `t: <text>` payloads.
+const FRAME_PAYLOADS: [usize; 5] = [1 + 3, 125, 126, 127, 20_000 + 3];
+
+#[tokio::test]
+async fn websocket_ping_is_answered_between_lines_of_every_frame_length() {
+    let cert = TestCert::new();
+    let server = all_transports(&cert, &[]).await;
+    let mut talker = Conn::tcp(server.addr(ListenerKind::Tcp)).await;
+    talker.join("r", "t").await;
+    let mut plain = Conn::ws(server.addr(ListenerKind::Http)).await;
+    plain.join("r", "w").await;
+    let mut secure = Conn::wss(server.addr(ListenerKind::Https), &cert).await;
+    secure.join("r", "s").await;
+    plain.expect_line("s has joined").await;
+
+    let texts: Vec<String> = FRAME_PAYLOADS
+        .iter()
+        .map(|&len| ("0123456789".repeat(len / 10 + 1))[..len - 3].to_owned())
+        .collect();
+    for conn in [&mut plain, &mut secure] {
+        conn.send_message(Message::Ping("probe".into())).await;
+    }
+    for text in &texts {
+        talker.send_line(text).await;
+    }
+    for conn in [&mut plain, &mut secure] {
+        let Conn::Ws { ws, .. } = conn else {
+            unreachable!()
+        };
+        let mut lines = Vec::new();
+        let mut ponged = false;
+        while lines.len() < texts.len() || !ponged {
+            let message = timeout(WAIT, ws.next())
+                .await
+                .expect("lines and pong in time")
+                .expect("connection open")
+                .expect("well-formed frames");
+            match message {
+                Message::Pong(payload) => {
+                    assert_eq!(&payload[..], b"probe");
+                    ponged = true;
+                }
+                Message::Text(text) => lines.push(text.as_str().to_owned()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let expected: Vec<String> = texts.iter().map(|t| format!("t: {t}")).collect();
+        assert_eq!(lines, expected);
+    }
 }
 
 #[tokio::test]

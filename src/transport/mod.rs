@@ -84,4 +84,8 @@ pub trait LineWriter: Send + 'static {
     fn heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send {
         std::future::pending()
     }
+
+    /// Called when the queue has been drained: frees buffers that a burst
+    /// grew, so an idle connection costs little memory.
+    fn idle(&mut self) {}
 }

@@ -5,12 +5,11 @@
 //! line buffer and nothing more. Input after the first complete line of a
 //! read is kept in `pending` until the session has taken each line.
 //!
-//! Writing sends a whole batch with vectored writes when the stream supports
-//! them, else copies the batch into one buffer, so a burst of lines costs one
-//! syscall (or one TLS record) rather than one per line.
+//! Writing copies a whole batch into one buffer, so a burst of lines costs
+//! one syscall (and, over TLS, full records) rather than one per line.
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -25,11 +24,8 @@ use crate::protocol::framing::LineDecoder;
 /// duration of a poll, so it costs idle connections nothing.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Most slices per vectored write: Linux's IOV_MAX.
-const MAX_IOVECS: usize = 1024;
-
-/// Largest single write when the stream cannot write vectored: a TLS record
-/// holds 16 KiB, so this is a handful of full records.
+/// Bytes gathered before a batch is written out: large enough that a burst
+/// costs few syscalls, and a handful of full TLS records (16 KiB each).
 const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// `pending` buffers up to this size are kept once drained; larger ones are
@@ -139,79 +135,86 @@ impl<R: AsyncRead + Unpin + Send + 'static> LineReader for StreamReader<R> {
     }
 }
 
-/// Writes batches of lines to a byte stream.
+/// Gathers a batch into one buffer so that it costs one write, however
+/// many lines it holds.
+///
+/// Copying beats a vectored write here: chat lines are short, and the
+/// kernel's cost per iovec slice outweighs copying a few dozen bytes, so a
+/// batch of small lines is cheapest as one contiguous buffer. The buffer is
+/// kept while the connection is busy and freed when it goes idle.
+#[derive(Debug, Default)]
+pub(super) struct Coalescer {
+    buf: Vec<u8>,
+}
+
+impl Coalescer {
+    /// The buffer to append to.
+    pub(super) fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Writes the buffer out once it holds [`COALESCE_LIMIT`] bytes, so a
+    /// long batch goes out in large pieces rather than one huge copy.
+    pub(super) async fn spill<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> io::Result<()> {
+        if self.buf.len() >= COALESCE_LIMIT {
+            self.write_out(io).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes whatever the buffer holds.
+    pub(super) async fn write_out<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            io.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Frees the buffer: an idle connection keeps none, since thousands of
+    /// idle users each holding even a small one add up.
+    pub(super) fn release(&mut self) {
+        self.buf = Vec::new();
+    }
+}
+
+/// Writes batches of lines to a byte stream (a socket, or TLS over one).
 #[derive(Debug)]
 pub struct StreamWriter<W> {
     io: W,
-    /// Whether a batch goes down as one vectored write. Right for a socket;
-    /// wrong for TLS, where each slice would become its own record, so
-    /// there the batch is copied into one buffer instead.
-    vectored: bool,
+    out: Coalescer,
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> StreamWriter<W> {
-    /// Wraps the write half of a socket, writing batches vectored.
-    pub fn vectored(io: W) -> Self {
-        StreamWriter { io, vectored: true }
-    }
-
-    /// Wraps the write half of a stream that frames each write itself (TLS),
-    /// coalescing batches into few large writes.
-    pub fn coalescing(io: W) -> Self {
+    /// Wraps the write half of a stream.
+    pub fn new(io: W) -> Self {
         StreamWriter {
             io,
-            vectored: false,
+            out: Coalescer::default(),
         }
-    }
-
-    async fn send_vectored(&mut self, lines: &[Bytes]) -> io::Result<()> {
-        for group in lines.chunks(MAX_IOVECS) {
-            let mut slices: Vec<IoSlice<'_>> = group.iter().map(|l| IoSlice::new(l)).collect();
-            let mut rest = &mut slices[..];
-            while !rest.is_empty() {
-                let n = self.io.write_vectored(rest).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                IoSlice::advance_slices(&mut rest, n);
-            }
-        }
-        Ok(())
-    }
-
-    async fn send_coalesced(&mut self, lines: &[Bytes]) -> io::Result<()> {
-        let mut buf = Vec::new();
-        let mut rest = lines;
-        while !rest.is_empty() {
-            buf.clear();
-            let mut taken = 0;
-            for line in rest {
-                if !buf.is_empty() && buf.len() + line.len() > COALESCE_LIMIT {
-                    break;
-                }
-                buf.extend_from_slice(line);
-                taken += 1;
-            }
-            rest = &rest[taken..];
-            self.io.write_all(&buf).await?;
-        }
-        Ok(())
     }
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> LineWriter for StreamWriter<W> {
     async fn send(&mut self, lines: &[Bytes]) -> io::Result<()> {
-        if lines.len() == 1 {
-            self.io.write_all(&lines[0]).await?;
-        } else if self.vectored {
-            self.send_vectored(lines).await?;
+        if let [line] = lines {
+            // Nothing to gather: write it from where it is.
+            self.io.write_all(line).await?;
         } else {
-            self.send_coalesced(lines).await?;
+            for line in lines {
+                self.out.buf().extend_from_slice(line);
+                self.out.spill(&mut self.io).await?;
+            }
+            self.out.write_out(&mut self.io).await?;
         }
         self.io.flush().await
     }
 
     async fn close(&mut self, _reason: CloseReason) -> io::Result<()> {
         self.io.shutdown().await
+    }
+
+    fn idle(&mut self) {
+        self.out.release();
     }
 }

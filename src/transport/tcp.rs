@@ -37,6 +37,6 @@ impl Transport for Tcp {
 
     fn split(self) -> (Self::Reader, Self::Writer) {
         let (read, write) = self.stream.into_split();
-        (StreamReader::new(read), StreamWriter::vectored(write))
+        (StreamReader::new(read), StreamWriter::new(write))
     }
 }

@@ -38,6 +38,6 @@ impl Transport for Tls {
 
     fn split(self) -> (Self::Reader, Self::Writer) {
         let (read, write) = tokio::io::split(self.stream);
-        (StreamReader::new(read), StreamWriter::coalescing(write))
+        (StreamReader::new(read), StreamWriter::new(write))
     }
 }

@@ -6,23 +6,39 @@
 //! reading, so an oversized message is refused before it is buffered whole.
 //! The writer pings the peer every `--ws-ping-interval` and gives up on a
 //! peer that has not answered by the next ping.
+//!
+//! The two directions are shaped differently on purpose. Reading goes
+//! through tungstenite's `WebSocketStream`, which does the frame parsing,
+//! unmasking, reassembly and limits. Writing does not: a server frame is
+//! unmasked, so a line's frame is a header from tungstenite's
+//! [`FrameHeader`] followed by the line's bytes. The writer gathers a batch
+//! of frames into one buffer and writes it at once, the way the TCP
+//! transport writes lines, instead of pushing each line through
+//! tungstenite's message machinery for every recipient. The control frames tungstenite itself writes while reading (pongs, the echo
+//! of a peer's close) go into a small [`Control`] queue that the writer
+//! sends between batches, so only one task ever writes to the socket and
+//! frames are never interleaved.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::stream::Coalescer;
 use super::{LineReader, LineWriter, ReadError, Transport};
 use crate::protocol::framing::split_ws_message;
 use crate::protocol::{CloseReason, MAX_WS_MESSAGE, reply};
@@ -32,41 +48,66 @@ use crate::protocol::{CloseReason, MAX_WS_MESSAGE, reply};
 /// lines are short, and a long one is simply read in several calls.
 const READ_BUFFER: usize = 2 * 1024;
 
-/// Bytes of outgoing frames gathered before tungstenite writes to the
-/// socket; a flush at the end of each batch writes the rest. Large enough
-/// that a burst of lines goes out in few writes.
-const WRITE_BUFFER: usize = 16 * 1024;
+/// Most bytes of control frames waiting for the writer. Only a peer that
+/// floods pings while not reading our output gets near it; past it, further
+/// pongs are dropped (a peer is owed an answer to its latest ping only),
+/// so such a peer cannot make the server buffer without bound.
+const MAX_CONTROL_BYTES: usize = 4 * 1024;
 
-/// The WebSocket settings for a chat connection.
-pub fn config() -> WebSocketConfig {
+/// The WebSocket settings for a chat connection. tungstenite writes only
+/// control frames here, straight into the [`Control`] queue, so it needs no
+/// write buffer of its own.
+fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(MAX_WS_MESSAGE))
         .max_frame_size(Some(MAX_WS_MESSAGE))
 }
 
+/// The header of an unfragmented, unmasked text frame: every line we send.
+const TEXT: FrameHeader = FrameHeader {
+    is_final: true,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode: OpCode::Data(Data::Text),
+    mask: None,
+};
+
 /// An upgraded WebSocket connection over any byte stream.
 pub struct Ws<S> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Inbound<S>>,
+    write: WriteHalf<S>,
+    control: Arc<Control>,
     peer: SocketAddr,
-    kind: &'static str,
+    secure: bool,
     /// `--ws-ping-interval`, if on.
     ping_interval: Option<Duration>,
 }
 
-impl<S> Ws<S> {
-    /// Wraps a WebSocket stream accepted as `kind` (`ws` or `wss`).
-    pub fn new(
-        ws: WebSocketStream<S>,
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Ws<S> {
+    /// Wraps a stream whose HTTP upgrade has completed; `secure` when it
+    /// runs inside TLS (`wss`).
+    pub async fn accept(
+        io: S,
         peer: SocketAddr,
-        kind: &'static str,
+        secure: bool,
         ping_interval: Option<Duration>,
     ) -> Self {
+        let (read, write) = tokio::io::split(io);
+        let control = Arc::new(Control::default());
+        let inbound = Inbound {
+            read,
+            control: control.clone(),
+        };
+        let ws = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config())).await;
         Ws {
             ws,
+            write,
+            control,
             peer,
-            kind,
+            secure,
             ping_interval,
         }
     }
@@ -77,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Ws<S> {
     type Writer = WsWriter<S>;
 
     fn kind(&self) -> &'static str {
-        self.kind
+        if self.secure { "wss" } else { "ws" }
     }
 
     fn peer_addr(&self) -> SocketAddr {
@@ -85,16 +126,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Ws<S> {
     }
 
     fn split(self) -> (Self::Reader, Self::Writer) {
-        let (sink, stream) = self.ws.split();
         let ponged = Arc::new(AtomicBool::new(false));
         let reader = WsReader {
-            stream,
+            ws: self.ws,
             message: Bytes::new(),
             current: Bytes::new(),
             ponged: ponged.clone(),
         };
         let writer = WsWriter {
-            sink,
+            io: self.write,
+            control: self.control,
+            out: Coalescer::default(),
+            pending: Vec::new(),
+            sent: 0,
             ponged,
             ping_interval: self.ping_interval,
             next_ping: self.ping_interval.map(|i| Instant::now() + i),
@@ -104,9 +148,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Ws<S> {
     }
 }
 
+/// Control frames written by tungstenite on the reading side, waiting for
+/// the writer task to send them.
+#[derive(Debug, Default)]
+struct Control {
+    frames: Mutex<Vec<u8>>,
+    /// Wakes the writer when frames arrive.
+    ready: Notify,
+}
+
+impl Control {
+    fn push(&self, frames: &[u8]) {
+        let mut queued = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
+        if queued.len() + frames.len() > MAX_CONTROL_BYTES {
+            return;
+        }
+        queued.extend_from_slice(frames);
+        drop(queued);
+        self.ready.notify_one();
+    }
+
+    /// Moves whatever is queued to the end of `out`.
+    fn take_into(&self, out: &mut Vec<u8>) {
+        let mut queued = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
+        out.extend_from_slice(&queued);
+        *queued = Vec::new();
+    }
+}
+
+/// The stream tungstenite reads from: the connection's read half, and a
+/// write side that queues whole frames for the writer task. tungstenite
+/// hands over its whole output buffer in one write, and this side takes it
+/// all at once, so what lands in the queue is always whole frames.
+struct Inbound<S> {
+    read: ReadHalf<S>,
+    control: Arc<Control>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Inbound<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl<S> AsyncWrite for Inbound<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.control.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// Reads messages and hands out their lines one at a time.
 pub struct WsReader<S> {
-    stream: SplitStream<WebSocketStream<S>>,
+    ws: WebSocketStream<Inbound<S>>,
     /// What is left of the current message.
     message: Bytes,
     /// The line last handed out; `read_line` lends it from here.
@@ -115,7 +225,7 @@ pub struct WsReader<S> {
     ponged: Arc<AtomicBool>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WsReader<S> {
+impl<S> WsReader<S> {
     /// Takes the next line off the current message, if any is left.
     fn next_line(&mut self) -> Option<Bytes> {
         if self.message.is_empty() {
@@ -155,7 +265,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineReader for WsReader
                 self.current = line;
                 return Ok(Some(&self.current));
             }
-            let message = match self.stream.next().await {
+            let message = match self.ws.next().await {
                 None => return Ok(None),
                 Some(Err(e)) => return read_error(e).map(|()| None),
                 Some(Ok(message)) => message,
@@ -167,6 +277,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineReader for WsReader
                     self.ponged.store(true, Ordering::Relaxed);
                     continue;
                 }
+                // The writer answers with its own close frame, carrying the
+                // session's code; tungstenite's echo stays unsent.
                 Message::Close(_) => return Ok(None),
                 Message::Ping(_) | Message::Frame(_) => continue,
             };
@@ -177,13 +289,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineReader for WsReader
     }
 
     async fn discard(&mut self) {
-        while let Some(Ok(_)) = self.stream.next().await {}
+        while let Some(Ok(_)) = self.ws.next().await {}
     }
 }
 
-/// Sends lines as text messages, pings, and closes with the right code.
+/// Sends lines as text frames, control frames between batches, pings, and
+/// the close frame with the session's code.
 pub struct WsWriter<S> {
-    sink: SplitSink<WebSocketStream<S>, Message>,
+    io: WriteHalf<S>,
+    control: Arc<Control>,
+    /// The batch being written, as frames.
+    out: Coalescer,
+    /// Control frames being written and how much of them is out. They live
+    /// here, not in a future, so a heartbeat cancelled mid-write resumes
+    /// where it stopped instead of cutting a frame.
+    pending: Vec<u8>,
+    sent: usize,
     /// Set by the reader when a pong arrives.
     ponged: Arc<AtomicBool>,
     ping_interval: Option<Duration>,
@@ -194,54 +315,94 @@ pub struct WsWriter<S> {
     awaiting_pong: bool,
 }
 
-fn io_error(e: tungstenite::Error) -> io::Error {
-    match e {
-        tungstenite::Error::Io(e) => e,
-        other => io::Error::other(other),
-    }
+fn frame_error(e: tungstenite::Error) -> io::Error {
+    io::Error::other(e)
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter<S> {
-    async fn send(&mut self, lines: &[Bytes]) -> io::Result<()> {
-        for line in lines {
-            let body = line.slice(..reply::text(line).len());
-            // Every line the server builds is UTF-8; a line that somehow is
-            // not is skipped rather than sent as a broken text message.
-            if let Ok(text) = Utf8Bytes::try_from(body) {
-                self.sink
-                    .feed(Message::Text(text))
-                    .await
-                    .map_err(io_error)?;
+impl<S: AsyncWrite + Unpin> WsWriter<S> {
+    /// Finishes writing `pending`; cancel-safe, since progress is recorded
+    /// after every write.
+    async fn finish_pending(&mut self) -> io::Result<()> {
+        while self.sent < self.pending.len() {
+            let n = self.io.write(&self.pending[self.sent..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
+            self.sent += n;
         }
-        self.sink.flush().await.map_err(io_error)
+        if !self.pending.is_empty() {
+            self.pending = Vec::new();
+            self.sent = 0;
+            self.io.flush().await?;
+        }
+        Ok(())
     }
 
-    async fn close(&mut self, reason: CloseReason) -> io::Result<()> {
-        let frame = CloseFrame {
-            code: reason.ws_code().into(),
-            reason: reason.as_str().into(),
-        };
-        self.sink
-            .send(Message::Close(Some(frame)))
-            .await
-            .map_err(io_error)
-    }
-
-    async fn heartbeat(&mut self) -> io::Result<()> {
-        let (Some(interval), Some(due)) = (self.ping_interval, self.next_ping) else {
-            return std::future::pending().await;
-        };
-        sleep_until(due).await;
+    /// Queues a ping if one is due, or fails if the last one went
+    /// unanswered.
+    fn ping(&mut self, interval: Duration) -> io::Result<()> {
         let answered = self.ponged.swap(false, Ordering::Relaxed);
         if self.awaiting_pong && !answered {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no pong"));
         }
         self.next_ping = Some(Instant::now() + interval);
         self.awaiting_pong = true;
-        self.sink
-            .send(Message::Ping(Bytes::new()))
-            .await
-            .map_err(io_error)
+        Frame::ping(Bytes::new())
+            .format(&mut self.pending)
+            .map_err(frame_error)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter<S> {
+    async fn send(&mut self, lines: &[Bytes]) -> io::Result<()> {
+        self.finish_pending().await?;
+        // Pongs owed to the peer go out ahead of the batch.
+        self.control.take_into(self.out.buf());
+        // Every line the server builds is UTF-8 by construction (from `str`
+        // or checked on arrival from the cluster), so each goes out as a
+        // text frame as it is.
+        for line in lines {
+            let body = reply::text(line);
+            TEXT.format(body.len() as u64, self.out.buf())
+                .map_err(frame_error)?;
+            self.out.buf().extend_from_slice(body);
+            self.out.spill(&mut self.io).await?;
+        }
+        self.out.write_out(&mut self.io).await?;
+        self.io.flush().await
+    }
+
+    async fn close(&mut self, reason: CloseReason) -> io::Result<()> {
+        self.finish_pending().await?;
+        let frame = CloseFrame {
+            code: reason.ws_code().into(),
+            reason: reason.as_str().into(),
+        };
+        Frame::close(Some(frame))
+            .format(&mut self.pending)
+            .map_err(frame_error)?;
+        self.finish_pending().await
+    }
+
+    async fn heartbeat(&mut self) -> io::Result<()> {
+        let control = self.control.clone();
+        loop {
+            if !self.pending.is_empty() {
+                return self.finish_pending().await;
+            }
+            let due = self.next_ping;
+            tokio::select! {
+                _ = control.ready.notified() => control.take_into(&mut self.pending),
+                _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    if let Some(interval) = self.ping_interval {
+                        self.ping(interval)?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        self.out.release();
     }
 }
