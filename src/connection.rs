@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::debug;
 
@@ -63,6 +64,19 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
     );
     let login_deadline = shared.login_timeout.map(|t| now + t);
     loop {
+        // Lines said are gathered while more input is already at hand, and
+        // go to the room in one burst before the task waits for the peer.
+        if session.has_burst() {
+            match reader.read_line().now_or_never() {
+                Some(read) => {
+                    if on_read(read, &mut session, &shared).await == Flow::Close {
+                        break;
+                    }
+                    continue;
+                }
+                None => session.flush(),
+            }
+        }
         let joined = session.membership().is_some();
         tokio::select! {
             biased;
@@ -82,25 +96,8 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
                 break;
             }
             read = reader.read_line() => {
-                let mut flow = match read {
-                    Ok(Some(line)) => {
-                        shared.metrics.line_in();
-                        session.handle_line(line, std::time::Instant::now())
-                    }
-                    Ok(None) | Err(ReadError::Io(_)) => session.peer_gone(),
-                    Err(ReadError::LineTooLong) => {
-                        shared.metrics.dropped(DropReason::TooLong);
-                        session.line_too_long()
-                    }
-                    Err(ReadError::BadUtf8) => session.bad_utf8(),
-                };
-                if flow == Flow::Claim {
-                    flow = claim(&mut session, &shared).await;
-                }
-                match flow {
-                    Flow::Continue | Flow::Claim => {}
-                    Flow::RateLimited => shared.metrics.dropped(DropReason::RateLimited),
-                    Flow::Close => break,
+                if on_read(read, &mut session, &shared).await == Flow::Close {
+                    break;
                 }
             }
         }
@@ -116,6 +113,33 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
     let _ = timeout(linger, reader.discard()).await;
     drop(permit);
     debug!(%peer, "closed");
+}
+
+/// Feeds what the reader produced to the session.
+async fn on_read(
+    read: Result<Option<&[u8]>, ReadError>,
+    session: &mut Session,
+    shared: &Shared,
+) -> Flow {
+    let mut flow = match read {
+        Ok(Some(line)) => {
+            shared.metrics.line_in();
+            session.handle_line(line, std::time::Instant::now())
+        }
+        Ok(None) | Err(ReadError::Io(_)) => session.peer_gone(),
+        Err(ReadError::LineTooLong) => {
+            shared.metrics.dropped(DropReason::TooLong);
+            session.line_too_long()
+        }
+        Err(ReadError::BadUtf8) => session.bad_utf8(),
+    };
+    if flow == Flow::Claim {
+        flow = claim(session, shared).await;
+    }
+    if flow == Flow::RateLimited {
+        shared.metrics.dropped(DropReason::RateLimited);
+    }
+    flow
 }
 
 /// Asks the cluster for the name the session reserved, and tells the
@@ -143,7 +167,7 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
             }
         };
         match next {
-            Next::Write => {
+            Next::Write(lines) => {
                 let bytes = batch.iter().map(Bytes::len).sum();
                 tokio::select! {
                     sent = writer.send(&batch) => {
@@ -157,7 +181,7 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                     }
                 }
                 let busy = outbox.written(bytes);
-                shared.metrics.lines_out(batch.len());
+                shared.metrics.lines_out(lines);
                 batch.clear();
                 if !busy {
                     writer.idle();

@@ -260,8 +260,13 @@ impl Members {
     /// Pushes one shared line to every joined member. A member whose outbox
     /// overflows is killed by the push; its session then leaves the room.
     fn broadcast(&self, line: &Bytes) {
+        self.broadcast_lines(line, 1);
+    }
+
+    /// The same for a buffer of `lines` whole lines.
+    fn broadcast_lines(&self, chunk: &Bytes, lines: usize) {
         for member in self.by_key.values().filter(|m| m.stage.receives()) {
-            member.outbox.push(line.clone());
+            member.outbox.push_lines(chunk.clone(), lines);
         }
     }
 }
@@ -319,9 +324,23 @@ impl Membership {
 
     /// Sends a line to everyone in the room, the sender included.
     pub fn broadcast(&self, line: Bytes) {
+        self.broadcast_lines(line, 1);
+    }
+
+    /// Sends a burst of `lines` whole lines, said one after another, to
+    /// everyone in the room as one shared buffer: one push per member for
+    /// the whole burst.
+    pub fn broadcast_lines(&self, burst: Bytes, lines: usize) {
         let members = self.room.lock();
-        if !self.relay_publish(RoomEvent::Line, &line) {
-            members.broadcast(&line);
+        if self.hub.relay.is_none() {
+            members.broadcast_lines(&burst, lines);
+            return;
+        }
+        // A relay carries one line per message.
+        for line in reply::lines_of(&burst) {
+            if !self.relay_publish(RoomEvent::Line, &line) {
+                members.broadcast(&line);
+            }
         }
     }
 
@@ -439,13 +458,14 @@ mod tests {
         let mut batch = Vec::new();
         let cx = &mut Context::from_waker(Waker::noop());
         match outbox.poll_next(cx, &mut batch) {
-            Poll::Ready(Next::Write) => {}
+            Poll::Ready(Next::Write(_)) => {}
             _ => return vec![],
         }
         outbox.written(batch.iter().map(Bytes::len).sum());
         batch
             .iter()
-            .map(|l| String::from_utf8_lossy(reply::text(l)).into_owned())
+            .flat_map(|chunk| reply::texts_of(chunk))
+            .map(|l| String::from_utf8_lossy(l).into_owned())
             .collect()
     }
 

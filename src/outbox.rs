@@ -1,7 +1,8 @@
 //! A connection's outgoing queue: bounded in bytes, drained in batches.
 //!
 //! Producers (the connection's own session, and any room broadcast that
-//! reaches it) push encoded lines; one writer takes everything queued at
+//! reaches it) push encoded lines, one line or a room's burst of lines per
+//! shared buffer; one writer takes everything queued at
 //! once and writes it with as few syscalls as it can. The queue counts the
 //! bytes not yet written, including the batch the writer holds, so
 //! `--max-queue-bytes` bounds what one connection can pin in memory. Past the
@@ -35,8 +36,11 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Lines not yet handed to the writer.
+    /// Lines not yet handed to the writer; an entry holds one or more
+    /// whole lines.
     queue: Vec<Bytes>,
+    /// How many lines `queue` holds.
+    lines: usize,
     /// Bytes in `queue` plus bytes handed to the writer and not yet written.
     bytes: usize,
     /// Open, or how it ends.
@@ -61,8 +65,9 @@ enum State {
 /// What the writer should do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
-    /// Write the lines now in the batch, then call [`Outbox::written`].
-    Write,
+    /// Write the batch, which holds this many lines, then call
+    /// [`Outbox::written`].
+    Write(usize),
     /// Everything is written; close gracefully for this reason.
     Close(CloseReason),
     /// Stop writing at once and close for this reason.
@@ -87,6 +92,12 @@ impl Outbox {
     /// Queues a line. Returns false if the line was not queued: the outbox
     /// is closing, or it is over its limit and has just been killed.
     pub fn push(&self, line: Bytes) -> bool {
+        self.push_lines(line, 1)
+    }
+
+    /// Queues `lines` whole lines held in one buffer, as [`Self::push`].
+    pub fn push_lines(&self, chunk: Bytes, lines: usize) -> bool {
+        let line = chunk;
         let mut inner = self.lock();
         if inner.state != State::Open {
             return false;
@@ -96,6 +107,7 @@ impl Outbox {
             return false;
         }
         inner.bytes += line.len();
+        inner.lines += lines;
         inner.queue.push(line);
         if let Some(writer) = inner.writer.take() {
             writer.wake();
@@ -161,7 +173,7 @@ impl Outbox {
             State::Killed(reason) => Poll::Ready(Next::Kill(reason)),
             _ if !inner.queue.is_empty() => {
                 std::mem::swap(&mut inner.queue, batch);
-                Poll::Ready(Next::Write)
+                Poll::Ready(Next::Write(std::mem::take(&mut inner.lines)))
             }
             State::Closing(reason) => Poll::Ready(Next::Close(reason)),
             State::Open => {
@@ -235,11 +247,12 @@ mod tests {
         let outbox = Outbox::new(100);
         assert!(outbox.push(Bytes::from_static(b"a\r\n")));
         assert!(outbox.push(Bytes::from_static(b"b\r\n")));
+        assert!(outbox.push_lines(Bytes::from_static(b"c\r\nd\r\n"), 2));
         let mut batch = Vec::new();
-        assert_eq!(poll(&outbox, &mut batch), Poll::Ready(Next::Write));
-        assert_eq!(batch.len(), 2);
-        assert_eq!(outbox.pending_bytes(), 6);
-        outbox.written(6);
+        assert_eq!(poll(&outbox, &mut batch), Poll::Ready(Next::Write(4)));
+        assert_eq!(batch.len(), 3);
+        assert_eq!(outbox.pending_bytes(), 12);
+        outbox.written(12);
         batch.clear();
         assert_eq!(poll(&outbox, &mut batch), Poll::Pending);
     }
@@ -294,7 +307,7 @@ mod tests {
         outbox.close(CloseReason::Quit);
         assert!(!outbox.push(Bytes::from_static(b"late\r\n")));
         let mut batch = Vec::new();
-        assert_eq!(poll(&outbox, &mut batch), Poll::Ready(Next::Write));
+        assert_eq!(poll(&outbox, &mut batch), Poll::Ready(Next::Write(1)));
         batch.clear();
         assert_eq!(
             poll(&outbox, &mut batch),

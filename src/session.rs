@@ -10,6 +10,14 @@
 //! with the reason (the writer then flushes the last lines and closes) and
 //! returns [`Flow::Close`]; dropping the session leaves its room.
 //!
+//! Chat lines are not broadcast one by one: a session gathers the lines its
+//! user says into a *burst* while the driver has more input at hand, and
+//! the driver calls [`Session::flush`] before it waits for more. A burst
+//! reaches every member as one shared buffer, so a sender that pastes or
+//! streams many lines costs one queue push per member per burst rather than
+//! per line. Anything else the session does (a command, a reply, leaving)
+//! flushes the burst first, so the order everyone sees is the order said.
+//!
 //! In a cluster a name must also be claimed on the other nodes, which takes
 //! a round trip the session cannot make: it reserves the name here, returns
 //! [`Flow::Claim`], and the driver answers with [`Session::claim_answered`]
@@ -26,6 +34,11 @@ use crate::protocol::rate::{TokenBucket, Verdict};
 use crate::protocol::reply::{self, reason};
 use crate::protocol::text::clean;
 use crate::protocol::{CloseReason, MAX_JOIN_ATTEMPTS};
+
+/// Bytes of gathered lines after which a burst goes to the room even if more
+/// input is at hand: bounds the delay the burst adds to its first line and
+/// the size of the buffer every member shares.
+const MAX_BURST: usize = 16 * 1024;
 
 /// Whether the connection goes on after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +73,9 @@ pub struct Session {
     state: State,
     /// The rate limit, if on.
     bucket: Option<TokenBucket>,
+    /// Lines said and not yet broadcast, encoded, and how many.
+    burst: Vec<u8>,
+    burst_lines: usize,
 }
 
 #[derive(Debug)]
@@ -88,6 +104,30 @@ impl Session {
             outbox,
             state: State::Login { failed: 0 },
             bucket: (limits.rate > 0).then(|| TokenBucket::new(limits.rate, now)),
+            burst: Vec::new(),
+            burst_lines: 0,
+        }
+    }
+
+    /// Whether lines said are waiting in a burst.
+    pub fn has_burst(&self) -> bool {
+        self.burst_lines > 0
+    }
+
+    /// Sends the lines gathered so far to the room. The driver calls this
+    /// before it waits for input, so no line waits on the peer's next one.
+    pub fn flush(&mut self) {
+        if self.burst_lines == 0 {
+            return;
+        }
+        let burst = bytes::Bytes::copy_from_slice(&self.burst);
+        let lines = std::mem::take(&mut self.burst_lines);
+        self.burst.clear();
+        if self.burst.capacity() > MAX_BURST {
+            self.burst = Vec::new();
+        }
+        if let State::Joined(me) = &self.state {
+            me.broadcast_lines(burst, lines);
         }
     }
 
@@ -110,6 +150,7 @@ impl Session {
 
     /// The cluster granted the pending name, or found it taken.
     pub fn claim_answered(&mut self, granted: bool) -> Flow {
+        self.flush();
         let state = std::mem::replace(&mut self.state, State::Login { failed: 0 });
         let State::Claiming { next, from, failed } = state else {
             self.state = state;
@@ -142,6 +183,7 @@ impl Session {
             match bucket.take(now) {
                 Verdict::Allow => {}
                 Verdict::DropAndWarn => {
+                    self.flush();
                     self.reply(reply::error(reason::RATE_LIMITED));
                     return Flow::RateLimited;
                 }
@@ -158,27 +200,32 @@ impl Session {
 
     /// No JOIN arrived in time.
     pub fn login_timed_out(&mut self) -> Flow {
+        self.flush();
         self.end_with_error(reason::LOGIN_TIMEOUT, CloseReason::LoginTimeout)
     }
 
     /// The peer sent a line or message over the limit.
     pub fn line_too_long(&mut self) -> Flow {
+        self.flush();
         self.end_with_error(reason::LINE_TOO_LONG, CloseReason::LineTooLong)
     }
 
     /// The peer sent a WebSocket text message that is not UTF-8.
     pub fn bad_utf8(&mut self) -> Flow {
+        self.flush();
         self.end_with_error(reason::BAD_UTF8, CloseReason::BadUtf8)
     }
 
     /// The server is stopping.
     pub fn shutdown(&mut self) -> Flow {
+        self.flush();
         self.outbox.push(reply::SHUTTING_DOWN);
         self.close(CloseReason::Shutdown)
     }
 
     /// The peer went away.
     pub fn peer_gone(&mut self) -> Flow {
+        self.flush();
         self.close(CloseReason::PeerGone)
     }
 
@@ -234,22 +281,46 @@ impl Session {
         };
         let user = me.user();
         match command::parse(text) {
-            Command::Say(text) => me.broadcast(reply::said(user, text)),
-            Command::Me(text) => me.broadcast(reply::me(user, text)),
+            Command::Say(text) => self.gather(|burst| reply::put_said(burst, user, text)),
+            Command::Me(text) => self.gather(|burst| reply::put_me(burst, user, text)),
+            other => {
+                self.flush();
+                self.act(user, other)
+            }
+        }
+    }
+
+    /// Adds a line said to the burst.
+    fn gather(&mut self, put: impl FnOnce(&mut Vec<u8>)) -> Flow {
+        put(&mut self.burst);
+        self.burst_lines += 1;
+        if self.burst.len() >= MAX_BURST {
+            self.flush();
+        }
+        Flow::Continue
+    }
+
+    /// Carries out a command other than saying something.
+    fn act(&mut self, user: UserName, command: Command<'_>) -> Flow {
+        let State::Joined(me) = &self.state else {
+            return Flow::Continue;
+        };
+        match command {
+            Command::Say(_) | Command::Me(_) => Flow::Continue,
             Command::Msg { to, text } => {
                 if me.send_private(to, reply::private(user, text)).is_err() {
                     return self.reply(reply::error(reason::NO_SUCH_USER));
                 }
+                Flow::Continue
             }
-            Command::Join(room) => return self.switch_room(room),
-            Command::Who => return self.reply(reply::who(me.room(), me.who())),
-            Command::Rooms => return self.reply(reply::rooms(self.hub.rooms())),
-            Command::Help => return self.reply_all(reply::help()),
-            Command::Quit => return self.close(CloseReason::Quit),
-            Command::Usage(syntax) => return self.reply(reply::usage(syntax)),
-            Command::Unknown => return self.reply(reply::error(reason::UNKNOWN_COMMAND)),
+            Command::Join(room) => self.switch_room(room),
+            Command::Who => self.reply(reply::who(me.room(), me.who())),
+            Command::Rooms => self.reply(reply::rooms(self.hub.rooms())),
+            Command::Help => self.reply_all(reply::help()),
+            Command::Quit => self.close(CloseReason::Quit),
+            Command::Usage(syntax) => self.reply(reply::usage(syntax)),
+            Command::Unknown => self.reply(reply::error(reason::UNKNOWN_COMMAND)),
         }
-        Flow::Continue
     }
 
     /// `/join`: the new place is reserved first, so a failure changes
@@ -320,6 +391,7 @@ impl Drop for Session {
     /// However the connection ends, the writer learns that nothing more is
     /// coming; the membership, dropped with the state, leaves the room.
     fn drop(&mut self) {
+        self.flush();
         self.outbox.close(CloseReason::PeerGone);
     }
 }
@@ -333,12 +405,13 @@ mod tests {
     fn lines(outbox: &Outbox) -> Vec<String> {
         let mut batch = Vec::new();
         let cx = &mut Context::from_waker(Waker::noop());
-        if let Poll::Ready(Next::Write) = outbox.poll_next(cx, &mut batch) {
+        if let Poll::Ready(Next::Write(_)) = outbox.poll_next(cx, &mut batch) {
             outbox.written(batch.iter().map(bytes::Bytes::len).sum());
         }
         batch
             .iter()
-            .map(|l| String::from_utf8_lossy(reply::text(l)).into_owned())
+            .flat_map(|chunk| reply::texts_of(chunk))
+            .map(|l| String::from_utf8_lossy(l).into_owned())
             .collect()
     }
 
@@ -418,6 +491,55 @@ mod tests {
             ]
         );
         assert_eq!(a.membership().unwrap().room().as_str(), "two");
+    }
+
+    #[test]
+    fn lines_said_wait_for_flush_and_go_out_as_one_burst_before_anything_else() {
+        let hub = Hub::new();
+        let (mut a, a_out) = session(&hub, 0);
+        let (mut b, b_out) = session(&hub, 0);
+        let now = Instant::now();
+        a.handle_line(b"JOIN den alice", now);
+        b.handle_line(b"JOIN den bob", now);
+        lines(&a_out);
+        lines(&b_out);
+
+        a.handle_line(b"one", now);
+        a.handle_line(b"/me two", now);
+        assert!(a.has_burst());
+        assert!(lines(&b_out).is_empty(), "nothing before the flush");
+        a.flush();
+        assert!(!a.has_burst());
+        let mut batch = Vec::new();
+        let cx = &mut Context::from_waker(Waker::noop());
+        assert_eq!(
+            b_out.poll_next(cx, &mut batch),
+            Poll::Ready(Next::Write(2)),
+            "two lines in one shared buffer"
+        );
+        assert_eq!(batch.len(), 1);
+        b_out.written(batch[0].len());
+
+        // A command flushes what was said before it.
+        a.handle_line(b"three", now);
+        a.handle_line(b"/msg bob psst", now);
+        a.handle_line(b"/who", now);
+        assert_eq!(lines(&b_out), ["alice: three", "alice (private): psst"]);
+        assert_eq!(
+            lines(&a_out),
+            [
+                "alice: one",
+                "* alice two",
+                "alice: three",
+                "alice (private): psst",
+                "* users in den: alice, bob"
+            ]
+        );
+
+        // Leaving flushes too: nothing said is lost.
+        a.handle_line(b"last words", now);
+        drop(a);
+        assert_eq!(lines(&b_out), ["alice: last words", "alice has left"]);
     }
 
     #[test]

@@ -80,3 +80,61 @@ async fn join_tasks<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+/// Lines pasted in one write: more than one burst's worth.
+const PASTED: usize = 400;
+
+#[tokio::test]
+async fn a_paste_reaches_every_transport_line_by_line_with_commands_in_place() {
+    use chatgate::server::ListenerKind;
+    use common::clients::Conn;
+
+    let server = TestServer::start(&["--rate", "0", "--http", "127.0.0.1:0"]).await;
+    let mut paster = Conn::tcp(server.addr(ListenerKind::Tcp)).await;
+    paster.join("den", "paster").await;
+    let mut telnet = Conn::tcp(server.addr(ListenerKind::Tcp)).await;
+    telnet.join("den", "telnet").await;
+    paster.expect_line("telnet has joined").await;
+    let mut browser = Conn::ws(server.addr(ListenerKind::Http)).await;
+    browser.join("den", "browser").await;
+    paster.expect_line("browser has joined").await;
+    telnet.expect_line("browser has joined").await;
+
+    // One write holding plain lines (each about 60 bytes, 400 of them:
+    // past one burst), a `/me`, a private message and a command whose
+    // answer goes to the paster alone.
+    let mut paste = String::new();
+    let mut room = Vec::new();
+    for i in 0..PASTED {
+        paste.push_str(&format!(
+            "line {i:04} of a long paste that fills bursts\r\n"
+        ));
+        room.push(format!(
+            "paster: line {i:04} of a long paste that fills bursts"
+        ));
+        if i == PASTED / 2 {
+            paste.push_str("/me pauses\r\n/msg telnet psst\r\n/who\r\n");
+            room.push("* paster pauses".to_owned());
+        }
+    }
+    paster.send_line(paste.trim_end()).await;
+
+    for line in &room {
+        browser.expect_line(line).await;
+    }
+    for line in &room {
+        telnet.expect_line(line).await;
+        if line == "* paster pauses" {
+            telnet.expect_line("paster (private): psst").await;
+        }
+    }
+    for line in &room {
+        paster.expect_line(line).await;
+        if line == "* paster pauses" {
+            paster.expect_line("paster (private): psst").await;
+            paster
+                .expect_line("* users in den: browser, paster, telnet")
+                .await;
+        }
+    }
+}

@@ -61,6 +61,43 @@ pub fn me(user: Name, text: &str) -> Bytes {
     line(&["* ", user.as_str(), " ", text])
 }
 
+/// Appends `<user>: <text>` to a burst of lines being gathered.
+pub fn put_said(burst: &mut Vec<u8>, user: Name, text: &str) {
+    put_line(burst, &[user.as_str(), ": ", text]);
+}
+
+/// Appends `* <user> <text>` to a burst of lines being gathered.
+pub fn put_me(burst: &mut Vec<u8>, user: Name, text: &str) {
+    put_line(burst, &["* ", user.as_str(), " ", text]);
+}
+
+fn put_line(burst: &mut Vec<u8>, parts: &[&str]) {
+    for part in parts {
+        burst.extend_from_slice(part.as_bytes());
+    }
+    burst.extend_from_slice(CRLF);
+}
+
+/// The lines of a burst (each with its terminator), as shared slices of it.
+pub fn lines_of(burst: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', burst).map(move |end| {
+        let line = burst.slice(start..=end);
+        start = end + 1;
+        line
+    })
+}
+
+/// The texts of the lines in a burst, terminators removed.
+pub fn texts_of(burst: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', burst).map(move |end| {
+        let line = &burst[start..end];
+        start = end + 1;
+        line.strip_suffix(b"\r").unwrap_or(line)
+    })
+}
+
 /// `<from> (private): <text>`
 pub fn private(from: Name, text: &str) -> Bytes {
     line(&[from.as_str(), " (private): ", text])

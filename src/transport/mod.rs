@@ -69,8 +69,9 @@ pub trait LineReader: Send + 'static {
 
 /// The sending half of a transport.
 pub trait LineWriter: Send + 'static {
-    /// Sends encoded lines (each ending in `\r\n`), in order, in as few
-    /// writes as the transport allows.
+    /// Sends queued buffers in order, in as few writes as the transport
+    /// allows. Each buffer holds one or more encoded lines, each ending in
+    /// `\r\n` (a room's burst is one buffer shared by every member).
     fn send(&mut self, lines: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Ends the connection the way this transport says goodbye for `reason`

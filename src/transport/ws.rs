@@ -361,11 +361,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter
         // Every line the server builds is UTF-8 by construction (from `str`
         // or checked on arrival from the cluster), so each goes out as a
         // text frame as it is.
-        for line in lines {
-            let body = reply::text(line);
-            TEXT.format(body.len() as u64, self.out.buf())
-                .map_err(frame_error)?;
-            self.out.buf().extend_from_slice(body);
+        // A queued buffer may hold a burst of several lines; each line is
+        // its own message.
+        for chunk in lines {
+            for body in reply::texts_of(chunk) {
+                TEXT.format(body.len() as u64, self.out.buf())
+                    .map_err(frame_error)?;
+                self.out.buf().extend_from_slice(body);
+            }
             self.out.spill(&mut self.io).await?;
         }
         self.out.write_out(&mut self.io).await?;
