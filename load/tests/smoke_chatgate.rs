@@ -1,15 +1,17 @@
-//! One short run of every scenario against a real chatgate over TCP.
-//! Correctness only: zero loss, zero reordering. Never speed.
+//! One short run of every scenario against a real chatgate over TCP, and
+//! fan-out over TLS, WebSocket and WebSocket over TLS. Correctness only:
+//! zero loss, zero reordering. Never speed.
 
 mod common;
 
 use std::time::Duration;
 
+use chatgate_load::Scheme;
 use chatgate_load::scenario::churn;
 use chatgate_load::scenario::idle::{self, IdlePlan};
 use chatgate_load::scenario::{fanout, slow_reader};
 use chatgate_load::setup::Setup;
-use common::{assert_clean, small_churn, small_fanout, start_chatgate};
+use common::{assert_clean, small_churn, small_fanout, start_chatgate, start_chatgate_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_at_max_rate_loses_and_reorders_nothing() {
@@ -79,4 +81,40 @@ async fn churn_visits_see_all_their_echoes_in_order() {
     let churn = report.churn.expect("churn figures");
     assert!(churn.visits > 0);
     assert_eq!(report.delivered, churn.visits * 3);
+}
+
+/// Fan-out at the maximum rate through `scheme`, for `duration`, with the
+/// server's `extra` flags.
+async fn fanout_through(scheme: Scheme, extra: &[&str], duration: Duration) {
+    let (mut server, target, probe) = start_chatgate_for(scheme, extra);
+    let mut plan = small_fanout(target, 2, 4, None);
+    plan.crowd.senders = 2;
+    plan.duration = duration;
+    let run = fanout::run(&plan, probe, "fanout").await.unwrap();
+    server.stop();
+    assert_clean(&run.report);
+    assert_eq!(run.report.delivered, run.report.sent * 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_tls_loses_nothing() {
+    fanout_through(Scheme::Tls, &[], Duration::from_millis(800)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_websocket_loses_nothing() {
+    fanout_through(Scheme::Ws, &[], Duration::from_millis(800)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_websocket_with_tls_loses_nothing() {
+    fanout_through(Scheme::Wss, &[], Duration::from_millis(800)).await;
+}
+
+/// The server pings every second and drops a client that has not answered
+/// by the next ping: a run over three intervals needs every pong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_are_answered() {
+    let extra = ["--ws-ping-interval", "1"];
+    fanout_through(Scheme::Ws, &extra, Duration::from_millis(3200)).await;
 }

@@ -1,8 +1,8 @@
 //! One connection through its life: open, join or subscribe, receive.
 //!
 //! The read half stays here; the write half sits behind an async mutex so a
-//! sender task and the NATS `PING` answer can share it (one short,
-//! uncontended lock per batch).
+//! sender task and the answers to NATS `PING`s and WebSocket pings can share
+//! it (one short, uncontended lock per batch).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +135,9 @@ impl Conn {
                 })
                 .await?
         };
+        if let Some(payload) = self.reader.take_ping() {
+            self.writer.lock().await.pong(&payload).await?;
+        }
         if self.inbox.pongs_due > 0 {
             let mut pongs = Vec::new();
             for _ in 0..self.inbox.pongs_due {

@@ -7,8 +7,10 @@
 //! | [`tls`] | the rustls client that accepts any certificate |
 //! | [`side`] | a connection's read and write halves for every transport |
 //! | [`read`] | batched reads that keep only a partial unit per connection |
+//! | [`ws`] | the WebSocket upgrade, then frames decoded in batches like reads |
 
 pub mod dial;
 pub mod read;
 pub mod side;
 pub mod tls;
+pub mod ws;

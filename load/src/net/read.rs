@@ -29,6 +29,13 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on this worker thread's scratch buffer, shared by every batched
+/// reader on the thread: call it inside a poll, so the buffer is never held
+/// across an await.
+pub(super) fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    SCRATCH.with_borrow_mut(f)
+}
+
 /// Reads once from `io` and hands `carry` followed by the new bytes to
 /// `take`, which returns how many leading bytes it consumed; the rest becomes
 /// the new `carry`. Returns `false` at the end of the stream.
@@ -44,7 +51,7 @@ where
     R: AsyncRead + Unpin + ?Sized,
 {
     poll_fn(|cx| {
-        SCRATCH.with_borrow_mut(|scratch| {
+        with_scratch(|scratch| {
             let kept = carry.len();
             if scratch.len() < kept + READ_CHUNK {
                 scratch.resize(kept + READ_CHUNK, 0);

@@ -41,11 +41,25 @@ pub fn chatgate_bin() -> PathBuf {
 
 /// A chatgate on `127.0.0.1:0` with benchmark limits and `extra` flags.
 pub fn start_chatgate(extra: &[&str]) -> (ServerProcess, Target, Probe) {
+    start_chatgate_for(Scheme::Tcp, extra)
+}
+
+/// A chatgate like [`start_chatgate`] that also listens for `scheme` (TCP,
+/// TLS, WebSocket or WebSocket over TLS) and is targeted through it.
+pub fn start_chatgate_for(scheme: Scheme, extra: &[&str]) -> (ServerProcess, Target, Probe) {
+    let (flag, kind) = match scheme {
+        Scheme::Tcp => ("--tcp", "tcp"),
+        Scheme::Tls => ("--tls", "tls"),
+        Scheme::Ws => ("--http", "http"),
+        Scheme::Wss => ("--https", "https"),
+        Scheme::Nats => panic!("chatgate does not speak NATS"),
+    };
     let bin = chatgate_bin();
-    let mut args = chatgate_load::app::chatgate_args(&bin, "--tcp");
+    let mut args = chatgate_load::app::chatgate_args(&bin, flag);
     args.extend(extra.iter().map(|s| s.to_string()));
     let server = launch::start_chatgate(&bin, &args, None).expect("chatgate starts");
-    let target = Target::at(Scheme::Tcp, server.addr("tcp").expect("tcp listener"));
+    let addr = server.addr(kind).expect("the listener of the scheme");
+    let target = Target::at(scheme, addr);
     let probe = Probe {
         server: Some(server.pid()),
         ..Probe::default()
