@@ -149,6 +149,10 @@ pub struct Config {
     #[arg(long, value_name = "S", default_value_t = DEFAULT_WS_PING_INTERVAL)]
     pub ws_ping_interval: u64,
 
+    /// Most milliseconds a busy server may hold lines back to gather them into fewer writes; 0 writes every line at once
+    #[arg(long, value_name = "MS", default_value_t = crate::pacing::DEFAULT_MAX_WRITE_DELAY_MS)]
+    pub max_write_delay: u64,
+
     /// Join the nodes that use this NATS server, like nats://127.0.0.1:4222 (repeatable, or comma-separated, for a NATS cluster); without it the node stands alone
     #[arg(long = "nats", value_name = "URL", value_delimiter = ',')]
     pub nats: Vec<String>,
@@ -190,6 +194,11 @@ impl Config {
     /// The WebSocket ping interval, if on.
     pub fn ws_ping_interval(&self) -> Option<Duration> {
         (self.ws_ping_interval > 0).then(|| Duration::from_secs(self.ws_ping_interval))
+    }
+
+    /// The most pacing may delay a write.
+    pub fn max_write_delay(&self) -> Duration {
+        Duration::from_millis(self.max_write_delay)
     }
 
     /// Whether any listener needs the certificate.

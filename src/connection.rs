@@ -8,6 +8,10 @@
 //! limit while its input is still read, and a slow write never delays what
 //! the peer sends.
 //!
+//! While the server is busy, the writer waits for the next beat of the pace
+//! (see [`crate::pacing`]) after each write, so that its next write carries
+//! more.
+//!
 //! Every wait here is bounded: a closing connection gets [`CLOSE_TIMEOUT`]
 //! to flush its last lines and [`LINGER_TIMEOUT`] for the peer to close.
 
@@ -156,7 +160,15 @@ async fn claim(session: &mut Session, shared: &Shared) -> Flow {
 /// Drains the outbox into the transport until the connection closes.
 async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: Arc<Shared>) {
     let mut batch: Vec<Bytes> = Vec::new();
+    // When the next write may start, while the server paces its writes.
+    let mut earliest: Option<Instant> = None;
     loop {
+        if let Some(at) = earliest.take() {
+            // Lines arriving meanwhile join the next batch. Nothing else is
+            // watched: a push would wake a watcher, which is the very cost
+            // pacing saves, and a kill waits at most one beat.
+            sleep_until(at).await;
+        }
         let next = tokio::select! {
             next = poll_fn(|cx| outbox.poll_next(cx, &mut batch)) => next,
             alive = writer.heartbeat() => {
@@ -182,6 +194,7 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                 }
                 let busy = outbox.written(bytes);
                 shared.metrics.lines_out(lines);
+                earliest = shared.pacer.next_beat(Instant::now());
                 batch.clear();
                 if !busy {
                     writer.idle();

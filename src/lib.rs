@@ -10,9 +10,10 @@
 //! A listener accepts a connection and wraps it in a [`Transport`], which
 //! turns bytes into lines and lines into bytes. A [`Session`] reads those
 //! lines and decides what they mean; it owns no socket. Rooms live in the
-//! [`Hub`]: a room broadcast encodes its line once and pushes the same
-//! buffer into every member's [`Outbox`], a byte-bounded queue that the
-//! connection's writer drains in one write per batch.
+//! [`Hub`]: a room broadcast encodes its line (or a burst of lines one
+//! sender said back to back) once and pushes the same buffer into every
+//! member's [`Outbox`], a byte-bounded queue that the connection's writer
+//! drains in one write per batch.
 //!
 //! # Modules
 //!
@@ -87,6 +88,8 @@ mod http;
 pub mod limits;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
+pub mod pacing;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

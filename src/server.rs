@@ -28,6 +28,7 @@ use crate::http;
 use crate::hub::Hub;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
+use crate::pacing::{self, Pacer};
 use crate::session::SessionLimits;
 use crate::tls::{CertError, Certificates};
 use crate::transport::tcp::Tcp;
@@ -119,6 +120,10 @@ pub(crate) struct Shared {
     pub limits: SessionLimits,
     /// `--max-queue-bytes`.
     pub max_queue_bytes: usize,
+    /// How long a writer waits between writes while the server is busy.
+    pub pacer: Arc<Pacer>,
+    /// `--max-write-delay`.
+    pub max_write_delay: Duration,
     /// `--login-timeout`, if on.
     pub login_timeout: Option<Duration>,
     /// `--ws-ping-interval`, if on.
@@ -182,6 +187,8 @@ impl Server {
             metrics,
             limits: SessionLimits { rate: config.rate },
             max_queue_bytes: config.max_queue_bytes,
+            pacer: Arc::default(),
+            max_write_delay: config.max_write_delay(),
             login_timeout: config.login_timeout(),
             ws_ping_interval: config.ws_ping_interval(),
             web_dir: config.web_dir.clone(),
@@ -228,6 +235,11 @@ impl Server {
     /// Serves until `shutdown` completes, then stops gracefully.
     pub async fn run(self, shutdown: impl Future) {
         let shared = self.shared;
+        shared.tracker.spawn(pacing::govern(
+            shared.pacer.clone(),
+            shared.max_write_delay,
+            shared.shutdown.clone(),
+        ));
         for (kind, listener) in self.listeners {
             let acceptor = self.certificates.clone();
             shared
