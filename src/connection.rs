@@ -194,6 +194,7 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                 }
                 let busy = outbox.written(bytes);
                 shared.metrics.lines_out(lines);
+                shared.pacer.wrote(lines);
                 earliest = shared.pacer.next_beat(Instant::now());
                 batch.clear();
                 if !busy {

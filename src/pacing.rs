@@ -15,9 +15,14 @@
 //! write, which costs both sides less.
 //!
 //! The pace follows how busy the runtime's workers are, sampled every
-//! [`TICK`]. It is zero until they are busier than [`PACE_ON`]; then the
+//! [`TICK`]. It is zero until they are busier than [`PACE_ON`] while
+//! writes carry fewer than [`PACE_USEFUL_BELOW`] lines each; then the
 //! [`Governor`] steers it so that they stay about [`PACE_TARGET`] busy,
-//! never adding more than `--max-write-delay`. When the load goes, the
+//! never adding more than `--max-write-delay`. A server that is busy with
+//! writes already carrying hundreds of lines (one sender blasting a room)
+//! has nothing to gain from waiting, and a client that keeps a bounded
+//! number of lines in flight would only see its rate fall, so such a load
+//! does not start pacing. When the load goes, the
 //! pace decays back to zero within a second, and a lone line is never
 //! delayed on a server with time to spare.
 
@@ -39,6 +44,11 @@ pub const TICK: Duration = Duration::from_millis(50);
 /// load (a room of a hundred at a thousand lines a second) needs.
 pub const PACE_ON: f64 = 0.7;
 
+/// Lines per write under which pacing pays off. Writes of one line to a
+/// few dozen are dominated by the syscall; past this, gathering more saves
+/// little.
+pub const PACE_USEFUL_BELOW: f64 = 64.0;
+
 /// Busy share the governor steers to while pacing: the rest is headroom
 /// for bursts, new connections and everything else.
 pub const PACE_TARGET: f64 = 0.3;
@@ -53,12 +63,15 @@ pub const DEFAULT_MAX_WRITE_DELAY_MS: u64 = 50;
 /// writes it saves.
 const MIN_PACE: Duration = Duration::from_millis(1);
 
-/// The current pace, shared by every writer.
+/// The current pace, shared by every writer, and what the writers did.
 #[derive(Debug)]
 pub struct Pacer {
     pace_us: AtomicU64,
     /// Where the beats are counted from.
     epoch: Instant,
+    /// Writes made and lines they carried, for the governor.
+    writes: AtomicU64,
+    lines: AtomicU64,
 }
 
 impl Default for Pacer {
@@ -66,11 +79,26 @@ impl Default for Pacer {
         Pacer {
             pace_us: AtomicU64::new(0),
             epoch: Instant::now(),
+            writes: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
         }
     }
 }
 
 impl Pacer {
+    /// Counts a write of `lines` lines.
+    pub fn wrote(&self, lines: usize) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.lines.fetch_add(lines as u64, Ordering::Relaxed);
+    }
+
+    fn written(&self) -> (u64, u64) {
+        (
+            self.writes.load(Ordering::Relaxed),
+            self.lines.load(Ordering::Relaxed),
+        )
+    }
+
     /// The time between beats; `None` while the server has time to spare.
     pub fn pace(&self) -> Option<Duration> {
         match self.pace_us.load(Ordering::Relaxed) {
@@ -111,13 +139,14 @@ impl Governor {
     }
 
     /// The pace after a sample in which the workers were busy for `busy`
-    /// (0 to 1) of the time.
-    pub fn next(&mut self, busy: f64) -> Duration {
+    /// (0 to 1) of the time and writes carried `per_write` lines on
+    /// average.
+    pub fn next(&mut self, busy: f64, per_write: f64) -> Duration {
         if self.max < MIN_PACE {
             return Duration::ZERO;
         }
         if self.pace.is_zero() {
-            if busy > PACE_ON {
+            if busy > PACE_ON && per_write < PACE_USEFUL_BELOW {
                 self.pace = MIN_PACE;
             }
         } else if busy > PACE_TARGET * 1.25 {
@@ -147,20 +176,28 @@ pub async fn govern(pacer: Arc<Pacer>, max: Duration, shutdown: CancellationToke
     let mut governor = Governor::new(max);
     let mut ticks = interval(TICK);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last = (Instant::now(), busy_total());
+    let mut last = (Instant::now(), busy_total(), pacer.written());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let now = (Instant::now(), busy_total());
+        let now = (Instant::now(), busy_total(), pacer.written());
         let elapsed = now.0.duration_since(last.0).as_secs_f64() * metrics.num_workers() as f64;
         let busy = now.1.saturating_sub(last.1).as_secs_f64() / elapsed.max(f64::EPSILON);
+        let writes = now.2.0.saturating_sub(last.2.0);
+        let lines = now.2.1.saturating_sub(last.2.1);
+        // No writes at all: nothing to gain either.
+        let per_write = if writes == 0 {
+            f64::INFINITY
+        } else {
+            lines as f64 / writes as f64
+        };
         last = now;
         let before = pacer.pace();
-        pacer.set(governor.next(busy));
+        pacer.set(governor.next(busy, per_write));
         if pacer.pace() != before {
-            debug!(busy, pace = ?pacer.pace(), "write pace");
+            debug!(busy, per_write, pace = ?pacer.pace(), "write pace");
         }
     }
 }
@@ -175,46 +212,55 @@ mod tests {
     fn a_server_with_time_to_spare_never_paces() {
         let mut g = Governor::new(MAX);
         for busy in [0.0, 0.3, 0.5, 0.69, 0.6, 0.1] {
-            assert_eq!(g.next(busy), Duration::ZERO, "at {busy}");
+            assert_eq!(g.next(busy, 1.0), Duration::ZERO, "at {busy}");
         }
+    }
+
+    #[test]
+    fn a_server_busy_with_big_writes_does_not_start_pacing() {
+        let mut g = Governor::new(MAX);
+        for _ in 0..20 {
+            assert_eq!(g.next(1.0, 500.0), Duration::ZERO);
+        }
+        assert_eq!(g.next(1.0, 7.0), MIN_PACE);
     }
 
     #[test]
     fn a_busy_server_paces_more_until_the_load_is_down_to_the_target() {
         let mut g = Governor::new(MAX);
-        assert_eq!(g.next(0.95), MIN_PACE);
+        assert_eq!(g.next(0.95, 1.0), MIN_PACE);
         let mut last = MIN_PACE;
         for _ in 0..5 {
-            let pace = g.next(0.9);
+            let pace = g.next(0.9, 20.0);
             assert!(pace > last, "{pace:?} after {last:?}");
             last = pace;
         }
         // At the target the pace holds.
-        assert_eq!(g.next(PACE_TARGET), last);
-        assert_eq!(g.next(PACE_TARGET * 1.1), last);
+        assert_eq!(g.next(PACE_TARGET, 20.0), last);
+        assert_eq!(g.next(PACE_TARGET * 1.1, 20.0), last);
         // It never passes the maximum.
         for _ in 0..50 {
-            assert!(g.next(1.0) <= MAX);
+            assert!(g.next(1.0, 20.0) <= MAX);
         }
-        assert_eq!(g.next(1.0), MAX);
+        assert_eq!(g.next(1.0, 20.0), MAX);
     }
 
     #[test]
     fn pace_decays_to_zero_within_a_second_once_the_load_is_gone() {
         let mut g = Governor::new(MAX);
-        g.next(1.0);
-        while g.next(1.0) < MAX {}
+        g.next(1.0, 1.0);
+        while g.next(1.0, 20.0) < MAX {}
         let ticks_per_second = (Duration::from_secs(1).as_millis() / TICK.as_millis()) as usize;
-        let zero_after = (0..ticks_per_second).position(|_| g.next(0.05).is_zero());
+        let zero_after = (0..ticks_per_second).position(|_| g.next(0.05, 20.0).is_zero());
         assert!(zero_after.is_some(), "still pacing after a second");
         // And it stays off while the load is below the start threshold.
-        assert_eq!(g.next(0.5), Duration::ZERO);
+        assert_eq!(g.next(0.5, 1.0), Duration::ZERO);
     }
 
     #[test]
     fn a_zero_maximum_turns_pacing_off() {
         let mut g = Governor::new(Duration::ZERO);
-        assert_eq!(g.next(1.0), Duration::ZERO);
+        assert_eq!(g.next(1.0, 1.0), Duration::ZERO);
     }
 
     #[test]
