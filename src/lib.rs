@@ -28,6 +28,7 @@
 //! | `config` | the command line: every flag, default and reason (feature `server`) |
 //! | `server` | listeners, accept loops, shutdown (feature `server`) |
 //! | `connection` | drives one transport through a session (feature `server`) |
+//! | `pacing` | how long a busy server lets writes gather (feature `server`) |
 //! | `transport` | the `Transport` trait and one module per transport (feature `server`) |
 //! | `limits` | connection caps per server and per address (feature `server`) |
 //! | `tls` | the certificate: loading, first-run generation, reload (feature `server`) |
