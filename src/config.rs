@@ -150,7 +150,12 @@ pub struct Config {
     pub ws_ping_interval: u64,
 
     /// Most milliseconds a busy server may hold lines back to gather them into fewer writes; 0 writes every line at once
-    #[arg(long, value_name = "MS", default_value_t = crate::pacing::DEFAULT_MAX_WRITE_DELAY_MS)]
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = crate::pacing::DEFAULT_MAX_WRITE_DELAY_MS,
+        value_parser = clap::value_parser!(u64).range(..=crate::pacing::MAX_WRITE_DELAY_MS)
+    )]
     pub max_write_delay: u64,
 
     /// Join the nodes that use this NATS server, like nats://127.0.0.1:4222 (repeatable, or comma-separated, for a NATS cluster); without it the node stands alone

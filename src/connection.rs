@@ -71,10 +71,17 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
         // Lines said are gathered while more input is already at hand, and
         // go to the room in one burst before the task waits for the peer.
         if session.has_burst() {
+            let before = session.burst_len();
             match reader.read_line().now_or_never() {
                 Some(read) => {
                     if on_read(read, &mut session, &shared).await == Flow::Close {
                         break;
+                    }
+                    // A line that added nothing (blank, or over the rate)
+                    // ends the burst: a stream of them must not hold back
+                    // the lines already gathered.
+                    if session.burst_len() == before {
+                        session.flush();
                     }
                     continue;
                 }
@@ -164,10 +171,13 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
     let mut earliest: Option<Instant> = None;
     loop {
         if let Some(at) = earliest.take() {
-            // Lines arriving meanwhile join the next batch. Nothing else is
-            // watched: a push would wake a watcher, which is the very cost
-            // pacing saves, and a kill waits at most one beat.
-            sleep_until(at).await;
+            // Lines arriving meanwhile join the next batch. Only a queue
+            // filling up, a close or a kill cuts the wait short: waking on
+            // every push would be the very cost pacing saves.
+            tokio::select! {
+                _ = sleep_until(at) => {}
+                () = poll_fn(|cx| outbox.poll_pressure(cx)) => {}
+            }
         }
         let next = tokio::select! {
             next = poll_fn(|cx| outbox.poll_next(cx, &mut batch)) => next,

@@ -329,7 +329,8 @@ impl Membership {
 
     /// Sends a burst of `lines` whole lines, said one after another, to
     /// everyone in the room as one shared buffer: one push per member for
-    /// the whole burst.
+    /// the whole burst. Through a relay, which carries one line per
+    /// message, each line is published on its own.
     pub fn broadcast_lines(&self, burst: Bytes, lines: usize) {
         let members = self.room.lock();
         if self.hub.relay.is_none() {

@@ -13,7 +13,7 @@
 //! [`Hub`]: a room broadcast encodes its line (or a burst of lines one
 //! sender said back to back) once and pushes the same buffer into every
 //! member's [`Outbox`], a byte-bounded queue that the connection's writer
-//! drains in one write per batch.
+//! drains a whole batch at a time, in writes of up to 64 KiB.
 //!
 //! # Modules
 //!

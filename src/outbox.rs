@@ -5,7 +5,8 @@
 //! shared buffer; one writer takes everything queued at
 //! once and writes it with as few syscalls as it can. The queue counts the
 //! bytes not yet written, including the batch the writer holds, so
-//! `--max-queue-bytes` bounds what one connection can pin in memory. Past the
+//! `--max-queue-bytes` bounds what one connection can pin in memory (plus
+//! the writer's copy of at most 64 KiB of that batch). Past the
 //! bound the connection is *killed*: its queue is dropped and its owner is
 //! woken to leave the room.
 //!
@@ -24,6 +25,11 @@ use crate::protocol::CloseReason;
 /// busy its two vectors (the queue and the writer's batch) keep whatever
 /// they grew to, so a steady stream costs no allocation per batch.
 pub const KEEP_IDLE_CAPACITY: usize = 8;
+
+/// A paced writer writes early once its queue holds this fraction (one
+/// part in so many) of `--max-queue-bytes`: far from the limit, so a reader
+/// that keeps up is never dropped because the server chose to wait.
+const PRESSURE_SHARE: usize = 4;
 
 /// A bounded queue of encoded lines for one connection.
 #[derive(Debug)]
@@ -49,6 +55,8 @@ struct Inner {
     writer: Option<Waker>,
     /// The session task, parked until the outbox is killed.
     owner: Option<Waker>,
+    /// The writer, waiting out a pace beat until the queue fills up.
+    pressure: Option<Waker>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +104,7 @@ impl Outbox {
     }
 
     /// Queues `lines` whole lines held in one buffer, as [`Self::push`].
-    pub fn push_lines(&self, chunk: Bytes, lines: usize) -> bool {
-        let line = chunk;
+    pub fn push_lines(&self, line: Bytes, lines: usize) -> bool {
         let mut inner = self.lock();
         if inner.state != State::Open {
             return false;
@@ -112,6 +119,11 @@ impl Outbox {
         if let Some(writer) = inner.writer.take() {
             writer.wake();
         }
+        if self.under_pressure(&inner) {
+            if let Some(writer) = inner.pressure.take() {
+                writer.wake();
+            }
+        }
         true
     }
 
@@ -125,10 +137,33 @@ impl Outbox {
         let mut inner = self.lock();
         if inner.state == State::Open {
             inner.state = State::Closing(reason);
-            if let Some(writer) = inner.writer.take() {
-                writer.wake();
+            for waker in [inner.writer.take(), inner.pressure.take()]
+                .into_iter()
+                .flatten()
+            {
+                waker.wake();
             }
         }
+    }
+
+    /// Whether the queue is full enough that a writer waiting out a pace
+    /// beat should write now rather than risk the limit.
+    fn under_pressure(&self, inner: &Inner) -> bool {
+        self.limit != 0 && inner.bytes >= self.limit / PRESSURE_SHARE
+    }
+
+    /// For a writer waiting out a pace beat: ready once the queue passes a
+    /// share of its limit, or the outbox is closing or killed, so pacing
+    /// never turns a reader that keeps up into one dropped as too slow and
+    /// never holds up a goodbye. Pushes below that share do not wake it:
+    /// that is the point of waiting.
+    pub fn poll_pressure(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if inner.state != State::Open || self.under_pressure(&inner) {
+            return Poll::Ready(());
+        }
+        inner.pressure = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// Drops the queue and closes at once.
@@ -222,7 +257,7 @@ impl Inner {
         self.state = State::Killed(reason);
         self.queue = Vec::new();
         self.bytes = 0;
-        for waker in [self.writer.take(), self.owner.take()]
+        for waker in [self.writer.take(), self.owner.take(), self.pressure.take()]
             .into_iter()
             .flatten()
         {
@@ -298,6 +333,36 @@ mod tests {
         assert!(!outbox.push(Bytes::from_static(b"12345")));
         assert!(session.0.load(Ordering::SeqCst));
         assert!(writer.0.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_pacing_writer_is_woken_only_by_pressure_or_closing() {
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let outbox = Outbox::new(400);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let cx = &mut Context::from_waker(&waker);
+        assert_eq!(outbox.poll_pressure(cx), Poll::Pending);
+        outbox.push(Bytes::from(vec![b'a'; 50]));
+        assert!(!flag.0.load(Ordering::SeqCst), "a small push waits");
+        outbox.push(Bytes::from(vec![b'b'; 50]));
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "a quarter of the limit wakes"
+        );
+        assert_eq!(outbox.poll_pressure(cx), Poll::Ready(()));
+
+        let quiet = Outbox::new(400);
+        flag.0.store(false, Ordering::SeqCst);
+        assert_eq!(quiet.poll_pressure(cx), Poll::Pending);
+        quiet.close(CloseReason::Quit);
+        assert!(flag.0.load(Ordering::SeqCst), "closing wakes");
+        assert_eq!(quiet.poll_pressure(cx), Poll::Ready(()));
     }
 
     #[test]

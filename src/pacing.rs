@@ -59,6 +59,11 @@ pub const PACE_TARGET: f64 = 0.3;
 /// where each line is a few milliseconds from the next.
 pub const DEFAULT_MAX_WRITE_DELAY_MS: u64 = 50;
 
+/// Largest `--max-write-delay` accepted, in milliseconds: a second is
+/// already more than anyone would want added to a chat line, and it keeps
+/// any beat far inside the shutdown grace period.
+pub const MAX_WRITE_DELAY_MS: u64 = 1000;
+
 /// Smallest pace worth having: below it the timer costs more than the
 /// writes it saves.
 const MIN_PACE: Duration = Duration::from_millis(1);
@@ -179,7 +184,11 @@ pub async fn govern(pacer: Arc<Pacer>, max: Duration, shutdown: CancellationToke
     let mut last = (Instant::now(), busy_total(), pacer.written());
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                // Goodbyes go out at once.
+                pacer.set(Duration::ZERO);
+                return;
+            }
             _ = ticks.tick() => {}
         }
         let now = (Instant::now(), busy_total(), pacer.written());

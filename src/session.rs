@@ -40,6 +40,10 @@ use crate::protocol::{CloseReason, MAX_JOIN_ATTEMPTS};
 /// the size of the buffer every member shares.
 const MAX_BURST: usize = 16 * 1024;
 
+/// Burst buffer kept between bursts: room for a few ordinary lines, so a
+/// steady talker reuses it, while an idle connection holds nothing larger.
+const KEEP_BURST_CAPACITY: usize = 512;
+
 /// Whether the connection goes on after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -114,6 +118,11 @@ impl Session {
         self.burst_lines > 0
     }
 
+    /// Bytes of lines waiting in the burst.
+    pub fn burst_len(&self) -> usize {
+        self.burst.len()
+    }
+
     /// Sends the lines gathered so far to the room. The driver calls this
     /// before it waits for input, so no line waits on the peer's next one.
     pub fn flush(&mut self) {
@@ -123,7 +132,7 @@ impl Session {
         let burst = bytes::Bytes::copy_from_slice(&self.burst);
         let lines = std::mem::take(&mut self.burst_lines);
         self.burst.clear();
-        if self.burst.capacity() > MAX_BURST {
+        if self.burst.capacity() > KEEP_BURST_CAPACITY {
             self.burst = Vec::new();
         }
         if let State::Joined(me) = &self.state {

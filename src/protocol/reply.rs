@@ -1,8 +1,9 @@
 //! Every line the server sends, encoded once.
 //!
 //! A line is a [`Bytes`] holding the text and its `\r\n`, ready for a byte
-//! stream; WebSocket sends the same buffer without the last two bytes. A
-//! room line is built once and the same buffer goes to every member.
+//! stream; WebSocket sends each line's text, without the `\r\n`, as one
+//! message. A room line (or a burst of them) is built once and the same
+//! buffer goes to every member.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -142,15 +142,27 @@ impl<R: AsyncRead + Unpin + Send + 'static> LineReader for StreamReader<R> {
 /// kernel's cost per iovec slice outweighs copying a few dozen bytes, so a
 /// batch of small lines is cheapest as one contiguous buffer. The buffer is
 /// kept while the connection is busy and freed when it goes idle.
+///
+/// Writing is cancel-safe: how much of the buffer is out is recorded after
+/// every write, so a write abandoned half-way (the connection was killed
+/// while its socket was full) resumes where it stopped, and whatever is
+/// said next never lands in the middle of a line or a frame.
 #[derive(Debug, Default)]
 pub(super) struct Coalescer {
     buf: Vec<u8>,
+    /// How much of `buf` has been written.
+    sent: usize,
 }
 
 impl Coalescer {
-    /// The buffer to append to.
+    /// The buffer to append to; appending never disturbs what is out.
     pub(super) fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
+    }
+
+    /// Whether bytes are waiting to be written.
+    pub(super) fn is_empty(&self) -> bool {
+        self.sent == self.buf.len()
     }
 
     /// Writes the buffer out once it holds [`COALESCE_LIMIT`] bytes, so a
@@ -164,17 +176,24 @@ impl Coalescer {
 
     /// Writes whatever the buffer holds.
     pub(super) async fn write_out<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            io.write_all(&self.buf).await?;
-            self.buf.clear();
+        while self.sent < self.buf.len() {
+            let n = io.write(&self.buf[self.sent..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.sent += n;
         }
+        self.buf.clear();
+        self.sent = 0;
         Ok(())
     }
 
-    /// Frees the buffer: an idle connection keeps none, since thousands of
-    /// idle users each holding even a small one add up.
+    /// Frees the buffer once it is written: an idle connection keeps none,
+    /// since thousands of idle users each holding even a small one add up.
     pub(super) fn release(&mut self) {
-        self.buf = Vec::new();
+        if self.is_empty() {
+            *self = Coalescer::default();
+        }
     }
 }
 
@@ -197,16 +216,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> StreamWriter<W> {
 
 impl<W: AsyncWrite + Unpin + Send + 'static> LineWriter for StreamWriter<W> {
     async fn send(&mut self, lines: &[Bytes]) -> io::Result<()> {
-        if let [line] = lines {
-            // Nothing to gather: write it from where it is.
-            self.io.write_all(line).await?;
-        } else {
-            for line in lines {
-                self.out.buf().extend_from_slice(line);
-                self.out.spill(&mut self.io).await?;
-            }
-            self.out.write_out(&mut self.io).await?;
+        // The rest of a write that was abandoned goes first.
+        self.out.write_out(&mut self.io).await?;
+        for line in lines {
+            self.out.buf().extend_from_slice(line);
+            self.out.spill(&mut self.io).await?;
         }
+        self.out.write_out(&mut self.io).await?;
         self.io.flush().await
     }
 

@@ -14,7 +14,8 @@
 //! [`FrameHeader`] followed by the line's bytes. The writer gathers a batch
 //! of frames into one buffer and writes it at once, the way the TCP
 //! transport writes lines, instead of pushing each line through
-//! tungstenite's message machinery for every recipient. The control frames tungstenite itself writes while reading (pongs, the echo
+//! tungstenite's message machinery for every recipient. The control
+//! frames tungstenite itself writes while reading (pongs, the echo
 //! of a peer's close) go into a small [`Control`] queue that the writer
 //! sends between batches, so only one task ever writes to the socket and
 //! frames are never interleaved.
@@ -49,9 +50,9 @@ use crate::protocol::{CloseReason, MAX_WS_MESSAGE, reply};
 const READ_BUFFER: usize = 2 * 1024;
 
 /// Most bytes of control frames waiting for the writer. Only a peer that
-/// floods pings while not reading our output gets near it; past it, further
-/// pongs are dropped (a peer is owed an answer to its latest ping only),
-/// so such a peer cannot make the server buffer without bound.
+/// floods pings while not reading our output gets near it; past it, the
+/// older pongs are dropped (a peer is owed an answer to its latest ping
+/// only), so such a peer cannot make the server buffer without bound.
 const MAX_CONTROL_BYTES: usize = 4 * 1024;
 
 /// The WebSocket settings for a chat connection. tungstenite writes only
@@ -137,8 +138,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Ws<S> {
             io: self.write,
             control: self.control,
             out: Coalescer::default(),
-            pending: Vec::new(),
-            sent: 0,
             ponged,
             ping_interval: self.ping_interval,
             next_ping: self.ping_interval.map(|i| Instant::now() + i),
@@ -161,9 +160,13 @@ impl Control {
     fn push(&self, frames: &[u8]) {
         let mut queued = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
         if queued.len() + frames.len() > MAX_CONTROL_BYTES {
-            return;
+            // Whole frames only ever arrive here, so dropping what is
+            // queued leaves a well-formed stream.
+            queued.clear();
         }
-        queued.extend_from_slice(frames);
+        if frames.len() <= MAX_CONTROL_BYTES {
+            queued.extend_from_slice(frames);
+        }
         drop(queued);
         self.ready.notify_one();
     }
@@ -295,16 +298,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineReader for WsReader
 
 /// Sends lines as text frames, control frames between batches, pings, and
 /// the close frame with the session's code.
+///
+/// Every frame, data or control, goes through one [`Coalescer`], which
+/// records how much is out: a write cancelled half-way (a kill, or the
+/// heartbeat losing a race with the queue) resumes where it stopped, so no
+/// frame is ever cut or interleaved with another.
 pub struct WsWriter<S> {
     io: WriteHalf<S>,
     control: Arc<Control>,
-    /// The batch being written, as frames.
+    /// Frames waiting to be written.
     out: Coalescer,
-    /// Control frames being written and how much of them is out. They live
-    /// here, not in a future, so a heartbeat cancelled mid-write resumes
-    /// where it stopped instead of cutting a frame.
-    pending: Vec<u8>,
-    sent: usize,
     /// Set by the reader when a pong arrives.
     ponged: Arc<AtomicBool>,
     ping_interval: Option<Duration>,
@@ -320,22 +323,10 @@ fn frame_error(e: tungstenite::Error) -> io::Error {
 }
 
 impl<S: AsyncWrite + Unpin> WsWriter<S> {
-    /// Finishes writing `pending`; cancel-safe, since progress is recorded
-    /// after every write.
-    async fn finish_pending(&mut self) -> io::Result<()> {
-        while self.sent < self.pending.len() {
-            let n = self.io.write(&self.pending[self.sent..]).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.sent += n;
-        }
-        if !self.pending.is_empty() {
-            self.pending = Vec::new();
-            self.sent = 0;
-            self.io.flush().await?;
-        }
-        Ok(())
+    /// Writes every frame queued in `out`.
+    async fn write_out(&mut self) -> io::Result<()> {
+        self.out.write_out(&mut self.io).await?;
+        self.io.flush().await
     }
 
     /// Queues a ping if one is due, or fails if the last one went
@@ -348,21 +339,21 @@ impl<S: AsyncWrite + Unpin> WsWriter<S> {
         self.next_ping = Some(Instant::now() + interval);
         self.awaiting_pong = true;
         Frame::ping(Bytes::new())
-            .format(&mut self.pending)
+            .format(self.out.buf())
             .map_err(frame_error)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter<S> {
     async fn send(&mut self, lines: &[Bytes]) -> io::Result<()> {
-        self.finish_pending().await?;
-        // Pongs owed to the peer go out ahead of the batch.
+        // The rest of an abandoned write goes first, then pongs owed to the
+        // peer, then the batch.
+        self.out.write_out(&mut self.io).await?;
         self.control.take_into(self.out.buf());
         // Every line the server builds is UTF-8 by construction (from `str`
         // or checked on arrival from the cluster), so each goes out as a
-        // text frame as it is.
-        // A queued buffer may hold a burst of several lines; each line is
-        // its own message.
+        // text frame as it is. A queued buffer may hold a burst of several
+        // lines; each line is its own message.
         for chunk in lines {
             for body in reply::texts_of(chunk) {
                 TEXT.format(body.len() as u64, self.out.buf())
@@ -371,31 +362,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter
             }
             self.out.spill(&mut self.io).await?;
         }
-        self.out.write_out(&mut self.io).await?;
-        self.io.flush().await
+        self.write_out().await
     }
 
     async fn close(&mut self, reason: CloseReason) -> io::Result<()> {
-        self.finish_pending().await?;
         let frame = CloseFrame {
             code: reason.ws_code().into(),
             reason: reason.as_str().into(),
         };
         Frame::close(Some(frame))
-            .format(&mut self.pending)
+            .format(self.out.buf())
             .map_err(frame_error)?;
-        self.finish_pending().await
+        self.write_out().await
     }
 
     async fn heartbeat(&mut self) -> io::Result<()> {
         let control = self.control.clone();
         loop {
-            if !self.pending.is_empty() {
-                return self.finish_pending().await;
+            if !self.out.is_empty() {
+                return self.write_out().await;
             }
             let due = self.next_ping;
             tokio::select! {
-                _ = control.ready.notified() => control.take_into(&mut self.pending),
+                _ = control.ready.notified() => control.take_into(self.out.buf()),
                 _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     if let Some(interval) = self.ping_interval {
                         self.ping(interval)?;
@@ -407,5 +396,84 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter
 
     fn idle(&mut self) {
         self.out.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::duplex;
+    use tokio::time::timeout;
+
+    fn pong(n: u8) -> Vec<u8> {
+        let mut frame = Vec::new();
+        Frame::pong(vec![n; 100]).format(&mut frame).unwrap();
+        frame
+    }
+
+    #[test]
+    fn a_ping_flood_keeps_the_latest_pong_and_stays_bounded() {
+        let control = Control::default();
+        for n in 0..200 {
+            control.push(&pong(n));
+        }
+        let mut queued = Vec::new();
+        control.take_into(&mut queued);
+        assert!(queued.len() <= MAX_CONTROL_BYTES);
+        assert!(queued.ends_with(&pong(199)), "the latest ping is answered");
+        assert_eq!(queued.len() % pong(0).len(), 0, "whole frames only");
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_short_resumes_so_frames_stay_whole() {
+        // A pipe far smaller than the batch, so the first send blocks
+        // part-way through a frame and is abandoned, as when a connection
+        // is killed while its socket is full.
+        let (server_io, client_io) = duplex(1037);
+        let ws = Ws::accept(server_io, "127.0.0.1:1".parse().unwrap(), false, None).await;
+        let (_reader, mut writer) = ws.split();
+        let lines: Vec<Bytes> = (0..1000)
+            .map(|i| Bytes::from(format!("line {i:04} {}\r\n", "x".repeat(85))))
+            .collect();
+        assert!(
+            timeout(Duration::from_millis(50), writer.send(&lines))
+                .await
+                .is_err(),
+            "the pipe is full"
+        );
+
+        let client = tokio::spawn(async move {
+            let mut ws = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+            let mut texts = Vec::new();
+            while let Some(message) = ws.next().await {
+                match message.expect("well-formed frames") {
+                    Message::Text(text) => texts.push(text.as_str().to_owned()),
+                    Message::Close(frame) => {
+                        texts.push(format!("close {}", u16::from(frame.unwrap().code)));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            texts
+        });
+        writer
+            .send(&[reply::error(reply::reason::TOO_SLOW)])
+            .await
+            .unwrap();
+        writer.close(CloseReason::TooSlow).await.unwrap();
+        let texts = client.await.unwrap();
+
+        // Whatever part of the batch was gathered goes out whole and once,
+        // in order, then the last word and the close frame.
+        let (last, head) = texts.split_last().unwrap();
+        assert_eq!(last, "close 1008");
+        let (error, sent) = head.split_last().unwrap();
+        assert_eq!(error, "ERROR too slow");
+        assert!(!sent.is_empty());
+        for (i, text) in sent.iter().enumerate() {
+            assert_eq!(text, &format!("line {i:04} {}", "x".repeat(85)));
+        }
     }
 }
