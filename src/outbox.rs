@@ -104,18 +104,18 @@ impl Outbox {
     }
 
     /// Queues `lines` whole lines held in one buffer, as [`Self::push`].
-    pub fn push_lines(&self, line: Bytes, lines: usize) -> bool {
+    pub fn push_lines(&self, chunk: Bytes, lines: usize) -> bool {
         let mut inner = self.lock();
         if inner.state != State::Open {
             return false;
         }
-        if self.limit != 0 && inner.bytes + line.len() > self.limit {
+        if self.limit != 0 && inner.bytes + chunk.len() > self.limit {
             inner.kill(CloseReason::TooSlow);
             return false;
         }
-        inner.bytes += line.len();
+        inner.bytes += chunk.len();
         inner.lines += lines;
-        inner.queue.push(line);
+        inner.queue.push(chunk);
         if let Some(writer) = inner.writer.take() {
             writer.wake();
         }

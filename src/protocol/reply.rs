@@ -5,7 +5,7 @@
 //! message. A room line (or a burst of them) is built once and the same
 //! buffer goes to every member.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::command::JOIN_SYNTAX;
 use super::names::{NAME_RULES, Name};
@@ -26,20 +26,12 @@ pub const CLUSTER_LINK_LOST: Bytes = Bytes::from_static(b"* cluster link lost\r\
 /// Sent to a node's users when its cluster link is back.
 pub const CLUSTER_LINK_RESTORED: Bytes = Bytes::from_static(b"* cluster link restored\r\n");
 
-/// The text of a line without its terminator.
-pub fn text(line: &Bytes) -> &[u8] {
-    line.strip_suffix(CRLF).unwrap_or(line)
-}
-
 /// Builds a line from parts, with exactly one allocation.
 fn line(parts: &[&str]) -> Bytes {
     let len = parts.iter().map(|p| p.len()).sum::<usize>() + CRLF.len();
-    let mut buf = BytesMut::with_capacity(len);
-    for part in parts {
-        buf.put_slice(part.as_bytes());
-    }
-    buf.put_slice(CRLF);
-    buf.freeze()
+    let mut buf = Vec::with_capacity(len);
+    put_line(&mut buf, parts);
+    Bytes::from(buf)
 }
 
 /// `<user> has joined`
@@ -55,11 +47,6 @@ pub fn left(user: Name) -> Bytes {
 /// `<user>: <text>`
 pub fn said(user: Name, text: &str) -> Bytes {
     line(&[user.as_str(), ": ", text])
-}
-
-/// `* <user> <text>`
-pub fn me(user: Name, text: &str) -> Bytes {
-    line(&["* ", user.as_str(), " ", text])
 }
 
 /// Appends `<user>: <text>` to a burst of lines being gathered.
@@ -79,22 +66,25 @@ fn put_line(burst: &mut Vec<u8>, parts: &[&str]) {
     burst.extend_from_slice(CRLF);
 }
 
-/// The lines of a burst (each with its terminator), as shared slices of it.
-pub fn lines_of(burst: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+/// Where each line of a burst starts and ends, its `\n` included.
+fn line_spans(burst: &[u8]) -> impl Iterator<Item = std::ops::RangeInclusive<usize>> + '_ {
     let mut start = 0;
     memchr::memchr_iter(b'\n', burst).map(move |end| {
-        let line = burst.slice(start..=end);
+        let span = start..=end;
         start = end + 1;
-        line
+        span
     })
+}
+
+/// The lines of a burst (each with its terminator), as shared slices of it.
+pub fn lines_of(burst: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    line_spans(burst).map(|span| burst.slice(span))
 }
 
 /// The texts of the lines in a burst, terminators removed.
 pub fn texts_of(burst: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', burst).map(move |end| {
-        let line = &burst[start..end];
-        start = end + 1;
+    line_spans(burst).map(|span| {
+        let line = &burst[*span.start()..*span.end()];
         line.strip_suffix(b"\r").unwrap_or(line)
     })
 }
@@ -204,9 +194,30 @@ mod tests {
     fn room_lines() {
         assert_eq!(&joined(n("bob"))[..], b"bob has joined\r\n");
         assert_eq!(&said(n("bob"), " hi ")[..], b"bob:  hi \r\n");
-        assert_eq!(&me(n("bob"), "waves")[..], b"* bob waves\r\n");
+        let mut burst = Vec::new();
+        put_me(&mut burst, n("bob"), "waves");
+        assert_eq!(burst, b"* bob waves\r\n");
         assert_eq!(&private(n("bob"), "psst")[..], b"bob (private): psst\r\n");
-        assert_eq!(text(&left(n("bob"))), b"bob has left");
+        assert_eq!(
+            texts_of(&left(n("bob"))).collect::<Vec<_>>(),
+            [b"bob has left"]
+        );
+    }
+
+    #[test]
+    fn a_burst_splits_back_into_its_lines() {
+        let mut burst = Vec::new();
+        put_said(&mut burst, n("bob"), "one");
+        put_me(&mut burst, n("bob"), "two");
+        let burst = Bytes::from(burst);
+        assert_eq!(
+            lines_of(&burst).collect::<Vec<_>>(),
+            [&b"bob: one\r\n"[..], &b"* bob two\r\n"[..]]
+        );
+        assert_eq!(
+            texts_of(&burst).collect::<Vec<_>>(),
+            [&b"bob: one"[..], &b"* bob two"[..]]
+        );
     }
 
     #[test]
