@@ -204,19 +204,13 @@ impl Cluster {
         self.hub.clone()
     }
 
-    /// This node's id in the cluster.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// Claims `user` in `room` across the cluster. True if the name is
     /// this user's: granted by the cluster, or (link down, or no answer in
     /// `CLAIM_TIMEOUT`) checked on this node only.
     pub async fn claim(&self, room: RoomName, user: UserName) -> bool {
         if !self.shared.is_up() {
-            self.shared
-                .unregistered
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // The join that follows is kept local, which marks the name
+            // for registration.
             return true;
         }
         let (answer, granted) = oneshot::channel();

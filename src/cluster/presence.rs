@@ -306,6 +306,8 @@ impl Presence {
     /// nodes could not have seen are announced in the rooms.
     async fn line_up(&self, state: &mut State) {
         state.out_of_line = false;
+        // Whoever joined before this snapshot is in it.
+        self.shared.unregistered.store(false, Ordering::SeqCst);
         let Some(kv) = state.kv.clone() else {
             state.out_of_line = true;
             return;

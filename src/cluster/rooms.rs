@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::push::OrderedConfig;
 use async_nats::jetstream::stream::{self, Stream as JsStream};
-use async_nats::{Client, Message};
+use async_nats::{Client, Message, Subject};
 use futures_util::stream::{SelectAll, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -67,10 +67,18 @@ type Arrivals = Pin<Box<dyn Stream<Item = (RoomName, Message)> + Send>>;
 struct Subscriptions {
     /// The ordering stream, once set up on this connection.
     stream: Option<JsStream>,
-    /// A cancel token per subscribed room; cancelling drops the consumer.
-    rooms: HashMap<RoomName, CancellationToken>,
+    /// Every subscribed room.
+    rooms: HashMap<RoomName, Subscribed>,
     /// Every subscribed room's lines, merged.
     arrivals: SelectAll<Arrivals>,
+}
+
+/// A room this node reads.
+struct Subscribed {
+    /// The room's subject, built once: every line here is published to it.
+    subject: Subject,
+    /// Cancelling drops the room's consumer.
+    gone: CancellationToken,
 }
 
 /// The rooms task's state.
@@ -167,8 +175,8 @@ impl Rooms {
         }
         // Consumers from before the link dropped may be gone with the
         // server; new ones are cheap.
-        for gone in subs.rooms.values() {
-            gone.cancel();
+        for room in subs.rooms.values() {
+            room.gone.cancel();
         }
         subs.rooms.clear();
         for room in self.hub.room_names() {
@@ -177,32 +185,42 @@ impl Rooms {
         self.link.rooms_subscribed();
     }
 
-    /// Publishes one line, or delivers it here if the link went down since
-    /// it was queued.
+    /// Publishes one line, or delivers it here if it cannot go through the
+    /// stream: the link went down since it was queued, or the room could
+    /// not be subscribed (its members, the sender included, would never see
+    /// it come back), or the client refused it.
     async fn send(&self, line: Outgoing, subs: &mut Subscriptions) {
         if !self.shared.is_up() {
-            self.shared.metrics.kept_local.inc();
-            let arrival = self.arrival(&line.kind);
-            if let Some(arrival) = arrival {
-                self.hub.deliver(line.room, arrival, line.line);
-            }
-            return;
+            return self.keep_local(line);
         }
         self.subscribe(line.room, subs).await;
-        let subject = subject::room(line.room);
+        let Some(subject) = subs.rooms.get(&line.room).map(|r| r.subject.clone()) else {
+            return self.keep_local(line);
+        };
         let sent = match line.kind.headers() {
             Some(headers) => {
                 self.client
-                    .publish_with_headers(subject, headers, line.line)
+                    .publish_with_headers(subject, headers, line.line.clone())
                     .await
             }
-            None => self.client.publish(subject, line.line).await,
+            None => self.client.publish(subject, line.line.clone()).await,
         };
         match sent {
             Ok(()) => {
                 self.shared.metrics.published.inc();
             }
-            Err(e) => warn!(room = %line.room, error = %e, "publish failed"),
+            Err(e) => {
+                warn!(room = %line.room, error = %e, "publish failed");
+                self.keep_local(line);
+            }
+        }
+    }
+
+    /// Delivers a line to this node's members only.
+    fn keep_local(&self, line: Outgoing) {
+        self.shared.metrics.kept_local.inc();
+        if let Some(arrival) = self.arrival(&line.kind) {
+            self.hub.deliver(line.room, arrival, line.line);
         }
     }
 
@@ -215,10 +233,11 @@ impl Rooms {
         let Some(stream) = &subs.stream else {
             return;
         };
+        let subject = subject::room(room);
         let consumer = stream
             .create_consumer(OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
-                filter_subject: subject::room(room),
+                filter_subject: subject.clone(),
                 deliver_policy: DeliverPolicy::New,
                 ..Default::default()
             })
@@ -248,7 +267,8 @@ impl Rooms {
                         })
                     });
                 subs.arrivals.push(Box::pin(stream));
-                subs.rooms.insert(room, gone);
+                let subject = Subject::from(subject);
+                subs.rooms.insert(room, Subscribed { subject, gone });
             }
             Err(e) => warn!(%room, error = %e, "cannot subscribe to a room"),
         }
@@ -256,11 +276,11 @@ impl Rooms {
 
     /// Unsubscribes from every room nobody here is in any more.
     fn sweep(&self, subs: &mut Subscriptions) {
-        subs.rooms.retain(|room, gone| {
+        subs.rooms.retain(|room, subscribed| {
             let keep = self.hub.has_room(*room);
             if !keep {
                 debug!(%room, "unsubscribed");
-                gone.cancel();
+                subscribed.gone.cancel();
             }
             keep
         });

@@ -54,8 +54,9 @@ pub(super) struct Shared {
     pub emptied: Notify,
     /// Wakes a departure waiting for the last room here to empty.
     pub idle: Notify,
-    /// A name was granted on this node's word while the link was not up:
-    /// the presence task registers it once the link is.
+    /// Someone joined while the link was not up, so their name was granted
+    /// on this node's word: the presence task registers it once the link
+    /// is.
     pub unregistered: AtomicBool,
     /// The other nodes' members; locked briefly, never across an await and
     /// never while calling the hub.
@@ -101,6 +102,12 @@ impl Relay for Shared {
     fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool {
         if !self.is_up() {
             self.metrics.kept_local.inc();
+            if let RoomEvent::Joined { .. } = event {
+                // Joined while the link is not up (down, or coming back and
+                // past the presence snapshot): the name still has to be
+                // registered once it is.
+                self.unregistered.store(true, Ordering::SeqCst);
+            }
             return false;
         }
         let kind = match event {
@@ -147,5 +154,34 @@ impl Relay for Shared {
 
     fn remote_rooms(&self) -> Vec<(RoomName, usize)> {
         self.replica().rooms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::protocol::names::Name;
+
+    fn n(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_join_kept_local_is_registered_once_the_link_is_up() {
+        let (outgoing, _rooms) = mpsc::channel(1);
+        let (releases, _presence) = mpsc::unbounded_channel();
+        let metrics = Metrics::new(true).cluster().unwrap().clone();
+        let shared = Shared::new("a".into(), outgoing, releases, metrics);
+        let line = Bytes::from_static(b"x\r\n");
+
+        assert!(!shared.publish(n("r"), RoomEvent::Line, &line));
+        assert!(!shared.unregistered.load(Ordering::SeqCst));
+        let joined = RoomEvent::Joined {
+            user: n("amy"),
+            tag: 1,
+        };
+        assert!(!shared.publish(n("r"), joined, &line), "kept local");
+        assert!(shared.unregistered.load(Ordering::SeqCst));
     }
 }
