@@ -168,7 +168,7 @@ pub struct Config {
 }
 
 /// Longest node name: room for a fully qualified host name's first label
-/// and a suffix, short enough to stay readable in logs and metrics.
+/// and a suffix, short enough to stay readable in logs.
 pub const MAX_NODE_NAME: usize = 64;
 
 /// A node name goes into logs, metrics and the cluster's messages, so it

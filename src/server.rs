@@ -227,11 +227,6 @@ impl Server {
         self.shared.hub.clone()
     }
 
-    /// The cluster this node is in, with `--nats`.
-    pub fn cluster(&self) -> Option<&Cluster> {
-        self.shared.cluster.as_ref()
-    }
-
     /// Serves until `shutdown` completes, then stops gracefully.
     pub async fn run(self, shutdown: impl Future) {
         let shared = self.shared;

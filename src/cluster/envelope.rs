@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::protocol::MAX_LINE;
 use crate::protocol::names::{Name, UserName};
 use crate::protocol::reply::CRLF;
+use crate::protocol::text::is_removed;
 use crate::relay::JoinTag;
 
 const EVENT: &str = "Chatgate-Event";
@@ -155,7 +156,7 @@ pub(super) fn is_clean_line(payload: &Bytes) -> bool {
         && payload
             .strip_suffix(CRLF)
             .and_then(|text| std::str::from_utf8(text).ok())
-            .is_some_and(|text| !text.chars().any(|c| c.is_control() && c != '\t'))
+            .is_some_and(|text| !text.chars().any(is_removed))
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ pub fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-fn is_removed(c: char) -> bool {
+/// Whether clean-up removes `c`: every control character but tab.
+pub(crate) fn is_removed(c: char) -> bool {
     (c.is_control() && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c)
 }
 
