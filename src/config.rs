@@ -21,6 +21,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 /// one NAT, far too few for one host to take the whole server.
 pub const DEFAULT_MAX_PER_IP: usize = 100;
 
+/// Page connections (HTTP and HTTPS, not yet upgraded to WebSocket) open
+/// at once. They do not count as chat connections, so they get a cap of
+/// their own: enough for a crowd loading the page, small enough that idle
+/// keep-alive connections cannot use up the server's file descriptors.
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 4096;
+
 /// Lines per second per connection (burst twice that). Faster than anyone
 /// types or pastes line by line; slower than a script flooding a room.
 pub const DEFAULT_RATE: u32 = 20;
@@ -121,7 +127,7 @@ pub struct Config {
     #[arg(long, value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
 
-    /// Also accept WebSocket upgrades from this Origin, like https://chat.example.com (repeatable); same-host and Origin-less clients are always accepted
+    /// Also accept WebSocket upgrades from pages of this origin, like https://chat.example.com (repeatable, or comma-separated; checked at start). Pages served under this machine's host name, localhost or the IP address the browser dialled, and clients sending no Origin, are always accepted
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
 
@@ -129,9 +135,13 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
-    /// Most connections from one IP address
+    /// Most chat connections from one address (an IPv6 address counts as its /64)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PER_IP)]
     pub max_per_ip: usize,
+
+    /// Most page connections (HTTP and HTTPS, before any WebSocket upgrade) at once; one address may hold at most --max-per-ip of them
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_HTTP_CONNECTIONS)]
+    pub max_http_connections: usize,
 
     /// Lines per second per connection, burst twice that
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE)]

@@ -12,8 +12,13 @@
 //! (see [`crate::pacing`]) after each write, so that its next write carries
 //! more.
 //!
-//! Every wait here is bounded: a closing connection gets [`CLOSE_TIMEOUT`]
-//! to flush its last lines and [`LINGER_TIMEOUT`] for the peer to close.
+//! Once the server has decided to close a connection, it is gone within
+//! [`CLOSE_BOUND`] whatever the peer does: the writer gets what is left of
+//! that time to flush the last lines and say goodbye (a peer that stopped
+//! reading cannot hold it, since the writer task is then aborted), and the
+//! rest is spent discarding input so the close is not turned into a reset.
+//! The connection's places under the connection caps are given back at the
+//! moment of the decision, not at the end of that goodbye.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -21,17 +26,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::debug;
 
+use crate::context::Connection;
 use crate::limits::Permit;
 use crate::metrics::DropReason;
 use crate::outbox::{KEEP_IDLE_CAPACITY, Next, Outbox};
 use crate::protocol::CloseReason;
 use crate::protocol::reply;
-use crate::server::Shared;
 use crate::session::{Flow, Session};
 use crate::transport::{LineReader, LineWriter, ReadError, Transport};
+
+/// From the server's decision to close a connection to its socket being
+/// closed, at most. PROTOCOL.md promises 5 seconds; the rest is margin for
+/// a busy scheduler.
+pub(crate) const CLOSE_BOUND: Duration = Duration::from_millis(4500);
 
 /// Time a closing connection has to write its last lines and say goodbye;
 /// a peer that does not read them is not waited for longer.
@@ -50,23 +60,23 @@ const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 const KILL_WORD_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Runs an admitted connection to its end.
-pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permit: Permit) {
+pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, permit: Permit) {
     let peer = transport.peer_addr();
     let kind = transport.kind();
     debug!(%peer, transport = kind, "connected");
-    let _gauge = shared.metrics.connection(kind);
+    let _gauge = ctx.metrics.connection(kind);
     let (mut reader, writer) = transport.split();
-    let outbox = Arc::new(Outbox::new(shared.max_queue_bytes));
-    let writer = tokio::spawn(write_loop(writer, outbox.clone(), shared.clone()));
+    let outbox = Arc::new(Outbox::new(ctx.max_queue_bytes));
+    let mut writer = tokio::spawn(write_loop(writer, outbox.clone(), ctx.clone()));
 
     let now = Instant::now();
     let mut session = Session::start(
-        shared.hub.clone(),
+        ctx.hub.clone(),
         outbox.clone(),
-        shared.limits,
+        ctx.settings,
         now.into_std(),
     );
-    let login_deadline = shared.login_timeout.map(|t| now + t);
+    let login_deadline = ctx.login_timeout.map(|t| now + t);
     loop {
         // Lines said are gathered while more input is already at hand, and
         // go to the room in one burst before the task waits for the peer.
@@ -74,7 +84,7 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
             let before = session.burst_len();
             match reader.read_line().now_or_never() {
                 Some(read) => {
-                    if on_read(read, &mut session, &shared).await == Flow::Close {
+                    if on_read(read, &mut session, &ctx).await == Flow::Close {
                         break;
                     }
                     // A line that added nothing (blank, or over the rate)
@@ -91,14 +101,14 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
         let joined = session.membership().is_some();
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => {
+            _ = ctx.shutdown.cancelled() => {
                 session.shutdown();
                 break;
             }
             reason = poll_fn(|cx| outbox.poll_killed(cx)) => {
                 debug!(%peer, reason = reason.as_str(), "dropped");
                 if reason == CloseReason::TooSlow {
-                    shared.metrics.dropped(DropReason::TooSlow);
+                    ctx.metrics.dropped(DropReason::TooSlow);
                 }
                 break;
             }
@@ -107,22 +117,29 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
                 break;
             }
             read = reader.read_line() => {
-                if on_read(read, &mut session, &shared).await == Flow::Close {
+                if on_read(read, &mut session, &ctx).await == Flow::Close {
                     break;
                 }
             }
         }
     }
-    // Leaves the room now, not after the goodbye is flushed.
+    // The decision is made: the room sees the user leave now, not after the
+    // goodbye is flushed, and the connection's places are free at once.
+    let closing = Instant::now();
     drop(session);
-    let _ = writer.await;
-    let linger = if shared.shutdown.is_cancelled() {
+    drop(permit);
+    if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
+        debug!(%peer, "goodbye not read in time; closing anyway");
+        writer.abort();
+        let _ = writer.await;
+    }
+    let linger = if ctx.shutdown.is_cancelled() {
         SHUTDOWN_LINGER
     } else {
         LINGER_TIMEOUT
     };
-    let _ = timeout(linger, reader.discard()).await;
-    drop(permit);
+    let until = (Instant::now() + linger).min(closing + CLOSE_BOUND);
+    let _ = timeout_at(until, reader.discard()).await;
     debug!(%peer, "closed");
 }
 
@@ -130,25 +147,25 @@ pub(crate) async fn serve<T: Transport>(transport: T, shared: Arc<Shared>, permi
 async fn on_read(
     read: Result<Option<&[u8]>, ReadError>,
     session: &mut Session,
-    shared: &Shared,
+    ctx: &Connection,
 ) -> Flow {
     let mut flow = match read {
         Ok(Some(line)) => {
-            shared.metrics.line_in();
+            ctx.metrics.line_in();
             session.handle_line(line, std::time::Instant::now())
         }
         Ok(None) | Err(ReadError::Io(_)) => session.peer_gone(),
         Err(ReadError::LineTooLong) => {
-            shared.metrics.dropped(DropReason::TooLong);
+            ctx.metrics.dropped(DropReason::TooLong);
             session.line_too_long()
         }
         Err(ReadError::BadUtf8) => session.bad_utf8(),
     };
     if flow == Flow::Claim {
-        flow = claim(session, shared).await;
+        flow = claim(session, ctx).await;
     }
     if flow == Flow::RateLimited {
-        shared.metrics.dropped(DropReason::RateLimited);
+        ctx.metrics.dropped(DropReason::RateLimited);
     }
     flow
 }
@@ -156,8 +173,8 @@ async fn on_read(
 /// Asks the cluster for the name the session reserved, and tells the
 /// session the answer. Bounded: the cluster answers within its claim
 /// timeout, or the name counts as granted on this node's word.
-async fn claim(session: &mut Session, shared: &Shared) -> Flow {
-    let granted = match (session.pending_claim(), &shared.cluster) {
+async fn claim(session: &mut Session, ctx: &Connection) -> Flow {
+    let granted = match (session.pending_claim(), &ctx.cluster) {
         (Some((room, user)), Some(cluster)) => cluster.claim(room, user).await,
         _ => true,
     };
@@ -165,7 +182,7 @@ async fn claim(session: &mut Session, shared: &Shared) -> Flow {
 }
 
 /// Drains the outbox into the transport until the connection closes.
-async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: Arc<Shared>) {
+async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, ctx: Arc<Connection>) {
     let mut batch: Vec<Bytes> = Vec::new();
     // When the next write may start, while the server paces its writes.
     let mut earliest: Option<Instant> = None;
@@ -203,9 +220,9 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, shared: A
                     }
                 }
                 let busy = outbox.written(bytes);
-                shared.metrics.lines_out(lines);
-                shared.pacer.wrote(lines);
-                earliest = shared.pacer.next_beat(Instant::now());
+                ctx.metrics.lines_out(lines);
+                ctx.pacer.wrote(lines);
+                earliest = ctx.pacer.next_beat(Instant::now());
                 batch.clear();
                 if !busy {
                     writer.idle();
@@ -237,6 +254,7 @@ async fn last_word<W: LineWriter>(writer: &mut W, reason: CloseReason) {
 }
 
 /// Refuses a connection over a limit: one `ERROR` line, no welcome, close.
+/// The caller bounds the time this takes.
 pub(crate) async fn refuse<T: Transport>(transport: T, why: &'static str) {
     debug!(peer = %transport.peer_addr(), why, "refused");
     let (mut reader, mut writer) = transport.split();
@@ -244,7 +262,7 @@ pub(crate) async fn refuse<T: Transport>(transport: T, why: &'static str) {
         writer.send(&[reply::error(why)]).await?;
         writer.close(CloseReason::Overloaded).await
     };
-    if timeout(CLOSE_TIMEOUT, goodbye).await.is_ok() {
-        let _ = timeout(LINGER_TIMEOUT, reader.discard()).await;
+    if goodbye.await.is_ok() {
+        reader.discard().await;
     }
 }

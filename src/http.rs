@@ -23,7 +23,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::debug;
 
 use crate::connection;
-use crate::server::Shared;
+use crate::context::Shared;
+use crate::limits::REFUSAL_TIMEOUT;
 use crate::transport::ws::Ws;
 use crate::web;
 
@@ -62,7 +63,7 @@ where
                 debug!(%peer, error = %e, "http connection ended");
             }
         }
-        _ = shared.shutdown.cancelled() => {
+        _ = shared.conn.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, conn).await;
         }
@@ -86,7 +87,7 @@ fn route(
         "/ws" => upgrade(req, peer, secure, shared),
         "/healthz" => web::plain(StatusCode::OK, "ok\n"),
         "/metrics" => {
-            let text = shared.metrics.render(&shared.hub);
+            let text = shared.conn.metrics.render(&shared.conn.hub);
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -126,9 +127,11 @@ fn upgrade(
         );
         return response;
     }
-    if !origin_allowed(headers, &shared.allowed_origins) {
+    let origin = headers.get(header::ORIGIN).map(|o| o.as_bytes());
+    let host = headers.get(header::HOST).map(|h| h.as_bytes());
+    if let Err(refused) = shared.origins.check(origin, host) {
         debug!(%peer, origin = ?headers.get(header::ORIGIN), "websocket origin refused");
-        return web::plain(StatusCode::FORBIDDEN, "origin not allowed\n");
+        return web::plain(StatusCode::FORBIDDEN, format!("{refused}\n"));
     }
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -146,8 +149,13 @@ fn upgrade(
         )
         .await;
         match task_shared.limiter.acquire(peer.ip()) {
-            Ok(permit) => connection::serve(transport, task_shared, permit).await,
-            Err(limit) => connection::refuse(transport, limit.reason()).await,
+            Ok(permit) => connection::serve(transport, task_shared.conn.clone(), permit).await,
+            Err(limit) => {
+                if let Some(_slot) = task_shared.refusal_slot() {
+                    let refusal = connection::refuse(transport, limit.reason());
+                    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await;
+                }
+            }
         }
     });
     Response::builder()
@@ -169,58 +177,33 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Cross-site WebSocket hijacking guard. Clients without an Origin (not a
-/// browser) are allowed; a browser must come from a page on this same host
-/// or from an origin named with `--allowed-origin`.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return true;
-    };
-    if allowed
-        .iter()
-        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    {
-        return true;
-    }
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, header::HeaderValue::from_static(v));
-        }
-        map
-    }
-
-    #[test]
-    fn origin_rules() {
-        let none: &[String] = &[];
-        assert!(origin_allowed(&headers(&[("host", "a:8080")]), none));
-        assert!(origin_allowed(
-            &headers(&[("host", "a:8080"), ("origin", "http://a:8080")]),
-            none
-        ));
-        assert!(!origin_allowed(
-            &headers(&[("host", "a:8080"), ("origin", "http://evil:8080")]),
-            none
-        ));
-        let list = ["https://chat.example".to_owned()];
-        assert!(origin_allowed(
-            &headers(&[("host", "a"), ("origin", "https://chat.example")]),
-            &list
-        ));
-        assert!(!origin_allowed(
-            &headers(&[("host", "a"), ("origin", "https://other.example")]),
-            &list
-        ));
-    }
+/// Answers every request on a plain connection to the HTTPS port with a
+/// 400 that says where the page is, as `https://` plus the `Host` the
+/// browser asked for; then closes.
+pub(crate) async fn wrong_port(stream: tokio::net::TcpStream, peer: SocketAddr) {
+    debug!(%peer, "plain HTTP on the HTTPS port");
+    let service = service_fn(|req: Request<Incoming>| async move {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.parse::<http::uri::Authority>().is_ok())
+            .unwrap_or("this-host");
+        let text = format!(
+            "This is the HTTPS port: a plain HTTP request was sent to it. Open https://{host}/ instead.\n"
+        );
+        let mut response = web::plain(StatusCode::BAD_REQUEST, text);
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        Ok::<_, Infallible>(response)
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_BUFFER)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, conn).await;
 }

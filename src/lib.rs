@@ -84,11 +84,15 @@ pub mod config;
 #[cfg(feature = "server")]
 mod connection;
 #[cfg(feature = "server")]
+mod context;
+#[cfg(feature = "server")]
 mod http;
 #[cfg(feature = "server")]
 pub mod limits;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
+pub mod origin;
 #[cfg(feature = "server")]
 pub mod pacing;
 #[cfg(feature = "server")]

@@ -2,13 +2,46 @@
 //!
 //! A [`Permit`] is taken when a connection is accepted (before a TLS
 //! handshake, so handshakes count) and released when it is dropped, however
-//! the connection ends.
+//! the connection ends. The same limiter type counts page connections
+//! (`--max-http-connections`) apart from chat connections.
+//!
+//! Addresses are counted by [`address_key`]: one IPv6 host usually owns a
+//! whole /64 and can pick any address in it, so counting single IPv6
+//! addresses would make `--max-per-ip` no limit at all.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use crate::protocol::reply::reason;
+
+/// Connections being told "no" at once (over a connection limit, or on the
+/// wrong port), all listeners together. Telling costs a task, a file
+/// descriptor and, over TLS, a handshake; past this many, further refused
+/// connections are closed at once without a word, so a flood of them
+/// cannot hold more descriptors than this.
+pub const MAX_REFUSALS: usize = 64;
+
+/// Time a refused connection gets for everything: its TLS handshake, the
+/// `ERROR` line and the close. Far shorter than a TLS handshake's own
+/// timeout: a peer that is only being told no is not waited for.
+pub const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The address a connection is counted under: an IPv4-mapped IPv6 address
+/// as its IPv4 address, any other IPv6 address as its /64 prefix (RFC 4291
+/// gives hosts 64-bit interface identifiers), an IPv4 address as itself.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
 
 /// Counts connections against `--max-connections` and `--max-per-ip`.
 #[derive(Debug)]
@@ -74,6 +107,7 @@ impl ConnectionLimiter {
     /// Admits a connection from `ip`, or says which limit it hit; the total
     /// is checked first, so when both are hit that one is reported.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, LimitError> {
+        let ip = address_key(ip);
         let mut counts = self.counts();
         if self.max_total != 0 && counts.total >= self.max_total {
             return Err(LimitError::Total);
@@ -125,6 +159,21 @@ mod tests {
         assert_eq!(limiter.acquire(b).unwrap_err(), LimitError::Total);
         drop(p1);
         assert!(limiter.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let limiter = ConnectionLimiter::new(0, 1);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _pa = limiter.acquire(a).unwrap();
+        assert_eq!(limiter.acquire(same_64).unwrap_err(), LimitError::PerIp);
+        assert!(limiter.acquire(other_64).is_ok());
+        let v4: IpAddr = [192, 0, 2, 7].into();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let _pv4 = limiter.acquire(v4).unwrap();
+        assert_eq!(limiter.acquire(mapped).unwrap_err(), LimitError::PerIp);
     }
 
     #[test]

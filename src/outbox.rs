@@ -97,6 +97,12 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The most bytes this queue holds before the connection is dropped as
+    /// too slow; 0 means no limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Queues a line. Returns false if the line was not queued: the outbox
     /// is closing, or it is over its limit and has just been killed.
     pub fn push(&self, line: Bytes) -> bool {

@@ -10,10 +10,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -24,12 +24,14 @@ use tracing::{debug, info, warn};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, Listen};
 use crate::connection;
+use crate::context::{self, Listeners, Shared};
 use crate::http;
 use crate::hub::Hub;
-use crate::limits::ConnectionLimiter;
+use crate::limits::{ConnectionLimiter, LimitError, MAX_REFUSALS, REFUSAL_TIMEOUT};
 use crate::metrics::Metrics;
-use crate::pacing::{self, Pacer};
-use crate::session::SessionLimits;
+use crate::origin::{AllowedOrigins, BadOrigin};
+use crate::pacing;
+use crate::session::SessionSettings;
 use crate::tls::{CertError, Certificates};
 use crate::transport::tcp::Tcp;
 use crate::transport::tls::Tls;
@@ -42,15 +44,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// network; stalled or half-open handshakes are cut so they cannot pile up.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Page and upgrade connections (HTTP and HTTPS together) open at once.
-/// They do not count as chat connections, so they get a cap of their own:
-/// enough for a crowd loading the page, small enough that idle keep-alive
-/// connections cannot use up the server's file descriptors.
-pub const MAX_HTTP_CONNECTIONS: usize = 4096;
-
 /// Pause after an accept error such as running out of file descriptors:
 /// retrying at once would spin a core while nothing can improve.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accept errors are logged at most once per this period per listener,
+/// with a count of those not logged; otherwise a server out of file
+/// descriptors would log ten lines a second per listener.
+const ACCEPT_ERROR_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// The first byte of every TLS connection: a handshake record (RFC 8446,
+/// section 5.1, `ContentType.handshake`).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,41 +102,9 @@ pub enum StartError {
     /// The cluster could not be joined.
     #[error("cluster")]
     Cluster(#[from] ClusterError),
-}
-
-/// What every connection task shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The rooms.
-    pub hub: Arc<Hub>,
-    /// The cluster this node is in, with `--nats`.
-    pub cluster: Option<Cluster>,
-    /// Cancelled once when the server stops.
-    pub shutdown: CancellationToken,
-    /// Every connection task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// `--max-connections` and `--max-per-ip`.
-    pub limiter: Arc<ConnectionLimiter>,
-    /// One permit per open HTTP connection, see [`MAX_HTTP_CONNECTIONS`].
-    pub http_slots: Arc<Semaphore>,
-    /// What `/metrics` reports.
-    pub metrics: Metrics,
-    /// Per-session limits.
-    pub limits: SessionLimits,
-    /// `--max-queue-bytes`.
-    pub max_queue_bytes: usize,
-    /// How long a writer waits between writes while the server is busy.
-    pub pacer: Arc<Pacer>,
-    /// `--max-write-delay`.
-    pub max_write_delay: Duration,
-    /// `--login-timeout`, if on.
-    pub login_timeout: Option<Duration>,
-    /// `--ws-ping-interval`, if on.
-    pub ws_ping_interval: Option<Duration>,
-    /// `--web-dir`, if given.
-    pub web_dir: Option<PathBuf>,
-    /// `--allowed-origin`s.
-    pub allowed_origins: Vec<String>,
+    /// An `--allowed-origin` is not an origin.
+    #[error("--allowed-origin")]
+    Origin(#[from] BadOrigin),
 }
 
 /// A bound, not yet running server.
@@ -172,27 +145,47 @@ impl Server {
                 })?;
             listeners.push((kind, listener));
         }
+        let origins = AllowedOrigins::with_own_host_name(&config.allowed_origins)?;
+        let addr_of = |wanted: ListenerKind| {
+            listeners
+                .iter()
+                .find(|(kind, _)| *kind == wanted)
+                .and_then(|(_, l)| l.local_addr().ok())
+        };
+        let bound = Listeners {
+            tcp: addr_of(ListenerKind::Tcp),
+            tls: addr_of(ListenerKind::Tls),
+            http: addr_of(ListenerKind::Http),
+        };
         let metrics = Metrics::new(!config.nats.is_empty());
         let cluster = match metrics.cluster() {
             Some(cluster_metrics) => Some(Cluster::start(&config, cluster_metrics.clone()).await?),
             None => None,
         };
-        let shared = Arc::new(Shared {
+        let conn = Arc::new(context::Connection {
             hub: cluster.as_ref().map_or_else(Hub::new, Cluster::hub),
             cluster,
             shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            limiter: ConnectionLimiter::new(config.max_connections, config.max_per_ip),
-            http_slots: Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS)),
             metrics,
-            limits: SessionLimits { rate: config.rate },
+            settings: SessionSettings {
+                rate: config.rate,
+                page_port: bound.http.map(|a| a.port()),
+            },
             max_queue_bytes: config.max_queue_bytes,
             pacer: Arc::default(),
-            max_write_delay: config.max_write_delay(),
             login_timeout: config.login_timeout(),
+        });
+        let shared = Arc::new(Shared {
+            conn,
+            tracker: TaskTracker::new(),
+            limiter: ConnectionLimiter::new(config.max_connections, config.max_per_ip),
+            http_limiter: ConnectionLimiter::new(config.max_http_connections, config.max_per_ip),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            max_write_delay: config.max_write_delay(),
             ws_ping_interval: config.ws_ping_interval(),
             web_dir: config.web_dir.clone(),
-            allowed_origins: config.allowed_origins.clone(),
+            origins,
+            listeners: bound,
         });
         Ok(Server {
             listeners,
@@ -224,16 +217,17 @@ impl Server {
 
     /// The rooms, for embedding and tests.
     pub fn hub(&self) -> Arc<Hub> {
-        self.shared.hub.clone()
+        self.shared.conn.hub.clone()
     }
 
     /// Serves until `shutdown` completes, then stops gracefully.
     pub async fn run(self, shutdown: impl Future) {
         let shared = self.shared;
+        let conn = shared.conn.clone();
         shared.tracker.spawn(pacing::govern(
-            shared.pacer.clone(),
+            conn.pacer.clone(),
             shared.max_write_delay,
-            shared.shutdown.clone(),
+            conn.shutdown.clone(),
         ));
         for (kind, listener) in self.listeners {
             let acceptor = self.certificates.clone();
@@ -243,13 +237,13 @@ impl Server {
         }
         shutdown.await;
         info!("shutting down");
-        shared.hub.close();
-        shared.shutdown.cancel();
+        conn.hub.close();
+        conn.shutdown.cancel();
         shared.tracker.close();
         // The cluster's departure runs while the connections close: it waits
         // for their members to leave, then tells the other nodes.
         let depart = async {
-            if let Some(cluster) = &shared.cluster {
+            if let Some(cluster) = &conn.cluster {
                 cluster.depart().await;
             }
         };
@@ -270,67 +264,163 @@ async fn accept_loop(
     certificates: Option<Arc<Certificates>>,
     shared: Arc<Shared>,
 ) {
+    let mut errors = ErrorLog::default();
     loop {
         let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.conn.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
-                warn!(listener = kind.as_str(), error = %e, "accept failed; backing off");
+                errors.failed(kind, &e);
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let shared_for_task = shared.clone();
         let certificates = certificates.clone();
         match kind {
-            ListenerKind::Tcp => {
-                let transport = Tcp::new(stream, peer);
-                match shared.limiter.acquire(peer.ip()) {
-                    Ok(permit) => {
-                        shared
-                            .tracker
-                            .spawn(connection::serve(transport, shared_for_task, permit))
-                    }
-                    Err(limit) => shared
+            ListenerKind::Tcp => match shared.limiter.acquire(peer.ip()) {
+                Ok(permit) => {
+                    let conn = shared.conn.clone();
+                    shared
                         .tracker
-                        .spawn(connection::refuse(transport, limit.reason())),
-                };
-            }
+                        .spawn(connection::serve(Tcp::new(stream, peer), conn, permit));
+                }
+                Err(limit) => refuse(&shared, stream, peer, Refusal::Plain(limit)),
+            },
             ListenerKind::Tls => {
                 // Counted from accept, so handshakes in progress count too.
-                let permit = shared.limiter.acquire(peer.ip());
+                let permit = match shared.limiter.acquire(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(limit) => {
+                        refuse(&shared, stream, peer, Refusal::Tls(limit, certificates));
+                        continue;
+                    }
+                };
+                let task_shared = shared.clone();
                 shared.tracker.spawn(async move {
-                    let Some(stream) = handshake(certificates, stream, peer).await else {
-                        return;
+                    let stream = match tls_or_hint(&task_shared, certificates, stream, peer).await {
+                        Some(stream) => stream,
+                        None => return,
                     };
                     let transport = Tls::new(stream, peer);
-                    match permit {
-                        Ok(permit) => connection::serve(transport, shared_for_task, permit).await,
-                        Err(limit) => connection::refuse(transport, limit.reason()).await,
-                    }
+                    connection::serve(transport, task_shared.conn.clone(), permit).await;
                 });
             }
             ListenerKind::Http | ListenerKind::Https => {
-                let Ok(slot) = shared.http_slots.clone().try_acquire_owned() else {
-                    debug!(%peer, "too many http connections; closed");
+                let Ok(slot) = shared.http_limiter.acquire(peer.ip()) else {
+                    debug!(%peer, "too many page connections; closed");
                     continue;
                 };
+                let task_shared = shared.clone();
                 shared.tracker.spawn(async move {
                     if kind == ListenerKind::Http {
-                        http::serve(stream, peer, false, shared_for_task).await;
-                    } else if let Some(stream) = handshake(certificates, stream, peer).await {
-                        http::serve(stream, peer, true, shared_for_task).await;
+                        http::serve(stream, peer, false, task_shared).await;
+                    } else {
+                        match sniff(&stream).await {
+                            Some(TLS_HANDSHAKE_RECORD) => {
+                                if let Some(stream) = handshake(certificates, stream, peer).await {
+                                    http::serve(stream, peer, true, task_shared).await;
+                                }
+                            }
+                            Some(_) => http::wrong_port(stream, peer).await,
+                            None => {}
+                        }
                     }
                     drop(slot);
                 });
             }
         }
     }
+}
+
+/// What a refused connection is told, and how.
+enum Refusal {
+    /// A plain TCP chat connection over a limit.
+    Plain(LimitError),
+    /// A TLS chat connection over a limit: told inside TLS, if the
+    /// handshake is quick.
+    Tls(LimitError, Option<Arc<Certificates>>),
+}
+
+/// Tells a refused connection why, within [`REFUSAL_TIMEOUT`] and only
+/// while fewer than [`MAX_REFUSALS`] are being told; otherwise closes it
+/// at once.
+fn refuse(shared: &Shared, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+    let Some(slot) = shared.refusal_slot() else {
+        debug!(%peer, "refused without a word: too many refusals at once");
+        return;
+    };
+    shared.tracker.spawn(async move {
+        let told = tokio::time::timeout(REFUSAL_TIMEOUT, async move {
+            match refusal {
+                Refusal::Plain(limit) => {
+                    connection::refuse(Tcp::new(stream, peer), limit.reason()).await
+                }
+                Refusal::Tls(limit, certificates) => {
+                    let acceptor = TlsAcceptor::from(certificates?.current());
+                    let stream = acceptor.accept(stream).await.ok()?;
+                    connection::refuse(Tls::new(stream, peer), limit.reason()).await
+                }
+            }
+            Some(())
+        })
+        .await;
+        if told.is_err() {
+            debug!(%peer, "refused connection did not listen in time");
+        }
+        drop(slot);
+    });
+}
+
+/// The first byte a new connection sends, without consuming it; `None` if
+/// the peer closes or stays silent past [`TLS_HANDSHAKE_TIMEOUT`].
+async fn sniff(stream: &TcpStream) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
+    }
+}
+
+/// The TLS chat port's first step: a client that speaks plain text (telnet
+/// pointed at the TLS port) is told where plain TCP is, in plain text,
+/// since it cannot read TLS; a TLS client gets its handshake.
+async fn tls_or_hint(
+    shared: &Shared,
+    certificates: Option<Arc<Certificates>>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match sniff(&stream).await? {
+        TLS_HANDSHAKE_RECORD => handshake(certificates, stream, peer).await,
+        _ => {
+            debug!(%peer, "plain text on the TLS port");
+            let hint = tls_port_hint(&shared.listeners);
+            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+                stream.write_all(hint.as_bytes()).await?;
+                stream.shutdown().await
+            })
+            .await;
+            None
+        }
+    }
+}
+
+/// What a plain-text client on the TLS chat port is told.
+fn tls_port_hint(listeners: &Listeners) -> String {
+    let port = listeners.tls.map_or(0, |a| a.port());
+    let mut hint = format!(
+        "ERROR this is the TLS port: connect with openssl s_client -connect HOST:{port} -quiet"
+    );
+    if let Some(tcp) = listeners.tcp {
+        hint.push_str(&format!(", or telnet HOST {} without TLS", tcp.port()));
+    }
+    hint.push_str("\r\n");
+    hint
 }
 
 /// Runs a TLS handshake with the current certificate, within the timeout.
@@ -350,6 +440,36 @@ async fn handshake(
             debug!(%peer, "tls handshake timed out");
             None
         }
+    }
+}
+
+/// Logs accept failures at most once per [`ACCEPT_ERROR_LOG_PERIOD`].
+#[derive(Default)]
+struct ErrorLog {
+    /// When the last line was logged.
+    last: Option<Instant>,
+    /// Failures since then that were not logged.
+    quiet: u64,
+}
+
+impl ErrorLog {
+    fn failed(&mut self, kind: ListenerKind, e: &io::Error) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < ACCEPT_ERROR_LOG_PERIOD)
+        {
+            self.quiet += 1;
+            return;
+        }
+        warn!(
+            listener = kind.as_str(),
+            error = %e,
+            not_logged = self.quiet,
+            "accept failed; backing off"
+        );
+        self.last = Some(now);
+        self.quiet = 0;
     }
 }
 

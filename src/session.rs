@@ -59,11 +59,14 @@ pub enum Flow {
     Claim,
 }
 
-/// What a session needs to know of the server's limits.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionLimits {
+/// What a session needs to know of the server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionSettings {
     /// Lines per second (burst twice that); 0 turns the limit off.
     pub rate: u32,
+    /// The port the page is served on over HTTP, to tell a browser that
+    /// reached a chat port where to go; none when HTTP is off.
+    pub page_port: Option<u16>,
 }
 
 /// One connection's protocol state.
@@ -80,6 +83,8 @@ pub struct Session {
     /// Lines said and not yet broadcast, encoded, and how many.
     burst: Vec<u8>,
     burst_lines: usize,
+    /// Where the page is, for a browser on the wrong port.
+    page_port: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -101,16 +106,28 @@ enum State {
 
 impl Session {
     /// Starts a session and sends the welcome lines.
-    pub fn start(hub: Arc<Hub>, outbox: Arc<Outbox>, limits: SessionLimits, now: Instant) -> Self {
+    pub fn start(
+        hub: Arc<Hub>,
+        outbox: Arc<Outbox>,
+        settings: SessionSettings,
+        now: Instant,
+    ) -> Self {
         outbox.push_all([reply::WELCOME, reply::WELCOME_USAGE]);
         Session {
             hub,
             outbox,
             state: State::Login { failed: 0 },
-            bucket: (limits.rate > 0).then(|| TokenBucket::new(limits.rate, now)),
+            bucket: (settings.rate > 0).then(|| TokenBucket::new(settings.rate, now)),
             burst: Vec::new(),
             burst_lines: 0,
+            page_port: settings.page_port,
         }
+    }
+
+    /// The most bytes one answer may take: half the outbox, so an answer
+    /// can never be what makes the asker too slow. 0: no limit.
+    fn answer_budget(&self) -> usize {
+        self.outbox.limit() / 2
     }
 
     /// Whether lines said are waiting in a burst.
@@ -247,6 +264,9 @@ impl Session {
                 let Some(user) = Name::parse(user) else {
                     return self.failed_attempt(reason::BAD_USER);
                 };
+                if user.is_reserved() {
+                    return self.failed_attempt(reason::RESERVED_NAME);
+                }
                 let Ok(next) = self.hub.reserve(room, user, &self.outbox) else {
                     return self.failed_attempt(reason::NAME_TAKEN);
                 };
@@ -265,10 +285,20 @@ impl Session {
                 self.enter(next);
                 Flow::Continue
             }
-            Login::Rooms => self.reply(reply::rooms(self.hub.rooms())),
+            Login::Rooms => self.reply(reply::rooms(self.hub.rooms(), self.answer_budget())),
             Login::Help => self.reply_all(reply::help()),
             Login::Quit => self.close(CloseReason::Quit),
             Login::Usage(syntax) => self.reply(reply::usage(syntax)),
+            Login::Http => {
+                let hint = match self.page_port {
+                    Some(port) => format!(
+                        "{}: open the page at http://HOST:{port}/ (this host, port {port})",
+                        reason::NOT_HTTP
+                    ),
+                    None => format!("{}; connect with telnet", reason::NOT_HTTP),
+                };
+                self.end_with_error(&hint, CloseReason::WrongPort)
+            }
             Login::NotJoin => self.failed_attempt(reason::NOT_JOIN),
         }
     }
@@ -323,8 +353,8 @@ impl Session {
                 Flow::Continue
             }
             Command::Join(room) => self.switch_room(room),
-            Command::Who => self.reply(reply::who(me.room(), me.who())),
-            Command::Rooms => self.reply(reply::rooms(self.hub.rooms())),
+            Command::Who => self.reply(reply::who(me.room(), me.who(), self.answer_budget())),
+            Command::Rooms => self.reply(reply::rooms(self.hub.rooms(), self.answer_budget())),
             Command::Help => self.reply_all(reply::help()),
             Command::Quit => self.close(CloseReason::Quit),
             Command::Usage(syntax) => self.reply(reply::usage(syntax)),
@@ -429,7 +459,10 @@ mod tests {
         let s = Session::start(
             hub.clone(),
             outbox.clone(),
-            SessionLimits { rate },
+            SessionSettings {
+                rate,
+                page_port: None,
+            },
             Instant::now(),
         );
         (s, outbox)
@@ -541,7 +574,7 @@ mod tests {
                 "* alice two",
                 "alice: three",
                 "alice (private): psst",
-                "* users in den: alice, bob"
+                "*** users in den: alice, bob"
             ]
         );
 

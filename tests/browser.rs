@@ -569,7 +569,7 @@ async fn browser_and_telnet_users_chat_both_ways() {
     page.say("/msg bob no, a laptop").await;
     bob.expect("ann (private): no, a laptop").await;
     page.say("/who").await;
-    page.wait_line("info", "* users in lobby: ann, bob").await;
+    page.wait_line("info", "*** users in lobby: ann, bob").await;
 
     let times = page
         .js("return [...document.querySelectorAll('#log time')].map(t => t.textContent);")
@@ -733,7 +733,7 @@ async fn page_reconnects_and_rejoins_after_server_restart() {
     page.join("r", "ann").await;
 
     first.stop().await;
-    page.wait_line("notice", "* server shutting down").await;
+    page.wait_line("notice", "*** server shutting down").await;
     page.wait_state("down").await;
     page.wait_text("status", "Reconnecting").await;
 
@@ -744,7 +744,7 @@ async fn page_reconnects_and_rejoins_after_server_restart() {
     let mut bob = LineUser::telnet(&second, "r", "bob").await;
     page.wait_members(&["ann", "bob"]).await;
     bob.send("/who").await;
-    bob.expect("* users in r: ann, bob").await;
+    bob.expect("*** users in r: ann, bob").await;
     bob.send("welcome back").await;
     page.wait_line("chat", "bob: welcome back").await;
     page.say("thanks").await;

@@ -114,10 +114,10 @@ async fn who_rooms_and_msg_see_every_node() {
     alice.expect_line("Bob has joined").await;
 
     alice.send_line("/who").await;
-    alice.expect_line("* users in lobby: Bob, alice").await;
-    eventually(&mut alice, "/rooms", "* rooms: den (1), lobby (2)").await;
+    alice.expect_line("*** users in lobby: Bob, alice").await;
+    eventually(&mut alice, "/rooms", "*** rooms: den (1), lobby (2)").await;
     bob.send_line("/who").await;
-    bob.expect_line("* users in lobby: Bob, alice").await;
+    bob.expect_line("*** users in lobby: Bob, alice").await;
 
     alice.send_line("/msg BOB meet me in the den").await;
     bob.expect_line("alice (private): meet me in the den").await;
@@ -227,7 +227,7 @@ async fn a_killed_node_s_users_leave_within_30_seconds_and_free_their_names() {
         .expect_line_within("zed has left", DEAD_NODE_WITHIN)
         .await;
     alice.send_line("/who").await;
-    alice.expect_line("* users in lobby: alice").await;
+    alice.expect_line("*** users in lobby: alice").await;
     let _new_zed = tcp_user(&a, "lobby", "zed").await;
     alice.expect_line("zed has joined").await;
 }
@@ -241,7 +241,7 @@ async fn a_stopped_node_s_users_leave_at_once() {
     let mut bob = tcp_user(&b, "lobby", "bob").await;
     alice.expect_line("bob has joined").await;
     b.stop();
-    bob.expect_line("* server shutting down").await;
+    bob.expect_line("*** server shutting down").await;
     // Within the usual wait, far less than a dead node's timeout.
     alice.expect_line("bob has left").await;
     let _new_bob = tcp_user(&a, "lobby", "bob").await;
@@ -258,7 +258,7 @@ async fn a_restarted_nats_server_costs_no_restart_of_the_nodes() {
 
     nats.stop().await;
     for user in [&mut alice, &mut bob] {
-        user.expect_line_within("* cluster link lost", LINK_LOST_WITHIN)
+        user.expect_line_within("*** cluster link lost", LINK_LOST_WITHIN)
             .await;
     }
     alice.send_line("only my node hears this").await;
@@ -266,7 +266,7 @@ async fn a_restarted_nats_server_costs_no_restart_of_the_nodes() {
 
     nats.restart().await;
     for user in [&mut alice, &mut bob] {
-        user.expect_line_within("* cluster link restored", LINK_BACK_WITHIN)
+        user.expect_line_within("*** cluster link restored", LINK_BACK_WITHIN)
             .await;
     }
     alice.send_line("back").await;
@@ -276,7 +276,7 @@ async fn a_restarted_nats_server_costs_no_restart_of_the_nodes() {
     alice.expect_line("bob: welcome back").await;
     bob.expect_line("bob: welcome back").await;
     bob.send_line("/who").await;
-    bob.expect_line("* users in lobby: alice, bob").await;
+    bob.expect_line("*** users in lobby: alice, bob").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ async fn new_connection_gets_exactly_the_two_welcome_lines() {
     client.expect_line("Welcome! Use the command:").await;
     client.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
     client.send_line("/rooms").await;
-    client.expect_line("* rooms: none").await;
+    client.expect_line("*** rooms: none").await;
 }
 
 #[tokio::test]
@@ -54,7 +54,7 @@ async fn join_word_in_any_case_with_runs_of_blanks_and_leading_blanks() {
     }
     clients[0].send_line("/who").await;
     let seen = clients[0]
-        .lines_until("* users in r: u1, u2, u3, u4, u5, u6")
+        .lines_until("*** users in r: u1, u2, u3, u4, u5, u6")
         .await;
     let joins: Vec<String> = (2..=6).map(|i| format!("u{i} has joined")).collect();
     assert_eq!(seen, joins);
@@ -99,7 +99,7 @@ async fn names_of_twenty_allowed_characters_are_accepted() {
     let mut client = server.join(room, user).await;
     client.send_line("/who").await;
     client
-        .expect_line(&format!("* users in {room}: {user}"))
+        .expect_line(&format!("*** users in {room}: {user}"))
         .await;
 }
 
@@ -113,7 +113,7 @@ async fn bad_room_names_are_refused() {
         client.expect_line(&error(reason::BAD_ROOM)).await;
     }
     client.send_line("/rooms").await;
-    client.expect_line("* rooms: none").await;
+    client.expect_line("*** rooms: none").await;
 }
 
 #[tokio::test]
@@ -155,7 +155,7 @@ async fn room_names_are_case_sensitive() {
     upper.send_line("hi").await;
     upper.expect_line("bob: hi").await;
     lower.send_line("/rooms").await;
-    lower.expect_line("* rooms: Lobby (1), lobby (1)").await;
+    lower.expect_line("*** rooms: Lobby (1), lobby (1)").await;
 }
 
 #[tokio::test]
@@ -211,7 +211,7 @@ async fn help_rooms_and_usage_errors_before_joining_are_not_attempts() {
     for _ in 0..3 {
         client.send_line("/help").await;
         client.send_line("/rooms").await;
-        let help = client.lines_until("* rooms: none").await;
+        let help = client.lines_until("*** rooms: none").await;
         assert!(!help.is_empty());
         client.send_line("/help me").await;
         client.expect_line("ERROR usage: /help").await;
@@ -230,10 +230,10 @@ async fn help_before_joining_is_lines_starting_with_a_star() {
     let mut client = server.connect_welcomed().await;
     client.send_line("/HELP").await;
     client.send_line("/rooms").await;
-    let help = client.lines_until("* rooms: none").await;
+    let help = client.lines_until("*** rooms: none").await;
     assert!(!help.is_empty());
     for line in &help {
-        assert!(line.starts_with("* "), "{line:?}");
+        assert!(line.starts_with("*** "), "{line:?}");
     }
 }
 
@@ -243,7 +243,7 @@ async fn rooms_before_joining_lists_the_rooms() {
     let _alice = server.join("lobby", "alice").await;
     let mut client = server.connect_welcomed().await;
     client.send_line("/Rooms").await;
-    client.expect_line("* rooms: lobby (1)").await;
+    client.expect_line("*** rooms: lobby (1)").await;
 }
 
 #[tokio::test]

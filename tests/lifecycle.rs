@@ -158,7 +158,7 @@ async fn signal_stops_the_server_cleanly(signal: &str) {
     let deadline = Instant::now() + STOP_WITHIN;
     server.signal(signal).await;
     for client in [&mut joined, &mut waiting] {
-        client.expect_line("* server shutting down").await;
+        client.expect_line("*** server shutting down").await;
         client.expect_closed().await;
     }
     let status = server.exit_by(deadline).await;
@@ -206,7 +206,7 @@ async fn sigterm_exits_in_time_even_when_a_client_stopped_reading() {
     let deadline = Instant::now() + STOP_WITHIN;
     server.signal("TERM").await;
     // The stalled client may be seen leaving first, as the server stops.
-    let before = blaster.lines_until("* server shutting down").await;
+    let before = blaster.lines_until("*** server shutting down").await;
     assert!(before.iter().all(|l| l == "stalled has left"), "{before:?}");
     blaster.expect_closed().await;
     let status = server.exit_by(deadline).await;

@@ -135,8 +135,8 @@ async fn lines_before_joining_count_against_the_rate() {
         .send_raw(b"/rooms\n/rooms\nJOIN den alice\n/rooms\n")
         .await;
     client.finish().await;
-    client.expect_line("* rooms: none").await;
-    client.expect_line("* rooms: none").await;
+    client.expect_line("*** rooms: none").await;
+    client.expect_line("*** rooms: none").await;
     client.expect_line("ERROR rate limited").await;
     client.expect_closed().await;
 }
@@ -175,7 +175,7 @@ async fn connection_that_does_not_join_in_time_is_closed() {
     let mut alice = server.join("den", "alice").await;
     let mut late = server.connect_welcomed().await;
     late.send_line("/rooms").await;
-    late.expect_line("* rooms: den (1)").await;
+    late.expect_line("*** rooms: den (1)").await;
     late.expect_line("ERROR login timeout").await;
     late.expect_closed().await;
     alice.send_line("still here").await;

@@ -53,7 +53,7 @@ async fn me_describes_an_action_to_everyone() {
     alice.send_line("/me waves  at \tbob").await;
     alice.send_line("/ME  nods").await;
     for member in [&mut alice, &mut bob] {
-        member.expect_line("* alice waves  at \tbob").await;
+        member.expect_line("* alice waves  at  bob").await;
         member.expect_line("* alice nods").await;
     }
 }

@@ -133,7 +133,7 @@ async fn a_paste_reaches_every_transport_line_by_line_with_commands_in_place() {
         if line == "* paster pauses" {
             paster.expect_line("paster (private): psst").await;
             paster
-                .expect_line("* users in den: browser, paster, telnet")
+                .expect_line("*** users in den: browser, paster, telnet")
                 .await;
         }
     }

@@ -17,7 +17,7 @@ async fn who_lists_the_room_sorted_by_byte_value() {
     let _elsewhere = server.join("attic", "Aaron").await;
     alice.send_line("/who").await;
     alice
-        .expect_line("* users in den: 0ne, Zed, _x, alice, bob")
+        .expect_line("*** users in den: 0ne, Zed, _x, alice, bob")
         .await;
 }
 
@@ -26,7 +26,7 @@ async fn who_answers_the_sender_only() {
     let server = TestServer::start(&[]).await;
     let [mut alice, mut bob] = server.join_all("den", ["alice", "bob"]).await;
     alice.send_line("/who").await;
-    alice.expect_line("* users in den: alice, bob").await;
+    alice.expect_line("*** users in den: alice, bob").await;
     alice.send_line("marker").await;
     bob.expect_line("alice: marker").await;
 }
@@ -38,7 +38,7 @@ async fn rooms_lists_every_room_sorted_with_its_count() {
     let _upper_b = server.join("B", "u3").await;
     let mut asker = server.join("a", "u4").await;
     asker.send_line("/rooms").await;
-    asker.expect_line("* rooms: B (1), a (1), b (2)").await;
+    asker.expect_line("*** rooms: B (1), a (1), b (2)").await;
 }
 
 #[tokio::test]
@@ -48,7 +48,7 @@ async fn room_that_becomes_empty_is_no_longer_listed() {
     alice.send_line("/join second").await;
     alice.expect_line("alice has joined").await;
     alice.send_line("/rooms").await;
-    alice.expect_line("* rooms: second (1)").await;
+    alice.expect_line("*** rooms: second (1)").await;
 }
 
 #[tokio::test]
@@ -67,7 +67,7 @@ async fn join_moves_the_user_old_room_sees_left_new_room_sees_joined() {
     bob.send_line("marker").await;
     bob.expect_line("bob: marker").await;
     alice.send_line("/who").await;
-    alice.expect_line("* users in two: alice, carol").await;
+    alice.expect_line("*** users in two: alice, carol").await;
 }
 
 #[tokio::test]
@@ -78,7 +78,7 @@ async fn join_into_a_room_where_the_name_is_taken_changes_nothing() {
     alice.send_line("/join two").await;
     alice.expect_line(&error(reason::NAME_TAKEN)).await;
     alice.send_line("/who").await;
-    alice.expect_line("* users in one: alice, bob").await;
+    alice.expect_line("*** users in one: alice, bob").await;
     alice.send_line("marker").await;
     bob.expect_line("alice: marker").await;
 }
@@ -93,7 +93,7 @@ async fn join_with_a_bad_room_name_is_refused() {
         alice.expect_line(&error(reason::BAD_ROOM)).await;
     }
     alice.send_line("/rooms").await;
-    alice.expect_line("* rooms: one (1)").await;
+    alice.expect_line("*** rooms: one (1)").await;
 }
 
 #[tokio::test]
@@ -158,10 +158,10 @@ async fn help_answers_with_lines_starting_with_a_star() {
     let [mut alice, mut bob] = server.join_all("den", ["alice", "bob"]).await;
     alice.send_line("/help").await;
     alice.send_line("/who").await;
-    let help = alice.lines_until("* users in den: alice, bob").await;
+    let help = alice.lines_until("*** users in den: alice, bob").await;
     assert!(!help.is_empty());
     for line in &help {
-        assert!(line.starts_with("* "), "{line:?}");
+        assert!(line.starts_with("*** "), "{line:?}");
     }
     alice.send_line("marker").await;
     bob.expect_line("alice: marker").await;
@@ -209,9 +209,9 @@ async fn command_words_are_case_insensitive() {
     let server = TestServer::start(&[]).await;
     let [mut alice, mut bob] = server.join_all("den", ["alice", "bob"]).await;
     alice.send_line("/WHO").await;
-    alice.expect_line("* users in den: alice, bob").await;
+    alice.expect_line("*** users in den: alice, bob").await;
     alice.send_line("/RoOmS").await;
-    alice.expect_line("* rooms: den (2)").await;
+    alice.expect_line("*** rooms: den (2)").await;
     alice.send_line("/Me waves").await;
     alice.expect_line("* alice waves").await;
     bob.expect_line("* alice waves").await;
@@ -220,7 +220,7 @@ async fn command_words_are_case_insensitive() {
     bob.expect_line("alice (private): hi").await;
     alice.send_line("/HELP").await;
     alice.send_line("/Who").await;
-    alice.lines_until("* users in den: alice, bob").await;
+    alice.lines_until("*** users in den: alice, bob").await;
     alice.send_line("/JOIN attic").await;
     alice.expect_line("alice has joined").await;
     bob.expect_line("alice has left").await;

@@ -326,7 +326,7 @@ async fn shutdown_says_goodbye_on_every_transport() {
     for conn in [&mut tcp, &mut tls, &mut ws] {
         assert_eq!(
             conn.next_line().await.as_deref(),
-            Some("* server shutting down")
+            Some("*** server shutting down")
         );
         conn.expect_closed().await;
     }

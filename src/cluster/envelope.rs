@@ -181,8 +181,8 @@ mod tests {
                 user: n("Bob"),
             },
             Kind::Private {
-                from: n("bob"),
-                to: n("al.ice"),
+                from: n("bob").key(),
+                to: n("al.ice").key(),
             },
             Kind::Present {
                 node: "b.2".into(),

@@ -53,6 +53,9 @@ pub enum Login<'a> {
     Quit,
     /// `/rooms`, `/help` or `/quit` with arguments; not a JOIN attempt.
     Usage(&'static str),
+    /// An HTTP request line (`GET / HTTP/1.1`): a browser pointed at a chat
+    /// port, to be told where the page is.
+    Http,
     /// Anything else: a failed JOIN attempt.
     NotJoin,
 }
@@ -84,22 +87,35 @@ pub fn parse(line: &str) -> Command<'_> {
             Command::Usage(syntax)
         }
     };
-    match word.to_ascii_lowercase().as_str() {
-        "who" => none(Command::Who, "/who"),
-        "rooms" => none(Command::Rooms, "/rooms"),
-        "help" => none(Command::Help, "/help"),
-        "quit" => none(Command::Quit, "/quit"),
-        "me" if args.is_empty() => Command::Usage("/me <text>"),
-        "me" => Command::Me(args),
-        "join" => match token(args) {
+    // Compared in place, without lower-casing a copy: parsing allocates
+    // nothing (`tests/parse_allocations.rs` counts).
+    let is = |name: &str| word.eq_ignore_ascii_case(name);
+    if is("who") {
+        none(Command::Who, "/who")
+    } else if is("rooms") {
+        none(Command::Rooms, "/rooms")
+    } else if is("help") {
+        none(Command::Help, "/help")
+    } else if is("quit") {
+        none(Command::Quit, "/quit")
+    } else if is("me") {
+        if args.is_empty() {
+            Command::Usage("/me <text>")
+        } else {
+            Command::Me(args)
+        }
+    } else if is("join") {
+        match token(args) {
             (room, "") if !room.is_empty() => Command::Join(room),
             _ => Command::Usage("/join <room>"),
-        },
-        "msg" => match token(args) {
+        }
+    } else if is("msg") {
+        match token(args) {
             (to, text) if !to.is_empty() && !text.is_empty() => Command::Msg { to, text },
             _ => Command::Usage("/msg <user> <text>"),
-        },
-        _ => Command::Unknown,
+        }
+    } else {
+        Command::Unknown
     }
 }
 
@@ -116,7 +132,11 @@ pub fn parse_login(line: &str) -> Login<'_> {
     }
     let (word, args) = token(line.trim_start_matches(is_blank));
     if !word.eq_ignore_ascii_case("JOIN") {
-        return Login::NotJoin;
+        return if is_http_request(line) {
+            Login::Http
+        } else {
+            Login::NotJoin
+        };
     }
     let (room, rest) = token(args);
     let (user, extra) = token(rest);
@@ -124,6 +144,27 @@ pub fn parse_login(line: &str) -> Login<'_> {
         return Login::NotJoin;
     }
     Login::Join { room, user }
+}
+
+/// Whether `line` is an HTTP/1 request line (RFC 9112, section 3): a
+/// method token in capitals, a target, and `HTTP/<digit>.<digit>`, each
+/// separated by one space.
+fn is_http_request(line: &str) -> bool {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let version = version.as_bytes();
+    !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && !target.is_empty()
+        && version.len() == 8
+        && version.starts_with(b"HTTP/")
+        && version[5].is_ascii_digit()
+        && version[6] == b'.'
+        && version[7].is_ascii_digit()
 }
 
 #[cfg(test)]
@@ -190,6 +231,15 @@ mod tests {
         assert_eq!(parse_login("/rooms"), Login::Rooms);
         assert_eq!(parse_login("/help me"), Login::Usage("/help"));
         assert_eq!(parse_login("/QUIT"), Login::Quit);
+    }
+
+    #[test]
+    fn http_request_lines_are_recognised() {
+        assert_eq!(parse_login("GET / HTTP/1.1"), Login::Http);
+        assert_eq!(parse_login("POST /ws?x=1 HTTP/1.0"), Login::Http);
+        assert_eq!(parse_login("GET / HTTP/11"), Login::NotJoin);
+        assert_eq!(parse_login("get / HTTP/1.1"), Login::NotJoin);
+        assert_eq!(parse_login("GET  / HTTP/1.1"), Login::NotJoin);
     }
 
     proptest! {

@@ -5,6 +5,14 @@
 //! lines. It holds only the unfinished line, so an idle connection keeps no
 //! read buffer at all; a buffer that grew for one long line is given back
 //! once that line is done.
+//!
+//! Line ends on a byte stream (PROTOCOL.md, "Framing"): `\n`, `\r\n`,
+//! `\r\0` (the NVT carriage return of RFC 854, what a telnet client in
+//! character mode sends for Enter) and a bare `\r`. A line ends at its
+//! `\r` at once, and the decoder remembers that the next data byte, if it
+//! is `\n` or `\0`, belongs to that end, so a `\r\n` split across two
+//! reads still ends one line, and an Enter typed in character mode is
+//! answered without waiting for the byte after it.
 
 use super::MAX_LINE;
 use super::MAX_WS_MESSAGE;
@@ -41,8 +49,8 @@ enum Telnet {
     SubIac,
 }
 
-/// Turns a byte stream into lines: removes telnet IAC sequences, splits on
-/// `\n`, strips one trailing `\r` and enforces [`MAX_LINE`].
+/// Turns a byte stream into lines: removes telnet IAC sequences, splits at
+/// every line end and enforces [`MAX_LINE`].
 #[derive(Debug, Default)]
 pub struct LineDecoder {
     /// Telnet state carried between reads, since a sequence may be split.
@@ -55,6 +63,9 @@ pub struct LineDecoder {
     /// `line` holds a finished line that the caller has already been given;
     /// it is cleared at the start of the next call.
     finished: bool,
+    /// The last line ended at a `\r`: a `\n` or `\0` as the next data byte
+    /// completes that line end instead of starting a line.
+    after_cr: bool,
 }
 
 impl LineDecoder {
@@ -69,16 +80,19 @@ impl LineDecoder {
     /// false when `input` ran out first; the bytes of an unfinished line are
     /// kept for the next call.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<bool, LineTooLong> {
-        if self.finished {
-            self.finished = false;
-            self.line.clear();
-            if self.line.capacity() > KEEP_LINE_CAPACITY {
-                self.line = Vec::new();
-            }
-        }
+        self.take_finished();
         while !input.is_empty() {
             if self.telnet == Telnet::Data {
-                let stop = input.iter().position(|&b| b == b'\n' || b == IAC);
+                // A telnet sequence after the `\r` is removed before lines
+                // are split, so it leaves the line end undecided.
+                if self.after_cr && input[0] != IAC {
+                    self.after_cr = false;
+                    if matches!(input[0], b'\n' | b'\0') {
+                        *input = &input[1..];
+                        continue;
+                    }
+                }
+                let stop = memchr::memchr3(b'\n', b'\r', IAC, input);
                 let chunk = &input[..stop.unwrap_or(input.len())];
                 self.push(chunk)?;
                 match stop {
@@ -86,10 +100,13 @@ impl LineDecoder {
                     Some(at) => {
                         let found = input[at];
                         *input = &input[at + 1..];
-                        if found == b'\n' {
-                            return self.finish().map(|()| true);
+                        if found == IAC {
+                            self.telnet = Telnet::Iac;
+                            continue;
                         }
-                        self.telnet = Telnet::Iac;
+                        self.after_cr = found == b'\r';
+                        self.finished = true;
+                        return Ok(true);
                     }
                 }
                 continue;
@@ -119,6 +136,27 @@ impl LineDecoder {
         Ok(false)
     }
 
+    /// The peer closed its sending side: a non-empty unterminated last line
+    /// counts as a line. Returns true when there is one (read it with
+    /// [`Self::line`]); after that, and on every later call, false.
+    pub fn end_of_input(&mut self) -> bool {
+        self.take_finished();
+        self.telnet = Telnet::Data;
+        self.finished = !self.line.is_empty();
+        self.finished
+    }
+
+    /// Clears the line the caller was last given.
+    fn take_finished(&mut self) {
+        if self.finished {
+            self.finished = false;
+            self.line.clear();
+            if self.line.capacity() > KEEP_LINE_CAPACITY {
+                self.line = Vec::new();
+            }
+        }
+    }
+
     /// The line completed by the last call to [`Self::decode`] that
     /// returned true, its terminator removed.
     pub fn line(&self) -> &[u8] {
@@ -130,26 +168,12 @@ impl LineDecoder {
         self.line.capacity()
     }
 
-    /// Appends line bytes, refusing as soon as the line cannot fit: one byte
-    /// past the limit is tolerated only if it may be the `\r` of `\r\n`.
+    /// Appends line bytes, refusing as soon as the line cannot fit.
     fn push(&mut self, chunk: &[u8]) -> Result<(), LineTooLong> {
-        let len = self.line.len() + chunk.len();
-        let last = chunk.last().or(self.line.last()).copied();
-        if len > MAX_LINE + 1 || (len == MAX_LINE + 1 && last != Some(b'\r')) {
+        if self.line.len() + chunk.len() > MAX_LINE {
             return Err(LineTooLong);
         }
         self.line.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), LineTooLong> {
-        if self.line.last() == Some(&b'\r') {
-            self.line.pop();
-        }
-        if self.line.len() > MAX_LINE {
-            return Err(LineTooLong);
-        }
-        self.finished = true;
         Ok(())
     }
 }
@@ -216,8 +240,51 @@ mod tests {
     }
 
     #[test]
-    fn strips_only_one_trailing_cr() {
-        assert_eq!(lines(b"a\r\r\n").unwrap(), vec![b"a\r".to_vec()]);
+    fn every_line_end_of_the_protocol() {
+        assert_eq!(
+            lines(b"a\nb\r\nc\r\0d\re\r\r\nf\n").unwrap(),
+            [&b"a"[..], b"b", b"c", b"d", b"e", b"", b"f"]
+        );
+    }
+
+    #[test]
+    fn a_line_end_split_across_reads_ends_one_line() {
+        for (first, second) in [
+            (&b"a\r"[..], &b"\nb\n"[..]),
+            (b"a\r", b"\0b\n"),
+            (b"a\r", b"b\n"),
+        ] {
+            let mut decoder = LineDecoder::new();
+            let mut got = Vec::new();
+            for mut part in [first, second] {
+                while decoder.decode(&mut part).unwrap() {
+                    got.push(decoder.line().to_vec());
+                }
+            }
+            assert_eq!(got, [b"a".to_vec(), b"b".to_vec()], "{first:?} {second:?}");
+        }
+    }
+
+    #[test]
+    fn a_telnet_sequence_between_cr_and_lf_splits_nothing() {
+        assert_eq!(lines(b"a\r\xff\xf1\nb\n").unwrap(), [&b"a"[..], b"b"]);
+    }
+
+    #[test]
+    fn unterminated_last_line_counts_at_end_of_input() {
+        let mut decoder = LineDecoder::new();
+        let mut input: &[u8] = b"JOIN a b\nhello";
+        assert!(decoder.decode(&mut input).unwrap());
+        assert!(!decoder.decode(&mut input).unwrap());
+        assert!(decoder.end_of_input());
+        assert_eq!(decoder.line(), b"hello");
+        assert!(!decoder.end_of_input());
+        let mut done: &[u8] = b"bye\r";
+        assert!(decoder.decode(&mut done).unwrap());
+        assert!(
+            !decoder.end_of_input(),
+            "a line ended by its \\r is not handled twice"
+        );
     }
 
     #[test]
@@ -237,8 +304,8 @@ mod tests {
     }
 
     #[test]
-    fn longest_line_is_accepted_with_either_terminator() {
-        for end in [&b"\n"[..], b"\r\n"] {
+    fn longest_line_is_accepted_with_any_terminator() {
+        for end in [&b"\n"[..], b"\r\n", b"\r\0", b"\r"] {
             let mut input = vec![b'x'; MAX_LINE];
             input.extend_from_slice(end);
             assert_eq!(lines(&input).unwrap()[0].len(), MAX_LINE);
@@ -246,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn one_byte_more_is_too_long_even_before_the_newline() {
+    fn one_byte_more_is_too_long_even_before_the_line_end() {
         let input = vec![b'x'; MAX_LINE + 1];
         assert_eq!(lines(&input), Err(LineTooLong));
         let mut with_cr = vec![b'x'; MAX_LINE + 1];
@@ -317,13 +384,33 @@ mod tests {
         }
 
         #[test]
-        fn plain_lines_round_trip(
-            text in proptest::collection::vec("[^\n\r\u{ff}]{0,40}", 0..8),
-            crlf in any::<bool>(),
+        fn plain_lines_round_trip_with_any_line_ends(
+            text in proptest::collection::vec("[^\n\r\u{ff}\u{0}][^\n\r\u{ff}]{0,40}", 0..8),
+            ends in proptest::collection::vec(0usize..4, 8),
+            cuts in proptest::collection::vec(0usize..400, 0..4),
         ) {
-            let sep = if crlf { "\r\n" } else { "\n" };
-            let encoded: String = text.iter().map(|l| format!("{l}{sep}")).collect();
-            let got = lines(encoded.as_bytes()).unwrap();
+            // Each line starts with a byte that cannot be taken for the
+            // second half of the previous line's end.
+            let encoded: Vec<u8> = text
+                .iter()
+                .zip(&ends)
+                .flat_map(|(l, &e)| {
+                    let end: &[u8] = [&b"\n"[..], b"\r\n", b"\r\0", b"\r"][e];
+                    l.as_bytes().iter().chain(end).copied().collect::<Vec<u8>>()
+                })
+                .collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(encoded.len())).collect();
+            cuts.sort_unstable();
+            let mut decoder = LineDecoder::new();
+            let mut got = Vec::new();
+            let mut start = 0;
+            for end in cuts.into_iter().chain([encoded.len()]) {
+                let mut part = &encoded[start..end];
+                start = end;
+                while decoder.decode(&mut part).unwrap() {
+                    got.push(decoder.line().to_vec());
+                }
+            }
             let want: Vec<Vec<u8>> = text.iter().map(|l| l.as_bytes().to_vec()).collect();
             prop_assert_eq!(got, want);
         }

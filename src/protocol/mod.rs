@@ -58,6 +58,9 @@ pub enum CloseReason {
     Shutdown,
     /// A connection limit was hit before the session started.
     Overloaded,
+    /// The client spoke another protocol (HTTP on a chat port) and was told
+    /// where to go.
+    WrongPort,
 }
 
 impl CloseReason {
@@ -67,7 +70,10 @@ impl CloseReason {
             CloseReason::Quit | CloseReason::PeerGone => 1000,
             CloseReason::Shutdown => 1001,
             CloseReason::BadUtf8 => 1007,
-            CloseReason::TooManyAttempts | CloseReason::LoginTimeout | CloseReason::TooSlow => 1008,
+            CloseReason::TooManyAttempts
+            | CloseReason::LoginTimeout
+            | CloseReason::TooSlow
+            | CloseReason::WrongPort => 1008,
             CloseReason::LineTooLong => 1009,
             CloseReason::Overloaded => 1013,
         }
@@ -85,6 +91,7 @@ impl CloseReason {
             CloseReason::BadUtf8 => "bad_utf8",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Overloaded => "overloaded",
+            CloseReason::WrongPort => "wrong_port",
         }
     }
 }

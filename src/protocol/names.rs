@@ -2,6 +2,9 @@
 //!
 //! A [`Name`] can only be built valid, lives inline (no allocation, `Copy`)
 //! and is cheap to hash, since names are map keys on every join and `/msg`.
+//!
+//! User names in a room are compared by their look-alike [`Name::key`], so
+//! nobody can join as `aIice` beside `alice` and pass for her.
 
 use std::fmt;
 
@@ -43,12 +46,37 @@ impl Name {
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
     }
 
-    /// The name folded to lower case: two user names with the same key
-    /// cannot be in one room, so look-alikes cannot impersonate.
+    /// The name's look-alike key (PROTOCOL.md, "Before joining"): lower
+    /// case, then `0` as `o`, `1` and `i` as `l`, `rn` as `m` and `vv` as
+    /// `w`. Two user names with the same key cannot be in one room, so
+    /// `Alice`, `aIice`, `a1ice` and `ALICE` are one name. The key is itself
+    /// a valid name, never longer than the name.
     pub fn key(&self) -> Name {
-        let mut folded = *self;
-        folded.bytes.make_ascii_lowercase();
+        let mut folded = Name {
+            len: 0,
+            bytes: [0; MAX_NAME],
+        };
+        let mut rest = &self.bytes[..self.len as usize];
+        while let Some((&first, tail)) = rest.split_first() {
+            let next = tail.first().map(u8::to_ascii_lowercase);
+            let (out, used) = match (first.to_ascii_lowercase(), next) {
+                (b'r', Some(b'n')) => (b'm', 2),
+                (b'v', Some(b'v')) => (b'w', 2),
+                (b'0', _) => (b'o', 1),
+                (b'1' | b'i', _) => (b'l', 1),
+                (other, _) => (other, 1),
+            };
+            folded.bytes[folded.len as usize] = out;
+            folded.len += 1;
+            rest = &rest[used..];
+        }
         folded
+    }
+
+    /// Whether this user name is refused whatever the room: `ERROR` and its
+    /// look-alikes, since `ERROR has joined` would read as an error line.
+    pub fn is_reserved(&self) -> bool {
+        self.key().as_str() == "error"
     }
 }
 
@@ -85,6 +113,26 @@ mod tests {
         for bad in ["", &"x".repeat(21), "a b", "é", "a/b", "a:b", "a\u{0}"] {
             assert!(Name::parse(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn look_alikes_share_a_key() {
+        let key = |s: &str| Name::parse(s).unwrap().key();
+        for alike in ["Alice", "aIice", "a1ice", "ALICE", "AL1CE"] {
+            assert_eq!(key(alike), key("alice"), "{alike}");
+        }
+        assert_eq!(key("rnoon"), key("m0on"));
+        assert_eq!(key("VVendy"), key("wendy"));
+        assert_ne!(key("bob"), key("b0bby"));
+        assert_eq!(key("vvv").as_str(), "wv");
+    }
+
+    #[test]
+    fn error_and_its_look_alikes_are_reserved() {
+        for reserved in ["ERROR", "error", "ERR0R", "Error"] {
+            assert!(Name::parse(reserved).unwrap().is_reserved(), "{reserved}");
+        }
+        assert!(!Name::parse("errors").unwrap().is_reserved());
     }
 
     #[test]

@@ -4,11 +4,19 @@
 //! stream; WebSocket sends each line's text, without the `\r\n`, as one
 //! message. A room line (or a burst of them) is built once and the same
 //! buffer goes to every member.
+//!
+//! Each builder makes one of the shapes of PROTOCOL.md ("Who says what"):
+//! room lines start with a user's name, the server's own answers and
+//! notices with `*** `, refusals with `ERROR `. Names cannot hold `*`, `[`,
+//! `:` or blanks and no user is called `ERROR`, so no user can make a line
+//! of another shape. Message text goes through the whitespace rule
+//! ([`put_squeezed`]) as it is written into the line.
 
 use bytes::Bytes;
 
 use super::command::JOIN_SYNTAX;
 use super::names::{NAME_RULES, Name};
+use super::text::put_squeezed;
 
 /// The terminator every encoded line ends with.
 pub const CRLF: &[u8] = b"\r\n";
@@ -18,13 +26,16 @@ pub const WELCOME: Bytes = Bytes::from_static(b"Welcome! Use the command:\r\n");
 /// The second welcome line.
 pub const WELCOME_USAGE: Bytes = Bytes::from_static(b"JOIN <ROOMNAME> <USERNAME>\r\n");
 /// Sent to everyone when the server stops.
-pub const SHUTTING_DOWN: Bytes = Bytes::from_static(b"* server shutting down\r\n");
+pub const SHUTTING_DOWN: Bytes = Bytes::from_static(b"*** server shutting down\r\n");
 
 /// Sent to a node's users when its cluster link drops: until it is back,
 /// their lines reach this node's members only.
-pub const CLUSTER_LINK_LOST: Bytes = Bytes::from_static(b"* cluster link lost\r\n");
+pub const CLUSTER_LINK_LOST: Bytes = Bytes::from_static(b"*** cluster link lost\r\n");
 /// Sent to a node's users when its cluster link is back.
-pub const CLUSTER_LINK_RESTORED: Bytes = Bytes::from_static(b"* cluster link restored\r\n");
+pub const CLUSTER_LINK_RESTORED: Bytes = Bytes::from_static(b"*** cluster link restored\r\n");
+
+/// Entries a `/who` or `/rooms` answer lists at most (PROTOCOL.md).
+pub const MAX_LISTED: usize = 100;
 
 /// Builds a line from parts, with exactly one allocation.
 fn line(parts: &[&str]) -> Bytes {
@@ -46,17 +57,29 @@ pub fn left(user: Name) -> Bytes {
 
 /// `<user>: <text>`
 pub fn said(user: Name, text: &str) -> Bytes {
-    line(&[user.as_str(), ": ", text])
+    let mut buf = Vec::with_capacity(user.as_str().len() + 2 + text.len() + CRLF.len());
+    put_said(&mut buf, user, text);
+    Bytes::from(buf)
 }
 
 /// Appends `<user>: <text>` to a burst of lines being gathered.
 pub fn put_said(burst: &mut Vec<u8>, user: Name, text: &str) {
-    put_line(burst, &[user.as_str(), ": ", text]);
+    put_message(burst, &[user.as_str(), ": "], text);
 }
 
 /// Appends `* <user> <text>` to a burst of lines being gathered.
 pub fn put_me(burst: &mut Vec<u8>, user: Name, text: &str) {
-    put_line(burst, &["* ", user.as_str(), " ", text]);
+    put_message(burst, &["* ", user.as_str(), " "], text);
+}
+
+/// Appends a line of fixed parts followed by a user's text, which goes
+/// through the whitespace rule.
+fn put_message(burst: &mut Vec<u8>, head: &[&str], text: &str) {
+    for part in head {
+        burst.extend_from_slice(part.as_bytes());
+    }
+    put_squeezed(burst, text);
+    burst.extend_from_slice(CRLF);
 }
 
 fn put_line(burst: &mut Vec<u8>, parts: &[&str]) {
@@ -91,27 +114,96 @@ pub fn texts_of(burst: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
 
 /// `<from> (private): <text>`
 pub fn private(from: Name, text: &str) -> Bytes {
-    line(&[from.as_str(), " (private): ", text])
+    let mut buf = Vec::with_capacity(from.as_str().len() + 12 + text.len() + CRLF.len());
+    put_message(&mut buf, &[from.as_str(), " (private): "], text);
+    Bytes::from(buf)
 }
 
-/// `* users in <room>: <name>, <name>, ...` with the names sorted by byte.
-pub fn who(room: Name, mut users: Vec<Name>) -> Bytes {
-    users.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-    let names: Vec<&str> = users.iter().map(Name::as_str).collect();
-    line(&["* users in ", room.as_str(), ": ", &names.join(", ")])
-}
-
-/// `* rooms: <room> (<count>), ...` sorted by byte, or `* rooms: none`.
-pub fn rooms(mut rooms: Vec<(Name, usize)>) -> Bytes {
-    if rooms.is_empty() {
-        return line(&["* rooms: none"]);
+/// The `/who` answer: `*** users in <room>: <name>, ...` sorted by byte
+/// value, or, for more names than fit, `*** users in <room> (first <k> of
+/// <total>): ...` with the first k by byte value. k is at most
+/// [`MAX_LISTED`], and smaller when the line would pass `budget` bytes
+/// (0: no budget). Picking the first k costs O(n), not a full sort.
+pub fn who(room: Name, mut users: Vec<Name>, budget: usize) -> Bytes {
+    let total = users.len();
+    let by_bytes = |a: &Name, b: &Name| a.as_str().cmp(b.as_str());
+    if total > MAX_LISTED {
+        users.select_nth_unstable_by(MAX_LISTED - 1, by_bytes);
+        users.truncate(MAX_LISTED);
     }
-    rooms.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-    let list: Vec<String> = rooms
+    users.sort_unstable_by(by_bytes);
+    let header = |k: usize| {
+        if k == total {
+            format!("*** users in {room}: ")
+        } else {
+            format!("*** users in {room} (first {k} of {total}): ")
+        }
+    };
+    let entries: Vec<&str> = users.iter().map(Name::as_str).collect();
+    listing(header, &entries, budget)
+}
+
+/// The `/rooms` answer: `*** rooms: <room> (<count>), ...` sorted by byte
+/// value, `*** rooms: none`, or, for more rooms than fit, `*** rooms (<k>
+/// largest of <total>): ...`: the k with most members (ties by byte value),
+/// listed by byte value. k is bounded as in [`who`].
+pub fn rooms(mut rooms: Vec<(Name, usize)>, budget: usize) -> Bytes {
+    let total = rooms.len();
+    if total == 0 {
+        return line(&["*** rooms: none"]);
+    }
+    // Largest first, then by name: the order in which rooms are kept.
+    let by_size = |a: &(Name, usize), b: &(Name, usize)| {
+        b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str()))
+    };
+    if total > MAX_LISTED {
+        rooms.select_nth_unstable_by(MAX_LISTED - 1, by_size);
+        rooms.truncate(MAX_LISTED);
+    }
+    rooms.sort_unstable_by(by_size);
+    let mut entries: Vec<(Name, String)> = rooms
         .iter()
-        .map(|(room, n)| format!("{room} ({n})"))
+        .map(|(room, n)| (*room, format!("{room} ({n})")))
         .collect();
-    line(&["* rooms: ", &list.join(", ")])
+    let fits = fitting(entries.iter().map(|(_, e)| e.len()), budget);
+    entries.truncate(fits);
+    entries.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let header = |k: usize| {
+        if k == total {
+            "*** rooms: ".to_owned()
+        } else {
+            format!("*** rooms ({k} largest of {total}): ")
+        }
+    };
+    let listed: Vec<&str> = entries.iter().map(|(_, e)| e.as_str()).collect();
+    listing(header, &listed, budget)
+}
+
+/// Longest header `who` or `rooms` writes in front of a truncated list.
+const MAX_LIST_HEADER: usize = 64;
+
+/// How many of `entries` (in the order they are kept) fit in `budget`
+/// bytes after the longest header, with their `, ` separators and `\r\n`.
+fn fitting(entries: impl Iterator<Item = usize>, budget: usize) -> usize {
+    if budget == 0 {
+        return usize::MAX;
+    }
+    let mut used = MAX_LIST_HEADER + CRLF.len();
+    let mut fits = 0;
+    for len in entries {
+        used += len + 2;
+        if used > budget {
+            break;
+        }
+        fits += 1;
+    }
+    fits
+}
+
+/// Joins the first entries that fit in `budget` after `header(k)`.
+fn listing(header: impl Fn(usize) -> String, entries: &[&str], budget: usize) -> Bytes {
+    let k = fitting(entries.iter().map(|e| e.len()), budget).min(entries.len());
+    line(&[&header(k), &entries[..k].join(", ")])
 }
 
 /// `ERROR <reason>`
@@ -124,23 +216,23 @@ pub fn usage(syntax: &str) -> Bytes {
     line(&["ERROR usage: ", syntax])
 }
 
-/// The `/help` answer; every line starts with `* `.
+/// The `/help` answer; every line starts with `*** `.
 pub fn help() -> Vec<Bytes> {
     [
-        "* commands:",
-        "*   /who                 list the users in your room",
-        "*   /rooms               list the rooms and how many are in each",
-        "*   /join <room>         move to another room",
-        "*   /msg <user> <text>   send a private message to a user in your room",
-        "*   /me <text>           say what you are doing: * you <text>",
-        "*   /help                this help",
-        "*   /quit                leave and disconnect",
-        "* any other line is sent to your room; start it with // to send a line beginning with /",
+        "*** commands:",
+        "***   /who                 list the users in your room",
+        "***   /rooms               list the rooms and how many are in each",
+        "***   /join <room>         move to another room",
+        "***   /msg <user> <text>   send a private message to a user in your room",
+        "***   /me <text>           say what you are doing: * you <text>",
+        "***   /help                this help",
+        "***   /quit                leave and disconnect",
+        "*** any other line is sent to your room; start it with // to send a line beginning with /",
     ]
     .iter()
     .map(|l| line(&[l]))
     .chain([line(&[
-        "* before joining: ",
+        "*** before joining: ",
         JOIN_SYNTAX,
         " (names: ",
         NAME_RULES,
@@ -158,8 +250,12 @@ pub mod reason {
     pub const BAD_ROOM: &str = "invalid room name (1-20 characters from A-Z a-z 0-9 _ - . #)";
     /// A user name outside the allowed alphabet or length.
     pub const BAD_USER: &str = "invalid user name (1-20 characters from A-Z a-z 0-9 _ - . #)";
-    /// The name is taken in that room, in any case.
+    /// The name, or a look-alike of it, is taken in that room.
     pub const NAME_TAKEN: &str = "name taken";
+    /// The user name `ERROR` or a look-alike of it.
+    pub const RESERVED_NAME: &str = "that user name is reserved";
+    /// An HTTP request on a chat port, before the hint where the page is.
+    pub const NOT_HTTP: &str = "this is a chat port, not a web server";
     /// `/join` of the room the user is in.
     pub const SAME_ROOM: &str = "already in that room";
     /// `/msg` to a user not in the room.
@@ -222,15 +318,70 @@ mod tests {
 
     #[test]
     fn lists_sort_by_byte_value() {
-        let line = who(n("r"), vec![n("bob"), n("Zed"), n("_x"), n("alice")]);
-        assert_eq!(&line[..], b"* users in r: Zed, _x, alice, bob\r\n");
-        let line = rooms(vec![(n("b"), 1), (n("B"), 2)]);
-        assert_eq!(&line[..], b"* rooms: B (2), b (1)\r\n");
-        assert_eq!(&rooms(vec![])[..], b"* rooms: none\r\n");
+        let line = who(n("r"), vec![n("bob"), n("Zed"), n("_x"), n("alice")], 0);
+        assert_eq!(&line[..], b"*** users in r: Zed, _x, alice, bob\r\n");
+        let line = rooms(vec![(n("b"), 1), (n("B"), 2)], 0);
+        assert_eq!(&line[..], b"*** rooms: B (2), b (1)\r\n");
+        assert_eq!(&rooms(vec![], 0)[..], b"*** rooms: none\r\n");
+    }
+
+    fn numbered(count: usize) -> Vec<Name> {
+        (0..count).rev().map(|i| n(&format!("u{i:04}"))).collect()
     }
 
     #[test]
-    fn help_lines_start_with_star() {
-        assert!(help().iter().all(|l| l.starts_with(b"* ")));
+    fn who_lists_the_first_hundred_by_byte_value() {
+        let line = who(n("r"), numbered(250), 0);
+        let text = std::str::from_utf8(&line).unwrap();
+        let (head, list) = text.trim_end().split_once(": ").unwrap();
+        assert_eq!(head, "*** users in r (first 100 of 250)");
+        let names: Vec<&str> = list.split(", ").collect();
+        let want: Vec<String> = (0..100).map(|i| format!("u{i:04}")).collect();
+        assert_eq!(names, want);
+        let exactly = who(n("r"), numbered(100), 0);
+        assert!(exactly.starts_with(b"*** users in r: u0000, "));
+    }
+
+    #[test]
+    fn rooms_lists_the_hundred_largest_by_byte_value() {
+        let mut all: Vec<(Name, usize)> = (0..150).map(|i| (n(&format!("r{i:03}")), 1)).collect();
+        all.push((n("zz"), 5));
+        all.push((n("a"), 5));
+        let line = rooms(all, 0);
+        let text = std::str::from_utf8(&line).unwrap();
+        let (head, list) = text.trim_end().split_once(": ").unwrap();
+        assert_eq!(head, "*** rooms (100 largest of 152)");
+        let listed: Vec<&str> = list.split(", ").collect();
+        assert_eq!(listed.len(), 100);
+        assert_eq!(listed[0], "a (5)");
+        assert_eq!(listed[1], "r000 (1)", "ties go by byte value");
+        assert_eq!(listed[98], "r097 (1)");
+        assert_eq!(listed[99], "zz (5)");
+    }
+
+    #[test]
+    fn no_list_is_longer_than_its_budget() {
+        for budget in [200, 500, 1000] {
+            let line = who(n("r"), numbered(300), budget);
+            assert!(line.len() <= budget, "{} > {budget}", line.len());
+            assert!(line.starts_with(b"*** users in r (first "));
+            let rooms_line = rooms(numbered(300).into_iter().map(|u| (u, 3)).collect(), budget);
+            assert!(rooms_line.len() <= budget);
+        }
+    }
+
+    #[test]
+    fn message_text_follows_the_whitespace_rule() {
+        let spaced = format!("a\t{}b", " ".repeat(20));
+        assert_eq!(&said(n("bob"), &spaced)[..], b"bob: a        b\r\n");
+        assert_eq!(&private(n("bob"), "x\ty")[..], b"bob (private): x y\r\n");
+    }
+
+    #[test]
+    fn server_lines_start_with_three_stars() {
+        assert!(help().iter().all(|l| l.starts_with(b"*** ")));
+        for notice in [SHUTTING_DOWN, CLUSTER_LINK_LOST, CLUSTER_LINK_RESTORED] {
+            assert!(notice.starts_with(b"*** "));
+        }
     }
 }

@@ -110,6 +110,9 @@ impl<R: AsyncRead + Unpin + Send + 'static> LineReader for StreamReader<R> {
             } else {
                 match self.read_more().await? {
                     Some(ready) => ready,
+                    // The peer closed its side (TCP FIN, TLS close_notify):
+                    // an unterminated last line still counts.
+                    None if self.decoder.end_of_input() => true,
                     None => return Ok(None),
                 }
             };

@@ -129,7 +129,7 @@ mod tests {
             &b"Welcome! Use the command:"[..],
             b"JOIN <ROOMNAME> <USERNAME>",
             b"* bob waves",
-            b"* users in r: a, b",
+            b"*** users in r: a, b",
             b"bob (private): hi",
             b"",
         ] {
