@@ -11,64 +11,9 @@ use common::ServerLines;
 use std::net::SocketAddr;
 
 use chatgate::server::ListenerKind;
+use common::TestServer;
 use common::clients::Conn;
-use common::{TestServer, WAIT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-
-/// A parsed response: status code, lower-cased headers, body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-async fn request(addr: SocketAddr, head: &str) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    let read_all = async {
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut chunk).await.expect("read");
-            raw.extend_from_slice(&chunk[..n]);
-            // A 101 keeps the connection open as a WebSocket: stop at its head.
-            let upgraded =
-                raw.starts_with(b"HTTP/1.1 101") && raw.windows(4).any(|w| w == b"\r\n\r\n");
-            if n == 0 || upgraded {
-                break;
-            }
-        }
-    };
-    timeout(WAIT, read_all).await.expect("response in time");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok());
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status: status.expect("status code"),
-        headers,
-        body: body.to_owned(),
-    }
-}
+use common::http::{metric, request};
 
 async fn http_server(extra: &[&str]) -> (TestServer, SocketAddr) {
     let mut flags = vec!["--http", "127.0.0.1:0"];
@@ -145,15 +90,6 @@ async fn only_get_is_allowed() {
     assert_eq!(post.status, 405);
 }
 
-/// The value of a metric line like `name{labels} 3`.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-}
-
 #[tokio::test]
 async fn metrics_follow_traffic() {
     let (server, http) = http_server(&["--rate", "1"]).await;
@@ -192,27 +128,127 @@ async fn metrics_follow_traffic() {
     );
 }
 
+/// A WebSocket upgrade request from a page of `origin` (none: no header).
+fn upgrade(origin: Option<&str>, host: Option<&str>) -> String {
+    let mut head = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        .to_owned();
+    if let Some(origin) = origin {
+        head.push_str(&format!("\r\nOrigin: {origin}"));
+    }
+    if let Some(host) = host {
+        head.push_str(&format!("\r\nHost: {host}"));
+    }
+    head
+}
+
 #[tokio::test]
-async fn websocket_from_a_foreign_origin_is_refused() {
+async fn websocket_from_a_foreign_origin_is_refused_with_the_flag_to_set() {
     let (_server, http) = http_server(&["--allowed-origin", "https://chat.example"]).await;
-    let upgrade = |origin: &str| {
-        format!(
-            "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}"
-        )
-    };
+    let refused = request(http, &upgrade(Some("http://evil.example"), None)).await;
+    assert_eq!(refused.status, 403);
     assert_eq!(
-        request(http, &upgrade("http://evil.example")).await.status,
-        403
+        refused.body.trim_end().lines().count(),
+        1,
+        "{:?}",
+        refused.body
     );
-    assert_eq!(
-        request(http, &upgrade("https://chat.example")).await.status,
-        101
+    assert!(
+        refused.body.contains("--allowed-origin"),
+        "{:?}",
+        refused.body
     );
-    assert_eq!(
-        request(http, &upgrade(&format!("http://{http}")))
-            .await
-            .status,
-        101
+    for allowed in ["https://chat.example", "https://chat.example:443"] {
+        let answer = request(http, &upgrade(Some(allowed), None)).await;
+        assert_eq!(answer.status, 101, "{allowed}");
+    }
+}
+
+#[tokio::test]
+async fn own_names_and_the_dialled_ip_are_allowed_by_default() {
+    let (_server, http) = http_server(&[]).await;
+    let host = http.to_string();
+    for origin in [
+        format!("http://{http}"),
+        "http://127.0.0.1:3000".to_owned(),
+        "https://localhost".to_owned(),
+        "http://LOCALHOST:9".to_owned(),
+    ] {
+        let answer = request(http, &upgrade(Some(&origin), Some(&host))).await;
+        assert_eq!(answer.status, 101, "{origin}");
+    }
+    let no_origin = request(http, &upgrade(None, Some(&host))).await;
+    assert_eq!(no_origin.status, 101, "scripts send no Origin");
+    let other_ip = request(http, &upgrade(Some("http://127.0.0.2"), Some(&host))).await;
+    assert_eq!(other_ip.status, 403);
+}
+
+#[tokio::test]
+async fn dns_rebinding_and_null_origins_are_refused() {
+    let (_server, http) = http_server(&[]).await;
+    // Under DNS rebinding the attacker's name points at this server, so the
+    // browser sends the attacker's name in both headers.
+    let rebound = request(
+        http,
+        &upgrade(Some("http://evil.example:8080"), Some("evil.example:8080")),
+    )
+    .await;
+    assert_eq!(rebound.status, 403);
+    let null = request(http, &upgrade(Some("null"), None)).await;
+    assert_eq!(null.status, 403);
+    let garbage = request(http, &upgrade(Some("not an origin"), None)).await;
+    assert_eq!(garbage.status, 403);
+}
+
+#[tokio::test]
+async fn allowed_origins_may_be_a_comma_separated_list() {
+    let (_server, http) = http_server(&[
+        "--allowed-origin",
+        "https://a.example, http://b.example:8080/",
+        "--allowed-origin",
+        "https://c.example",
+    ])
+    .await;
+    for origin in [
+        "https://a.example",
+        "http://b.example:8080",
+        "https://c.example",
+    ] {
+        assert_eq!(
+            request(http, &upgrade(Some(origin), None)).await.status,
+            101
+        );
+    }
+    let wrong_port = request(http, &upgrade(Some("http://b.example"), None)).await;
+    assert_eq!(wrong_port.status, 403);
+}
+
+#[tokio::test]
+async fn plain_http_on_the_https_port_is_told_to_use_https() {
+    let cert = common::clients::TestCert::new();
+    let mut flags = vec!["--https", "127.0.0.1:0"];
+    let cert_flags = cert.flags();
+    flags.extend(cert_flags.iter().map(String::as_str));
+    let server = TestServer::start(&flags).await;
+    let https = server.addr(ListenerKind::Https);
+    let answer = request(https, "GET / HTTP/1.1\r\nHost: chat.example:8443").await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body.contains("https://chat.example:8443/"),
+        "{:?}",
+        answer.body
     );
+}
+
+#[tokio::test]
+async fn a_browser_on_the_chat_port_is_pointed_at_the_page() {
+    let (server, http) = http_server(&[]).await;
+    let mut browser = server.connect_welcomed().await;
+    browser
+        .send_raw(b"GET / HTTP/1.1\r\nHost: localhost:1234\r\nUser-Agent: x\r\n\r\n")
+        .await;
+    let hint = browser.read_line().await;
+    assert!(hint.starts_with("ERROR "), "{hint:?}");
+    assert!(hint.contains(&format!(":{}/", http.port())), "{hint:?}");
+    browser.skip_to_close().await;
 }

@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub mod clients;
+pub mod http;
 pub mod nats;
 
 use chatgate::server::ListenerKind;
