@@ -160,6 +160,7 @@ async fn on_read(
             session.line_too_long()
         }
         Err(ReadError::BadUtf8) => session.bad_utf8(),
+        Err(ReadError::Protocol) => session.protocol_error(),
     };
     if flow == Flow::Claim {
         flow = claim(session, ctx).await;
@@ -199,8 +200,8 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, ctx: Arc<
         let next = tokio::select! {
             next = poll_fn(|cx| outbox.poll_next(cx, &mut batch)) => next,
             alive = writer.heartbeat() => {
-                if alive.is_err() {
-                    outbox.kill(CloseReason::PeerGone);
+                if let Err(reason) = alive {
+                    outbox.kill(reason);
                 }
                 continue;
             }

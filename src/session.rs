@@ -242,6 +242,12 @@ impl Session {
         self.end_with_error(reason::BAD_UTF8, CloseReason::BadUtf8)
     }
 
+    /// The peer sent a WebSocket frame that breaks RFC 6455.
+    pub fn protocol_error(&mut self) -> Flow {
+        self.flush();
+        self.end_with_error(reason::PROTOCOL_ERROR, CloseReason::ProtocolError)
+    }
+
     /// The server is stopping.
     pub fn shutdown(&mut self) -> Flow {
         self.flush();

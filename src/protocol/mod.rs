@@ -52,8 +52,13 @@ pub enum CloseReason {
     TooSlow,
     /// A line or message over the length limit.
     LineTooLong,
-    /// A WebSocket text message that is not UTF-8.
+    /// A WebSocket text message, or a close frame's reason, that is not
+    /// UTF-8.
     BadUtf8,
+    /// A WebSocket frame that breaks RFC 6455.
+    ProtocolError,
+    /// A WebSocket peer that did not answer a ping by the next one.
+    MissedPing,
     /// The server is stopping.
     Shutdown,
     /// A connection limit was hit before the session started.
@@ -69,10 +74,12 @@ impl CloseReason {
         match self {
             CloseReason::Quit | CloseReason::PeerGone => 1000,
             CloseReason::Shutdown => 1001,
+            CloseReason::ProtocolError => 1002,
             CloseReason::BadUtf8 => 1007,
             CloseReason::TooManyAttempts
             | CloseReason::LoginTimeout
             | CloseReason::TooSlow
+            | CloseReason::MissedPing
             | CloseReason::WrongPort => 1008,
             CloseReason::LineTooLong => 1009,
             CloseReason::Overloaded => 1013,
@@ -89,6 +96,8 @@ impl CloseReason {
             CloseReason::TooSlow => "too_slow",
             CloseReason::LineTooLong => "too_long",
             CloseReason::BadUtf8 => "bad_utf8",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::MissedPing => "missed_ping",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Overloaded => "overloaded",
             CloseReason::WrongPort => "wrong_port",

@@ -276,6 +276,8 @@ pub mod reason {
     pub const TOO_MANY_FROM_IP: &str = "too many connections from your address";
     /// A WebSocket text message that is not UTF-8.
     pub const BAD_UTF8: &str = "invalid UTF-8";
+    /// A WebSocket frame that breaks RFC 6455.
+    pub const PROTOCOL_ERROR: &str = "protocol error";
 }
 
 #[cfg(test)]

@@ -43,9 +43,13 @@ pub enum ReadError {
     /// A line or message over the protocol's limit.
     #[error("line too long")]
     LineTooLong,
-    /// A WebSocket text message that is not UTF-8.
-    #[error("invalid UTF-8 in a text message")]
+    /// A WebSocket text message, or a close frame's reason, that is not
+    /// UTF-8.
+    #[error("invalid UTF-8 in a text message or close reason")]
     BadUtf8,
+    /// A WebSocket frame that breaks RFC 6455.
+    #[error("WebSocket protocol error")]
+    Protocol,
     /// The connection failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -78,11 +82,11 @@ pub trait LineWriter: Send + 'static {
     /// (a close frame with its code, TLS close_notify, a TCP FIN).
     fn close(&mut self, reason: CloseReason) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Keeps the connection checked while idle: resolves with an error when
-    /// the peer is found dead, and never resolves for transports with no
-    /// keep-alive of their own. Must be cancel-safe; the writer polls it
-    /// alongside its queue.
-    fn heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+    /// Keeps the connection checked while idle: resolves with the reason to
+    /// close when the peer is found dead or its socket fails, and never
+    /// resolves for transports with no keep-alive of their own. Must be
+    /// cancel-safe; the writer polls it alongside its queue.
+    fn heartbeat(&mut self) -> impl Future<Output = Result<(), CloseReason>> + Send {
         std::future::pending()
     }
 

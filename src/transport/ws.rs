@@ -15,10 +15,21 @@
 //! of frames into one buffer and writes it at once, the way the TCP
 //! transport writes lines, instead of pushing each line through
 //! tungstenite's message machinery for every recipient. The control
-//! frames tungstenite itself writes while reading (pongs, the echo
-//! of a peer's close) go into a small [`Control`] queue that the writer
-//! sends between batches, so only one task ever writes to the socket and
-//! frames are never interleaved.
+//! frames tungstenite itself writes while reading go into a small
+//! [`Control`] queue that the writer sends between batches, so only one task
+//! ever writes to the socket and frames are never interleaved. Only pongs
+//! pass that queue: the one close frame a connection sends is the writer's,
+//! with the session's code.
+//!
+//! Before tungstenite sees a byte, a [`FrameCheck`] follows the client's
+//! frame headers in the raw input and holds back the first frame that
+//! breaks RFC 6455. tungstenite finds most such frames itself, but only
+//! once their whole payload is buffered (so a long one reads as a message
+//! over the limit, 1009, rather than a protocol error, 1002), and it turns a
+//! close code that may not be sent into an ordinary close (and refuses
+//! 1014, which may be). The checker also knows where frames end after
+//! tungstenite has given up, so that [`WsReader::discard`] can drain the raw
+//! socket up to the peer's close frame.
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,11 +41,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control as OpCtl, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -101,6 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Ws<S> {
         let inbound = Inbound {
             read,
             control: control.clone(),
+            frames: FrameCheck::default(),
         };
         let ws = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config())).await;
         Ws {
@@ -157,18 +170,32 @@ struct Control {
 }
 
 impl Control {
+    /// Queues the pongs among `frames`, which hold whole frames. Anything
+    /// else tungstenite writes is dropped: the echo of a peer's close (and,
+    /// for a close code it refuses, a 1002 of its own) would be a second
+    /// close frame next to the writer's.
     fn push(&self, frames: &[u8]) {
         let mut queued = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
-        if queued.len() + frames.len() > MAX_CONTROL_BYTES {
-            // Whole frames only ever arrive here, so dropping what is
-            // queued leaves a well-formed stream.
-            queued.clear();
+        let mut rest = frames;
+        while let Some((frame, tail)) = split_frame(rest) {
+            rest = tail;
+            if frame.first().map(|b| b & 0x0F) != Some(u8::from(OpCode::Control(OpCtl::Pong))) {
+                continue;
+            }
+            if queued.len() + frame.len() > MAX_CONTROL_BYTES {
+                // Whole frames only, so dropping what is queued leaves a
+                // well-formed stream.
+                queued.clear();
+            }
+            if frame.len() <= MAX_CONTROL_BYTES {
+                queued.extend_from_slice(frame);
+            }
         }
-        if frames.len() <= MAX_CONTROL_BYTES {
-            queued.extend_from_slice(frames);
-        }
+        let any = !queued.is_empty();
         drop(queued);
-        self.ready.notify_one();
+        if any {
+            self.ready.notify_one();
+        }
     }
 
     /// Moves whatever is queued to the end of `out`.
@@ -183,9 +210,15 @@ impl Control {
 /// write side that queues whole frames for the writer task. tungstenite
 /// hands over its whole output buffer in one write, and this side takes it
 /// all at once, so what lands in the queue is always whole frames.
+///
+/// Reading passes every byte through the [`FrameCheck`]. When it finds a
+/// frame that breaks RFC 6455, tungstenite gets the bytes before that
+/// frame's offending byte (so the messages ahead of it still count) and then
+/// an error carrying the [`Violation`], never the frame itself.
 struct Inbound<S> {
     read: ReadHalf<S>,
     control: Arc<Control>,
+    frames: FrameCheck,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Inbound<S> {
@@ -194,7 +227,44 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inbound<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
+        if let Some(violation) = self.frames.fault {
+            return Poll::Ready(Err(violation.into()));
+        }
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut self.read).poll_read(cx, buf))?;
+        let Some(at) = self
+            .frames
+            .feed(buf.filled().get(before..).unwrap_or_default())
+        else {
+            return Poll::Ready(Ok(()));
+        };
+        match self.frames.fault {
+            // No new byte would read as the end of the stream.
+            Some(violation) if at == 0 => Poll::Ready(Err(violation.into())),
+            _ => {
+                buf.set_filled(before + at);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> Inbound<S> {
+    /// Reads and discards raw input until the peer's close frame has
+    /// passed, the stream ends or fails. After a violation, frame
+    /// boundaries mean nothing any more, and only the end of the stream
+    /// (or the caller's timeout) stops it.
+    async fn drain(&mut self) {
+        if self.frames.closed {
+            return;
+        }
+        let mut chunk = vec![0; READ_BUFFER];
+        while let Ok(n @ 1..) = self.read.read(&mut chunk).await {
+            self.frames.feed(chunk.get(..n).unwrap_or_default());
+            if self.frames.closed {
+                return;
+            }
+        }
     }
 }
 
@@ -215,6 +285,252 @@ impl<S> AsyncWrite for Inbound<S> {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+}
+
+/// Longest frame header: two bytes, a 64-bit length and a mask key.
+const MAX_HEADER: usize = 14;
+
+/// Longest payload of a control frame (RFC 6455, 5.5).
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// The RFC 6455 violations the [`FrameCheck`] finds in a client's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Violation {
+    #[error("unmasked client frame")]
+    Unmasked,
+    #[error("reserved bits set")]
+    ReservedBits,
+    #[error("reserved opcode {0:#x}")]
+    ReservedOpcode(u8),
+    #[error("continuation frame with no message open")]
+    StrayContinuation,
+    #[error("new message inside a fragmented one")]
+    NestedMessage,
+    #[error("fragmented control frame")]
+    FragmentedControl,
+    #[error("control frame over 125 bytes")]
+    LongControl,
+    #[error("64-bit frame length with its top bit set")]
+    LengthTopBit,
+    #[error("close frame with a 1-byte payload")]
+    ShortClose,
+    #[error("close code {0} may not be sent")]
+    CloseCode(u16),
+    /// A violation tungstenite found and the checker did not.
+    #[error("protocol error found by tungstenite")]
+    Tungstenite,
+}
+
+impl From<Violation> for io::Error {
+    fn from(violation: Violation) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, violation)
+    }
+}
+
+/// Whether a close frame may carry `code` (RFC 6455, 7.4): 1000 to 1003,
+/// 1007 to 1014 and 3000 to 4999. 1004 is reserved; 1005, 1006 and 1015
+/// only ever stand for a missing code; the rest is unassigned.
+fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// What the checker knows of the frame whose payload is passing.
+#[derive(Debug, Clone, Copy)]
+struct Payload {
+    /// Bytes still to come.
+    left: u64,
+    /// A close frame.
+    close: bool,
+    /// Its mask key; zeros for an unmasked frame.
+    mask: [u8; 4],
+    /// Payload bytes seen so far, counted up to the close code's two.
+    seen: usize,
+    /// The close code, as far as it has arrived, unmasked.
+    code: u16,
+    /// The header passed the checks, so the frame's end is a real frame
+    /// boundary; after a violation, what follows is only bytes.
+    trusted: bool,
+}
+
+/// Follows the frames of a client's raw input, header by header, and finds
+/// the first one that breaks RFC 6455 (no extension is ever negotiated, so
+/// any reserved bit is one). It keeps one header and a few flags, never a
+/// payload, so it costs the same whatever the peer sends.
+#[derive(Debug, Default)]
+struct FrameCheck {
+    /// The header being read.
+    header: [u8; MAX_HEADER],
+    header_len: usize,
+    /// The frame whose payload is passing, once its header is whole.
+    payload: Option<Payload>,
+    /// A data message has begun and not ended.
+    fragmented: bool,
+    /// The peer's close frame has passed whole.
+    closed: bool,
+    /// The first violation; nothing after it is checked.
+    fault: Option<Violation>,
+}
+
+impl FrameCheck {
+    /// Follows `bytes`, the next of the input. When the first violation is
+    /// in them, returns its offset: that of the byte completing the
+    /// offending header or close code, so the bytes before it never hold
+    /// the whole offending frame.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut found = None;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let offset = bytes.len() - rest.len();
+            match &mut self.payload {
+                Some(payload) => {
+                    let take = usize::try_from(payload.left)
+                        .map_or(rest.len(), |left| left.min(rest.len()));
+                    let (now, later) = rest.split_at_checked(take).unwrap_or((rest, &[]));
+                    rest = later;
+                    if payload.close && payload.seen < 2 {
+                        for (i, &byte) in now.iter().take(2 - payload.seen).enumerate() {
+                            let key = payload.mask.get(payload.seen).copied().unwrap_or(0);
+                            payload.code = (payload.code << 8) | u16::from(byte ^ key);
+                            payload.seen += 1;
+                            let checked = payload.trusted && self.fault.is_none();
+                            if payload.seen == 2 && checked && !close_code_allowed(payload.code) {
+                                self.fault = Some(Violation::CloseCode(payload.code));
+                                found = Some(offset + i);
+                            }
+                        }
+                    }
+                    payload.left = payload.left.saturating_sub(now.len() as u64);
+                    if payload.left == 0 {
+                        self.end_frame();
+                    }
+                }
+                None => {
+                    let Some((&byte, later)) = rest.split_first() else {
+                        break;
+                    };
+                    rest = later;
+                    if let Some(slot) = self.header.get_mut(self.header_len) {
+                        *slot = byte;
+                        self.header_len += 1;
+                    }
+                    let head = self.header.get(..self.header_len).unwrap_or_default();
+                    if head.len() == header_len(head) {
+                        if let Err(violation) = self.start_frame() {
+                            self.fault = Some(violation);
+                            found = Some(offset);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The header is whole: checks it, unless checking is over, and starts
+    /// following its payload.
+    fn start_frame(&mut self) -> Result<(), Violation> {
+        let header = self.header;
+        let head = header.get(..self.header_len).unwrap_or_default();
+        self.header_len = 0;
+        let Some((&[first, second], rest)) = head.split_first_chunk::<2>() else {
+            return Ok(());
+        };
+        let (length, rest) = match second & 0x7F {
+            126 => rest
+                .split_first_chunk::<2>()
+                .map(|(len, rest)| (u64::from(u16::from_be_bytes(*len)), rest)),
+            127 => rest
+                .split_first_chunk::<8>()
+                .map(|(len, rest)| (u64::from_be_bytes(*len), rest)),
+            short => Some((u64::from(short), rest)),
+        }
+        .unwrap_or((0, &[]));
+        let checking = self.fault.is_none() && !self.closed;
+        let verdict = if checking {
+            self.check(first, second, length)
+        } else {
+            Ok(())
+        };
+        self.payload = Some(Payload {
+            left: length,
+            close: first & 0x0F == 0x8,
+            mask: rest.first_chunk::<4>().copied().unwrap_or_default(),
+            seen: 0,
+            code: 0,
+            trusted: checking && verdict.is_ok(),
+        });
+        if length == 0 {
+            self.end_frame();
+        }
+        verdict
+    }
+
+    /// The RFC 6455 rules a header alone shows (sections 5.1 to 5.5).
+    fn check(&mut self, first: u8, second: u8, length: u64) -> Result<(), Violation> {
+        let fin = first & 0x80 != 0;
+        if first & 0x70 != 0 {
+            return Err(Violation::ReservedBits);
+        }
+        if second & 0x80 == 0 {
+            return Err(Violation::Unmasked);
+        }
+        if length >> 63 != 0 {
+            return Err(Violation::LengthTopBit);
+        }
+        // Raw opcodes (RFC 6455, 5.2): 0x0 continuation, 0x1 text,
+        // 0x2 binary, 0x8 close, 0x9 ping, 0xA pong; the rest is reserved.
+        match first & 0x0F {
+            0x0 if !self.fragmented => Err(Violation::StrayContinuation),
+            0x1 | 0x2 if self.fragmented => Err(Violation::NestedMessage),
+            0x0..=0x2 => {
+                self.fragmented = !fin;
+                Ok(())
+            }
+            0x8..=0xA if !fin => Err(Violation::FragmentedControl),
+            0x8..=0xA if length > MAX_CONTROL_PAYLOAD => Err(Violation::LongControl),
+            0x8 if length == 1 => Err(Violation::ShortClose),
+            0x8..=0xA => Ok(()),
+            reserved => Err(Violation::ReservedOpcode(reserved)),
+        }
+    }
+
+    /// The payload has passed whole.
+    fn end_frame(&mut self) {
+        if let Some(payload) = self.payload.take() {
+            self.closed |= payload.close && payload.trusted;
+        }
+    }
+
+    /// tungstenite refused something the checker let through: the frame
+    /// boundaries that follow are not to be trusted either.
+    fn distrust(&mut self) {
+        self.fault.get_or_insert(Violation::Tungstenite);
+    }
+}
+
+/// The length of a frame header that starts with `head`, as far as its
+/// first two bytes tell (two until they are there).
+fn header_len(head: &[u8]) -> usize {
+    let Some(&second) = head.get(1) else {
+        return 2;
+    };
+    let length = match second & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    2 + length + mask
+}
+
+/// Splits the first frame off `frames`, which tungstenite wrote whole.
+fn split_frame(frames: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut cursor = io::Cursor::new(frames);
+    let (_, length) = FrameHeader::parse(&mut cursor).ok()??;
+    let end = usize::try_from(cursor.position())
+        .ok()?
+        .checked_add(usize::try_from(length).ok()?)?;
+    frames.split_at_checked(end)
 }
 
 /// Reads messages and hands out their lines one at a time.
@@ -250,13 +566,25 @@ impl<S> WsReader<S> {
     }
 }
 
-/// Maps a read failure; a connection that closed normally is `Ok`.
+/// Maps a read failure; a connection that ended without a fault (closed
+/// normally, or cut without a close frame) is `Ok`.
+///
+/// The checker in [`Inbound`] finds every violation first, so of
+/// tungstenite's own protocol errors only the end of the stream without a
+/// close frame is expected; the others still mean a protocol error.
 fn read_error(e: tungstenite::Error) -> Result<(), ReadError> {
+    use tungstenite::Error;
     match e {
-        tungstenite::Error::Capacity(_) => Err(ReadError::LineTooLong),
-        tungstenite::Error::Utf8(_) => Err(ReadError::BadUtf8),
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => Ok(()),
-        tungstenite::Error::Io(e) => Err(ReadError::Io(e)),
+        Error::Capacity(_) => Err(ReadError::LineTooLong),
+        Error::Utf8(_) => Err(ReadError::BadUtf8),
+        Error::ConnectionClosed
+        | Error::AlreadyClosed
+        | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ok(()),
+        Error::Protocol(_) => Err(ReadError::Protocol),
+        Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<Violation>()) => {
+            Err(ReadError::Protocol)
+        }
+        Error::Io(e) => Err(ReadError::Io(e)),
         other => Err(ReadError::Io(io::Error::other(other))),
     }
 }
@@ -270,7 +598,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineReader for WsReader
             }
             let message = match self.ws.next().await {
                 None => return Ok(None),
-                Some(Err(e)) => return read_error(e).map(|()| None),
+                Some(Err(e)) => {
+                    let read = read_error(e);
+                    if matches!(read, Err(ReadError::Protocol)) {
+                        self.ws.get_mut().frames.distrust();
+                    }
+                    return read.map(|()| None);
+                }
                 Some(Ok(message)) => message,
             };
             self.message = match message {
@@ -281,7 +615,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineReader for WsReader
                     continue;
                 }
                 // The writer answers with its own close frame, carrying the
-                // session's code; tungstenite's echo stays unsent.
+                // session's code; tungstenite's echo never passes the
+                // control queue.
                 Message::Close(_) => return Ok(None),
                 Message::Ping(_) | Message::Frame(_) => continue,
             };
@@ -291,8 +626,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineReader for WsReader
         }
     }
 
+    /// Drains the raw socket: after an error tungstenite reads no more,
+    /// and after a clean end there is nothing left for it to say.
     async fn discard(&mut self) {
-        while let Some(Ok(_)) = self.ws.next().await {}
+        self.ws.get_mut().drain().await;
     }
 }
 
@@ -329,18 +666,19 @@ impl<S: AsyncWrite + Unpin> WsWriter<S> {
         self.io.flush().await
     }
 
-    /// Queues a ping if one is due, or fails if the last one went
-    /// unanswered.
-    fn ping(&mut self, interval: Duration) -> io::Result<()> {
+    /// Queues a ping if one is due, or gives up on the peer if the last
+    /// one went unanswered.
+    fn ping(&mut self, interval: Duration) -> Result<(), CloseReason> {
         let answered = self.ponged.swap(false, Ordering::Relaxed);
         if self.awaiting_pong && !answered {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "no pong"));
+            return Err(CloseReason::MissedPing);
         }
         self.next_ping = Some(Instant::now() + interval);
         self.awaiting_pong = true;
+        // An empty ping is two bytes written to a vector: it cannot fail.
         Frame::ping(Bytes::new())
             .format(self.out.buf())
-            .map_err(frame_error)
+            .map_err(|_| CloseReason::PeerGone)
     }
 }
 
@@ -376,11 +714,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter
         self.write_out().await
     }
 
-    async fn heartbeat(&mut self) -> io::Result<()> {
+    async fn heartbeat(&mut self) -> Result<(), CloseReason> {
         let control = self.control.clone();
         loop {
             if !self.out.is_empty() {
-                return self.write_out().await;
+                return self.write_out().await.map_err(|_| CloseReason::PeerGone);
             }
             let due = self.next_ping;
             tokio::select! {
@@ -403,13 +741,382 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> LineWriter for WsWriter
 mod tests {
     use super::*;
     use std::time::Duration;
-    use tokio::io::duplex;
+    use tokio::io::{AsyncWriteExt, duplex};
     use tokio::time::timeout;
 
     fn pong(n: u8) -> Vec<u8> {
         let mut frame = Vec::new();
         Frame::pong(vec![n; 100]).format(&mut frame).unwrap();
         frame
+    }
+
+    /// A client frame: `first` is FIN, RSV and opcode; masked with a fixed
+    /// key unless `masked` is false.
+    fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+        const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        let mut frame = vec![first];
+        match payload.len() {
+            len @ 0..=125 => frame.push(mask_bit | len as u8),
+            len @ 126..=0xFFFF => {
+                frame.push(mask_bit | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                frame.push(mask_bit | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            frame.extend_from_slice(&KEY);
+            frame.extend(payload.iter().zip(KEY.iter().cycle()).map(|(b, k)| b ^ k));
+        } else {
+            frame.extend_from_slice(payload);
+        }
+        frame
+    }
+
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        client_frame(first, payload, true)
+    }
+
+    fn close_with(code: u16, reason: &[u8]) -> Vec<u8> {
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason);
+        masked(0x88, &payload)
+    }
+
+    /// Frame sequences, each ending in one violation, and where it is found:
+    /// the last header byte, or the second byte of a close code.
+    fn violations() -> Vec<(&'static str, Vec<u8>, Violation, usize)> {
+        let hello = masked(0x81, b"hello");
+        let head = |frame: &[u8]| frame.len() - 1;
+        let with_hello = |frame: Vec<u8>, at: usize| {
+            let mut bytes = hello.clone();
+            let offset = bytes.len();
+            bytes.extend(frame);
+            (bytes, offset + at)
+        };
+        let mut cases = Vec::new();
+        let mut case = |name, frame: Vec<u8>, violation, at: usize| {
+            let (bytes, at) = with_hello(frame, at);
+            cases.push((name, bytes, violation, at));
+        };
+        let unmasked = client_frame(0x81, b"hi", false);
+        case("unmasked", unmasked, Violation::Unmasked, 1);
+        for (name, first) in [("rsv1", 0xC1), ("rsv2", 0xA1), ("rsv3", 0x91)] {
+            case(name, masked(first, b"x"), Violation::ReservedBits, 5);
+        }
+        for op in (0x3..=0x7).chain(0xB..=0xF) {
+            case(
+                "reserved opcode",
+                masked(0x80 | op, b""),
+                Violation::ReservedOpcode(op),
+                5,
+            );
+        }
+        case(
+            "stray continuation",
+            masked(0x80, b"x"),
+            Violation::StrayContinuation,
+            5,
+        );
+        let mut nested = masked(0x01, b"part");
+        let at = nested.len() + 5;
+        nested.extend(masked(0x81, b"new"));
+        case("nested message", nested, Violation::NestedMessage, at);
+        let mut nested_binary = masked(0x02, b"part");
+        nested_binary.extend(masked(0x00, b"more"));
+        let at = nested_binary.len() + 5;
+        nested_binary.extend(masked(0x82, b"new"));
+        case("nested binary", nested_binary, Violation::NestedMessage, at);
+        case(
+            "fragmented ping",
+            masked(0x09, b""),
+            Violation::FragmentedControl,
+            5,
+        );
+        case(
+            "fragmented close",
+            masked(0x08, b""),
+            Violation::FragmentedControl,
+            5,
+        );
+        let long_ping = masked(0x89, &[0; 126]);
+        case(
+            "126-byte ping",
+            long_ping.clone(),
+            Violation::LongControl,
+            7,
+        );
+        let huge_pong = masked(0x8A, &[0; 70_000]);
+        case("70000-byte pong", huge_pong, Violation::LongControl, 13);
+        case(
+            "1-byte close",
+            masked(0x88, b"\x03"),
+            Violation::ShortClose,
+            5,
+        );
+        let mut top_bit = vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0];
+        top_bit.extend([1, 2, 3, 4]);
+        case(
+            "64-bit length top bit",
+            top_bit.clone(),
+            Violation::LengthTopBit,
+            head(&top_bit),
+        );
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            case(
+                "close code",
+                close_with(code, b"bye"),
+                Violation::CloseCode(code),
+                7,
+            );
+        }
+        cases
+    }
+
+    #[test]
+    fn the_checker_finds_each_violation_where_it_becomes_certain() {
+        for (name, bytes, violation, at) in violations() {
+            let mut check = FrameCheck::default();
+            assert_eq!(check.feed(&bytes), Some(at), "{name}");
+            assert_eq!(check.fault, Some(violation), "{name}");
+
+            // Byte by byte, as a slow peer sends it: the same verdict at the
+            // same place.
+            let mut check = FrameCheck::default();
+            let found: Vec<usize> = bytes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| check.feed(&[*b]).map(|_| i))
+                .collect();
+            assert_eq!(found, [at], "{name}, byte by byte");
+            assert_eq!(check.fault, Some(violation), "{name}, byte by byte");
+        }
+    }
+
+    #[test]
+    fn the_checker_lets_every_valid_frame_through() {
+        let mut bytes = Vec::new();
+        bytes.extend(masked(0x81, b"hello"));
+        bytes.extend(masked(0x82, &[0xff; 300]));
+        bytes.extend(masked(0x81, &[b'x'; 70_000]));
+        // A fragmented message with control frames between its fragments.
+        bytes.extend(masked(0x01, b"one "));
+        bytes.extend(masked(0x89, b"ping"));
+        bytes.extend(masked(0x00, b"two "));
+        bytes.extend(masked(0x8A, &[0; 125]));
+        bytes.extend(masked(0x80, b"three"));
+        bytes.extend(masked(0x81, b""));
+        bytes.extend(masked(0x89, b""));
+        for chunk in [1, 2, 3, 7, 13, 4096, bytes.len()] {
+            let mut check = FrameCheck::default();
+            for part in bytes.chunks(chunk) {
+                assert_eq!(check.feed(part), None, "chunks of {chunk}");
+            }
+            assert_eq!(check.fault, None);
+            assert!(!check.closed);
+            assert!(!check.fragmented);
+        }
+    }
+
+    #[test]
+    fn every_close_code_that_may_be_sent_passes_and_ends_the_input() {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1010, 1011, 1013, 1014, 3000, 4999,
+        ] {
+            let mut check = FrameCheck::default();
+            let close = close_with(code, b"bye");
+            assert_eq!(check.feed(&close), None, "{code}");
+            assert!(check.closed, "{code}");
+        }
+        let mut check = FrameCheck::default();
+        assert_eq!(check.feed(&masked(0x88, b"")), None, "no code at all");
+        assert!(check.closed);
+        // A close whose reason is not UTF-8 is tungstenite's to refuse,
+        // with 1007.
+        let mut check = FrameCheck::default();
+        assert_eq!(check.feed(&close_with(1000, b"\xff\xfe")), None);
+        assert!(check.closed);
+    }
+
+    #[test]
+    fn after_a_violation_nothing_counts_as_the_peers_close() {
+        let mut check = FrameCheck::default();
+        let mut bytes = client_frame(0x81, b"hi", false);
+        bytes.extend(close_with(1000, b""));
+        assert_eq!(check.feed(&bytes), Some(1));
+        assert!(!check.closed, "a close after garbage may be garbage too");
+
+        // A close frame with a bad code is still the peer's close.
+        let mut check = FrameCheck::default();
+        assert!(check.feed(&close_with(1004, b"")).is_some());
+        assert!(check.closed);
+    }
+
+    proptest::proptest! {
+        /// Whatever a peer sends, in whatever pieces, the checker neither
+        /// panics nor changes its verdict with the way the bytes are cut.
+        #[test]
+        fn the_checker_survives_any_input_cut_anywhere(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            frames in proptest::collection::vec(
+                (proptest::prelude::any::<u8>(), 0usize..200, proptest::bool::weighted(0.95)),
+                0..12,
+            ),
+            cuts in proptest::collection::vec(1usize..40, 1..40),
+        ) {
+            // Random frames (any first byte, mostly masked) reach deep into
+            // the checker's states; the junk after them anything else.
+            let mut bytes = Vec::new();
+            for (first, len, is_masked) in frames {
+                let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                bytes.extend(client_frame(first, &payload, is_masked));
+            }
+            bytes.extend(junk);
+            let mut whole = FrameCheck::default();
+            let at_once = whole.feed(&bytes);
+            let mut pieces = FrameCheck::default();
+            let mut found = None;
+            let mut rest = &bytes[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, later) = rest.split_at((*cut).min(rest.len()));
+                let offset = bytes.len() - rest.len();
+                if let Some(at) = pieces.feed(piece) {
+                    found = Some(offset + at);
+                }
+                rest = later;
+            }
+            proptest::prop_assert_eq!(at_once, found);
+            proptest::prop_assert_eq!(whole.fault, pieces.fault);
+            proptest::prop_assert_eq!(whole.closed, pieces.closed);
+        }
+    }
+
+    #[test]
+    fn only_pongs_pass_the_control_queue() {
+        let control = Control::default();
+        let mut written = Vec::new();
+        Frame::pong(b"a".to_vec()).format(&mut written).unwrap();
+        Frame::close(Some(CloseFrame {
+            code: 1002.into(),
+            reason: "Protocol violation".into(),
+        }))
+        .format(&mut written)
+        .unwrap();
+        Frame::pong(b"b".to_vec()).format(&mut written).unwrap();
+        control.push(&written);
+        let mut queued = Vec::new();
+        control.take_into(&mut queued);
+        let mut pongs = Vec::new();
+        Frame::pong(b"a".to_vec()).format(&mut pongs).unwrap();
+        Frame::pong(b"b".to_vec()).format(&mut pongs).unwrap();
+        assert_eq!(queued, pongs);
+    }
+
+    /// A server connection over a pipe, and the client's end of it.
+    async fn pipe() -> (WsReader<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (server_io, client_io) = duplex(64 * 1024);
+        let ws = Ws::accept(server_io, "127.0.0.1:1".parse().unwrap(), false, None).await;
+        let (reader, _writer) = ws.split();
+        (reader, client_io)
+    }
+
+    async fn line(
+        reader: &mut WsReader<tokio::io::DuplexStream>,
+    ) -> Result<Option<String>, String> {
+        match timeout(Duration::from_secs(5), reader.read_line()).await {
+            Ok(Ok(line)) => Ok(line.map(|l| String::from_utf8_lossy(l).into_owned())),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => panic!("no line"),
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_before_a_violation_count_and_the_violation_is_a_protocol_error() {
+        let (mut reader, mut client) = pipe().await;
+        let mut bytes = masked(0x81, b"first\nsecond");
+        bytes.extend(client_frame(0x81, b"unmasked", false));
+        client.write_all(&bytes).await.unwrap();
+        assert_eq!(line(&mut reader).await, Ok(Some("first".into())));
+        assert_eq!(line(&mut reader).await, Ok(Some("second".into())));
+        let err = timeout(Duration::from_secs(5), reader.read_line())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, ReadError::Protocol), "{err:?}");
+
+        // Garbage that looks like a close frame does not end the drain:
+        // only the end of the stream does.
+        client.write_all(&close_with(1000, b"")).await.unwrap();
+        client.write_all(&[0x78; 10_000]).await.unwrap();
+        let drained = tokio::spawn(async move {
+            reader.discard().await;
+        });
+        tokio::task::yield_now().await;
+        assert!(!drained.is_finished());
+        drop(client);
+        timeout(Duration::from_secs(5), drained)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_close_code_tungstenite_would_rewrite_is_a_protocol_error() {
+        let (mut reader, mut client) = pipe().await;
+        client.write_all(&close_with(1004, b"")).await.unwrap();
+        let err = timeout(Duration::from_secs(5), reader.read_line())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, ReadError::Protocol), "{err:?}");
+        // The bad close was the peer's last word: nothing to wait for.
+        timeout(Duration::from_secs(5), reader.discard())
+            .await
+            .unwrap();
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn after_an_oversized_message_the_drain_stops_at_the_peers_close() {
+        let (mut reader, mut client) = pipe().await;
+        let big = masked(0x82, &vec![b'x'; MAX_WS_MESSAGE + 1]);
+        let mut bytes = big;
+        bytes.extend(masked(0x81, b"more"));
+        bytes.extend(close_with(1000, b""));
+        let writing = tokio::spawn(async move {
+            client.write_all(&bytes).await.unwrap();
+            client
+        });
+        let err = timeout(Duration::from_secs(5), reader.read_line())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, ReadError::LineTooLong), "{err:?}");
+        timeout(Duration::from_secs(5), reader.discard())
+            .await
+            .unwrap();
+        // The client is still connected: the drain stopped at its close.
+        drop(writing.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_needs_no_drain() {
+        let (mut reader, mut client) = pipe().await;
+        let mut bytes = masked(0x81, b"bye");
+        bytes.extend(close_with(1000, b""));
+        client.write_all(&bytes).await.unwrap();
+        assert_eq!(line(&mut reader).await, Ok(Some("bye".into())));
+        assert_eq!(line(&mut reader).await, Ok(None));
+        timeout(Duration::from_secs(5), reader.discard())
+            .await
+            .unwrap();
+        drop(client);
     }
 
     #[test]
