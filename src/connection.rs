@@ -13,10 +13,11 @@
 //! more.
 //!
 //! Once the server has decided to close a connection, it is gone within
-//! [`CLOSE_BOUND`] whatever the peer does: the writer gets what is left of
-//! that time to flush the last lines and say goodbye (a peer that stopped
-//! reading cannot hold it, since the writer task is then aborted), and the
-//! rest is spent discarding input so the close is not turned into a reset.
+//! [`CLOSE_BOUND`] whatever the peer does: the writer gets [`CLOSE_TIMEOUT`]
+//! to flush the last lines and say goodbye (a peer that stopped reading
+//! cannot hold it longer: the writer task is then aborted), and what is
+//! left, at most [`LINGER_TIMEOUT`], is spent discarding input so the close
+//! is not turned into a reset. `tests/bounds.rs` holds the server to it.
 //! The connection's places under the connection caps are given back at the
 //! moment of the decision, not at the end of that goodbye.
 

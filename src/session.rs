@@ -413,8 +413,19 @@ impl Session {
         Flow::Continue
     }
 
+    /// Sends a multi-line answer, as many of its lines as fit in the
+    /// answer budget: an answer never overflows the asker's queue.
     fn reply_all(&self, lines: Vec<bytes::Bytes>) -> Flow {
-        self.outbox.push_all(lines);
+        let budget = match self.answer_budget() {
+            0 => usize::MAX,
+            n => n,
+        };
+        let mut used = 0;
+        let fitting = lines.into_iter().take_while(|line| {
+            used += line.len();
+            used <= budget
+        });
+        self.outbox.push_all(fitting);
         Flow::Continue
     }
 

@@ -138,6 +138,36 @@ async fn a_silent_tls_connection_over_the_limit_is_not_held_for_a_handshake() {
     );
 }
 
+/// The TLS handshake and the HTTP request headers each get 10 seconds; a
+/// little more for a busy machine.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(12);
+
+#[tokio::test]
+async fn a_silent_tls_handshake_and_a_silent_page_request_are_cut_in_time() {
+    let cert = TestCert::new();
+    let cert_flags = cert.flags();
+    let mut flags = vec![
+        "--tls",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ];
+    flags.extend(cert_flags.iter().map(String::as_str));
+    let server = TestServer::start(&flags).await;
+    let silent = [ListenerKind::Tls, ListenerKind::Https, ListenerKind::Http].map(|kind| {
+        let addr = server.addr(kind);
+        async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            (kind, closed_within(&mut stream, HANDSHAKE_WITHIN).await)
+        }
+    });
+    for (kind, closed) in futures_util::future::join_all(silent).await {
+        assert!(closed, "a silent {} connection was kept", kind.as_str());
+    }
+}
+
 #[tokio::test]
 async fn page_connections_are_capped_per_address_and_in_all() {
     let (server, http) = {
@@ -193,12 +223,12 @@ async fn start_with_fd_limit(
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start chatgate");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut addr = |line: Option<String>, kind: &str| -> SocketAddr {
+    let addr = |line: Option<String>, kind: &str| -> SocketAddr {
         let line = line.expect("a startup line");
         line.strip_prefix(&format!("listening {kind} "))
             .and_then(|a| a.parse().ok())
@@ -233,4 +263,39 @@ async fn silent_tls_sockets_from_one_address_do_not_keep_a_telnet_user_out() {
     user.expect_lines(&WELCOME).await;
     user.join("den", "telnet").await;
     drop(silent);
+}
+
+#[tokio::test]
+async fn accept_failures_are_logged_at_a_bounded_rate() {
+    let cert = TestCert::new();
+    let (mut chatgate, tcp, _tls) = start_with_fd_limit(24, &cert).await;
+    let mut stderr = BufReader::new(chatgate.stderr.take().expect("stderr")).lines();
+    // More connections than the process can hold: once its descriptors are
+    // gone, every accept fails until one is freed.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(TcpStream::connect(tcp).await.expect("connect"));
+    }
+    let is_failure = |line: &str| line.contains("accept failed");
+    let first = timeout(WAIT, async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if is_failure(&line) {
+                return line;
+            }
+        }
+        panic!("stderr ended");
+    })
+    .await
+    .expect("the first accept failure is logged");
+    assert!(first.contains("listener=\"tcp\""), "{first}");
+    // Accepts keep failing ten times a second; for the next two seconds,
+    // not one more line may be logged.
+    let quiet = timeout(Duration::from_secs(2), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            assert!(!is_failure(&line), "logged again: {line}");
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "chatgate exited");
+    drop(held);
 }

@@ -154,6 +154,25 @@ async fn two_users_racing_for_one_name_on_two_nodes_exactly_one_wins() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_alike_name_on_another_node_is_taken() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &[]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    for alike in ["aIice", "a1ice", "ALICE"] {
+        let mut mimic = Conn::tcp(b.addr(ListenerKind::Tcp)).await;
+        mimic.expect_line("Welcome! Use the command:").await;
+        mimic.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
+        mimic.send_line(&format!("JOIN lobby {alike}")).await;
+        mimic.expect_line(&error("name taken")).await;
+    }
+    // In another room the name is free.
+    let _elsewhere = tcp_user(&b, "den", "aIice").await;
+    alice.send_line("/who").await;
+    alice.expect_line("*** users in lobby: alice").await;
+}
+
 /// Senders, one per node; each sends [`LINES`] lines at once.
 const SENDERS: [&str; 3] = ["ann", "ben", "cy"];
 const LINES: usize = 100;

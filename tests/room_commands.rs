@@ -235,3 +235,72 @@ async fn quit_closes_the_connection() {
     alice.send_line("/quit").await;
     alice.expect_closed().await;
 }
+
+/// `count` users, each joined to `room_of(i)` as `u<i>` (zero-padded, so
+/// byte order is number order).
+async fn crowd(
+    server: &TestServer,
+    count: usize,
+    room_of: impl Fn(usize) -> String,
+) -> Vec<common::Client> {
+    let mut users = Vec::with_capacity(count);
+    for i in 0..count {
+        users.push(server.join(&room_of(i), &format!("u{i:03}")).await);
+    }
+    users
+}
+
+#[tokio::test]
+async fn who_in_a_room_of_more_than_a_hundred_lists_the_first_hundred() {
+    let server = TestServer::start(&["--max-per-ip", "0"]).await;
+    let _crowd = crowd(&server, 130, |_| "big".to_owned()).await;
+    let mut asker = server.join("big", "zed").await;
+    asker.send_line("/who").await;
+    let want: Vec<String> = (0..100).map(|i| format!("u{i:03}")).collect();
+    asker
+        .expect_line(&format!(
+            "*** users in big (first 100 of 131): {}",
+            want.join(", ")
+        ))
+        .await;
+}
+
+#[tokio::test]
+async fn rooms_beyond_a_hundred_lists_the_hundred_largest() {
+    let server = TestServer::start(&["--max-per-ip", "0"]).await;
+    // 120 rooms of one, and two rooms of two that sort last and first.
+    let _crowd = crowd(&server, 120, |i| format!("r{i:03}")).await;
+    let _pairs = [
+        server.join("zz", "a").await,
+        server.join("zz", "b").await,
+        server.join("A", "a").await,
+        server.join("A", "b").await,
+    ];
+    let mut asker = server.connect_welcomed().await;
+    asker.send_line("/rooms").await;
+    let mut want = vec!["A (2)".to_owned()];
+    want.extend((0..98).map(|i| format!("r{i:03} (1)")));
+    want.push("zz (2)".to_owned());
+    asker
+        .expect_line(&format!(
+            "*** rooms (100 largest of 122): {}",
+            want.join(", ")
+        ))
+        .await;
+}
+
+#[tokio::test]
+async fn no_answer_is_larger_than_half_the_askers_queue() {
+    let server = TestServer::start(&["--max-per-ip", "0", "--max-queue-bytes", "600"]).await;
+    let _crowd = crowd(&server, 60, |i| format!("room{i:03}")).await;
+    let mut asker = server.connect_welcomed().await;
+    asker.send_line("/rooms").await;
+    let answer = asker.read_line().await;
+    assert!(answer.len() + 2 <= 300, "{} bytes: {answer}", answer.len());
+    let (head, list) = answer.split_once(": ").expect("a list");
+    let listed = list.split(", ").count();
+    assert_eq!(head, format!("*** rooms ({listed} largest of 60)"));
+    // The connection is still fine.
+    asker.send_line("/help").await;
+    assert!(asker.read_line().await.starts_with("*** "));
+}
