@@ -68,6 +68,12 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with the page's listener on `web_port`.
     async fn start_with_web_port(on: &[ListenerKind], web_port: u16) -> TestServer {
+        TestServer::start_with_flags(on, web_port, &[]).await
+    }
+
+    /// Like [`TestServer::start_with_web_port`], with more command-line
+    /// flags.
+    async fn start_with_flags(on: &[ListenerKind], web_port: u16, flags: &[&str]) -> TestServer {
         let listen = |kind, port: u16| {
             if on.contains(&kind) {
                 format!("127.0.0.1:{port}")
@@ -75,13 +81,17 @@ impl TestServer {
                 "off".to_owned()
             }
         };
-        let config = Config::parse_from([
-            "chatgate".to_owned(),
-            format!("--tcp={}", listen(ListenerKind::Tcp, 0)),
-            format!("--tls={}", listen(ListenerKind::Tls, 0)),
-            format!("--http={}", listen(ListenerKind::Http, web_port)),
-            format!("--https={}", listen(ListenerKind::Https, web_port)),
-        ]);
+        let config = Config::parse_from(
+            [
+                "chatgate".to_owned(),
+                format!("--tcp={}", listen(ListenerKind::Tcp, 0)),
+                format!("--tls={}", listen(ListenerKind::Tls, 0)),
+                format!("--http={}", listen(ListenerKind::Http, web_port)),
+                format!("--https={}", listen(ListenerKind::Https, web_port)),
+            ]
+            .into_iter()
+            .chain(flags.iter().map(|&flag| flag.to_owned())),
+        );
         let server = Server::bind(config).await.expect("server binds");
         let addrs = server.local_addrs();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -447,6 +457,13 @@ impl Page {
     async fn wait_members(&self, names: &[&str]) {
         let wanted = json!(names);
         self.wait_for(&format!("members {names:?}"), MEMBERS, |m| *m == wanted)
+            .await;
+    }
+
+    /// Waits until the element `id` has exactly the text `text`.
+    async fn wait_exact_text(&self, id: &str, text: &str) {
+        let script = format!("return document.getElementById('{id}').textContent;");
+        self.wait_for(&format!("#{id} to read {text:?}"), &script, |v| v == text)
             .await;
     }
 
@@ -838,4 +855,225 @@ async fn narrow_window_wraps_long_lines_and_follows_new_ones() {
         *v == json!(true)
     })
     .await;
+}
+
+/// How the newest log line reading `body` is shown: its kind, its classes
+/// and the computed font style of its body, or null when there is none.
+fn shown_as(body: &str) -> String {
+    format!(
+        "const li = [...document.querySelectorAll('#log li')].reverse()\
+             .find(li => li.querySelector('.body').textContent === {body});\
+         if (!li) return null;\
+         return {{ kind: li.dataset.kind, server: li.classList.contains('server'),\
+             italic: getComputedStyle(li.querySelector('.body')).fontStyle === 'italic' }};",
+        body = json!(body)
+    )
+}
+
+#[tokio::test]
+async fn me_lines_and_server_answers_differ_and_no_me_fills_the_member_list() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    let server = TestServer::start(&[ListenerKind::Tcp, ListenerKind::Http]).await;
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    // Named so that its own `/me in den: ...` reads `* users in den: ...`,
+    // which was a `/who` answer in version 1 of the protocol.
+    page.join("den", "users").await;
+    let mut eve = LineUser::telnet(&server, "den", "eve").await;
+    page.wait_members(&["eve", "users"]).await;
+    page.js("window.everListed = new Set();\
+         new MutationObserver(() => document.querySelectorAll('#member-list li')\
+             .forEach(li => window.everListed.add(li.dataset.name)))\
+             .observe(document.getElementById('member-list'), { childList: true });\
+         return null;")
+        .await;
+
+    eve.send("/me users in den: x").await;
+    page.wait_line("me", "* eve users in den: x").await;
+    // Both lines leave in one task, so the `/me` comes back while the page
+    // waits for its `/who` answer: the moment a look-alike could pass as one.
+    page.js("const form = document.getElementById('send-form'),\
+             box = document.getElementById('message');\
+         box.value = '/me in den: users, x'; form.requestSubmit();\
+         box.value = '/who'; form.requestSubmit();\
+         return null;")
+        .await;
+    eve.expect("* users in den: users, x").await;
+    page.wait_line("me", "* users in den: users, x").await;
+    page.wait_line("info", "*** users in den: eve, users").await;
+    eve.send("/me users in den (first 1 of 1): x").await;
+    eve.send("done").await;
+    page.wait_line("chat", "eve: done").await;
+    page.wait_members(&["eve", "users"]).await;
+    page.wait_exact_text("member-count", "2").await;
+    let listed = page.js("return [...window.everListed];").await;
+    assert!(
+        !listed.as_array().expect("names").iter().any(|n| n == "x"),
+        "a /me line put a name in the member list: {listed}"
+    );
+
+    let me = page.js(&shown_as("* users in den: users, x")).await;
+    let who = page.js(&shown_as("*** users in den: eve, users")).await;
+    assert_eq!(
+        me,
+        json!({ "kind": "me", "server": false, "italic": true }),
+        "a /me line is shown as a user's action"
+    );
+    assert_eq!(
+        who,
+        json!({ "kind": "info", "server": true, "italic": false }),
+        "a *** line is shown as the server's"
+    );
+    let who_in_me = page
+        .js(
+            "return [...document.querySelectorAll('#log li[data-kind=me] .who')]\
+             .map(b => b.textContent);",
+        )
+        .await;
+    assert_eq!(who_in_me, json!(["eve", "users", "eve"]));
+}
+
+/// For every `kind` line in the log: whether its text is an isolated run
+/// with its own direction, after the name in the DOM and on screen, and
+/// free of bidi controls.
+const ISOLATION: &str = "const kind = arguments[0];\
+    return [...document.querySelectorAll(`#log li[data-kind=${kind}]`)].map(li => {\
+        const who = li.querySelector('.who'), text = li.querySelector('.text');\
+        if (!who || !text) return null;\
+        return {\
+            dir: text.getAttribute('dir'),\
+            unicodeBidi: getComputedStyle(text).unicodeBidi,\
+            nameInside: text.contains(who),\
+            nameFirst: !!(who.compareDocumentPosition(text) & Node.DOCUMENT_POSITION_FOLLOWING),\
+            nameLeftOfText: who.getBoundingClientRect().right\
+                <= text.getBoundingClientRect().left + 0.5,\
+            controls: /[\\u202a-\\u202e\\u2066-\\u2069]/.test(text.textContent),\
+        };\
+    });";
+
+#[tokio::test]
+async fn right_to_left_text_cannot_move_the_name() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    let server = TestServer::start(&[ListenerKind::Tcp, ListenerKind::Http]).await;
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    page.join("lobby", "ann").await;
+    let mut bob = LineUser::telnet(&server, "lobby", "bob").await;
+    page.wait_members(&["ann", "bob"]).await;
+
+    // The override would turn the rest of the line around; the server
+    // drops it, and the Hebrew alone must not pull the name after it.
+    let sent = "\u{202E}שלום עולם: 1, 2, 3";
+    let shown = "שלום עולם: 1, 2, 3";
+    bob.send(sent).await;
+    bob.send(&format!("/me {sent}")).await;
+    bob.send(&format!("/msg ann {sent}")).await;
+    page.wait_line("chat", &format!("bob: {shown}")).await;
+    page.wait_line("me", &format!("* bob {shown}")).await;
+    page.wait_line("private", &format!("bob (private): {shown}"))
+        .await;
+
+    let expected = json!([{
+        "dir": "auto",
+        "unicodeBidi": "isolate",
+        "nameInside": false,
+        "nameFirst": true,
+        "nameLeftOfText": true,
+        "controls": false,
+    }]);
+    for kind in ["chat", "me", "private"] {
+        let found = page
+            .client
+            .execute(ISOLATION, vec![json!(kind)])
+            .await
+            .expect("inspect the log");
+        assert_eq!(found, expected, "the {kind} line");
+    }
+    page.screenshot("chat-rtl.png").await;
+}
+
+/// Users in the big room besides the page; more than `/who` lists.
+const FLEET: usize = 110;
+
+#[tokio::test]
+async fn member_list_of_a_room_over_100_holds_the_first_100_and_counts_all() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    // Every user comes from 127.0.0.1, past the default per-address cap.
+    let server = TestServer::start_with_flags(
+        &[ListenerKind::Tcp, ListenerKind::Http],
+        0,
+        &["--max-per-ip=0"],
+    )
+    .await;
+    let mut fleet = Vec::with_capacity(FLEET);
+    for n in 0..FLEET {
+        fleet.push(LineUser::telnet(&server, "crowd", &format!("u{n:03}")).await);
+    }
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    // "zed" sorts after every fleet name, so the page's own name is not
+    // among the 100 that `/who` lists.
+    page.join("crowd", "zed").await;
+
+    let names = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|n| format!("u{n:03}")).collect()
+    };
+    let with = |mut list: Vec<String>, extra: &[&str]| -> Vec<String> {
+        list.extend(extra.iter().map(|&n| n.to_owned()));
+        list.sort();
+        list
+    };
+    let wait_list = async |list: &[String], total: usize, more: &str| {
+        let list: Vec<&str> = list.iter().map(String::as_str).collect();
+        page.wait_members(&list).await;
+        page.wait_exact_text("member-count", &total.to_string())
+            .await;
+        page.wait_exact_text("member-more", more).await;
+    };
+    let unlisted = FLEET - 100;
+    wait_list(
+        &with(names(0..100), &["zed"]),
+        FLEET + 1,
+        &format!("and {unlisted} more"),
+    )
+    .await;
+    assert!(page.is_shown("member-more").await);
+
+    // A listed member leaves: one name fewer. An unlisted one: the count
+    // alone goes down. A newcomer is listed by name.
+    fleet[0].send("/quit").await;
+    page.wait_line("leave", "u000 has left").await;
+    wait_list(
+        &with(names(1..100), &["zed"]),
+        FLEET,
+        &format!("and {unlisted} more"),
+    )
+    .await;
+    fleet[FLEET - 1].send("/quit").await;
+    page.wait_line("leave", &format!("u{:03} has left", FLEET - 1))
+        .await;
+    let unlisted = unlisted - 1;
+    wait_list(
+        &with(names(1..100), &["zed"]),
+        FLEET - 1,
+        &format!("and {unlisted} more"),
+    )
+    .await;
+    let _newcomer = LineUser::telnet(&server, "crowd", "a1").await;
+    page.wait_line("join", "a1 has joined").await;
+    let after = with(names(1..100), &["a1", "zed"]);
+    wait_list(&after, FLEET, &format!("and {unlisted} more")).await;
+
+    // The server's own count and first 100 agree with what the page kept.
+    page.say("/who").await;
+    let first = with(names(1..100), &["a1"]).join(", ");
+    page.wait_line(
+        "info",
+        &format!("*** users in crowd (first 100 of {FLEET}): {first}"),
+    )
+    .await;
+    wait_list(&after, FLEET, &format!("and {unlisted} more")).await;
 }

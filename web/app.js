@@ -19,11 +19,22 @@ const NAME_RE = new RegExp(`^${NAME}$`);
 const JOIN_LEAVE_RE = new RegExp(`^(${NAME}) has (joined|left)$`);
 const PRIVATE_RE = new RegExp(`^(${NAME}) \\(private\\): ([\\s\\S]*)$`);
 const SAID_RE = new RegExp(`^(${NAME}): ([\\s\\S]*)$`);
-const WHO_RE = new RegExp(`^\\* users in (${NAME}): (.*)$`);
-const ACTION_RE = new RegExp(`^\\* (${NAME}) `);
-const SHUTTING_DOWN = '* server shutting down';
+// Names hold no `*`, so a line starting with one star is always a user's
+// `/me`, and only the server can start a line with `*** `.
+const ACTION_RE = new RegExp(`^\\* (${NAME}) ([\\s\\S]*)$`);
+const SERVER_PREFIX = '*** ';
+const WHO_RE = new RegExp(`^\\*\\*\\* users in (${NAME})(?: \\(first (\\d+) of (\\d+)\\))?: (.*)$`);
+const SHUTTING_DOWN = '*** server shutting down';
+const LINK_LOST = '*** cluster link lost';
+const LINK_RESTORED = '*** cluster link restored';
 /** The `ERROR` reasons that answer a refused `/join`. */
-const JOIN_REFUSALS = ['name taken', 'already in that room', 'invalid room name', 'usage: /join'];
+const JOIN_REFUSALS = [
+  'name taken',
+  'already in that room',
+  'invalid room name',
+  'usage: /join',
+  'cluster busy',
+];
 
 /** The server's limit on one line; a longer one would cost the connection. */
 const MAX_LINE_BYTES = 20000;
@@ -37,16 +48,27 @@ function parseLine(line) {
   if (m) return { kind: 'private', user: m[1], text: m[2] };
   m = SAID_RE.exec(line);
   if (m) return { kind: 'chat', user: m[1], text: m[2] };
-  if (line.startsWith('* ')) return { kind: 'star' };
+  m = ACTION_RE.exec(line);
+  if (m) return { kind: 'me', user: m[1], text: m[2] };
+  if (line.startsWith(SERVER_PREFIX)) return { kind: 'server' };
   return { kind: 'other' };
 }
 
-/** The names in a `/who` answer for `room`, or null if the line is not one. */
+/**
+ * A `/who` answer for `room` as `{ names, total }`, or null if the line is
+ * not one. A room too big for one answer lists only its first names by byte
+ * value, and `total` says how many there are.
+ */
 function parseWho(line, room) {
   const m = WHO_RE.exec(line);
   if (!m || m[1] !== room) return null;
-  const names = m[2].split(', ');
-  return names.every((n) => NAME_RE.test(n)) ? names : null;
+  const names = m[4].split(', ');
+  if (!names.every((n) => NAME_RE.test(n))) return null;
+  if (m[2] === undefined) return { names, total: names.length };
+  const listed = Number(m[2]);
+  const total = Number(m[3]);
+  if (names.length !== listed || listed > total) return null;
+  return { names, total };
 }
 
 /** Why a room or user name would be refused, or '' if it is fine. */
@@ -75,6 +97,7 @@ const ui = {
   members: $('members'),
   memberCount: $('member-count'),
   memberList: $('member-list'),
+  memberMore: $('member-more'),
   sendForm: $('send-form'),
   message: $('message'),
 };
@@ -150,13 +173,36 @@ function addText(kind, text) {
   addLine(kind, el('span', 'body', text), false);
 }
 
-/** `user: text` or `user (private): text`, with the name set apart. */
+/**
+ * A user's text in its own isolated run: whatever directions its letters
+ * have, it cannot move the name before it or the text around it.
+ */
+function userText(text) {
+  const node = el('span', 'text', text);
+  node.dir = 'auto';
+  return node;
+}
+
+/**
+ * `user: text`, `user (private): text` or `* user text`, with the name set
+ * apart from the text.
+ */
 function addMessage(kind, user, text, mine) {
   const body = el('span', 'body');
-  body.append(el('b', 'who', user));
-  if (kind === 'private') body.append(el('span', 'tag', ' (private)'));
-  body.append(': ', el('span', 'text', text));
+  if (kind === 'me') {
+    body.append('* ', el('b', 'who', user), ' ', userText(text));
+  } else {
+    body.append(el('b', 'who', user));
+    if (kind === 'private') body.append(el('span', 'tag', ' (private)'));
+    body.append(': ', userText(text));
+  }
   addLine(kind, body, mine);
+}
+
+/** A `*** ` line: the server speaking, never a user. */
+function addServer(kind, line) {
+  addText(kind, line);
+  ui.log.lastElementChild.classList.add('server');
 }
 
 ui.log.addEventListener('scroll', () => {
@@ -170,10 +216,17 @@ ui.jump.addEventListener('click', () => {
 
 /** The member list: exact names, as the server spells them. */
 const members = new Set();
+/**
+ * Members the page knows are there but not by name: a big room's `/who`
+ * lists only its first names, and only joins and leaves tell the rest.
+ */
+let unlisted = 0;
 
 function renderMembers() {
   const sorted = [...members].sort();
-  ui.memberCount.textContent = String(sorted.length);
+  ui.memberCount.textContent = String(sorted.length + unlisted);
+  ui.memberMore.textContent = unlisted ? `and ${unlisted} more` : '';
+  ui.memberMore.hidden = unlisted === 0;
   ui.memberList.replaceChildren(
     ...sorted.map((name) => {
       const item = el('li', '', name);
@@ -184,9 +237,26 @@ function renderMembers() {
   );
 }
 
-function setMembers(names) {
+/** Replaces the list: `names` of `total` members, the others unnamed. */
+function setMembers(names, total = names.length) {
   members.clear();
   names.forEach((n) => members.add(n));
+  unlisted = Math.max(0, total - members.size);
+  // We are in the room even when our name is past the listed ones.
+  if (session && !members.has(session.name)) {
+    members.add(session.name);
+    unlisted = Math.max(0, unlisted - 1);
+  }
+  renderMembers();
+}
+
+function memberJoined(name) {
+  members.add(name);
+  renderMembers();
+}
+
+function memberLeft(name) {
+  if (!members.delete(name)) unlisted = Math.max(0, unlisted - 1);
   renderMembers();
 }
 
@@ -344,7 +414,7 @@ function rejoinLine(line) {
     retrying = true;
     ws.close();
   } else if (line === SHUTTING_DOWN) {
-    addText('notice', line);
+    addServer('notice', line);
   }
 }
 
@@ -378,17 +448,16 @@ function roomLine(line) {
         setMembers([me]);
         askWho('auto');
       } else {
-        members.add(ev.user);
-        renderMembers();
+        memberJoined(ev.user);
       }
       addText('join', line);
       return;
     case 'leave':
-      members.delete(ev.user);
-      renderMembers();
+      memberLeft(ev.user);
       addText('leave', line);
       return;
     case 'chat':
+    case 'me':
     case 'private':
       addMessage(ev.kind, ev.user, ev.text, ev.user === me);
       return;
@@ -396,33 +465,41 @@ function roomLine(line) {
       if (JOIN_REFUSALS.some((r) => ev.reason.startsWith(r))) switchingTo = null;
       addText('error', line);
       return;
-    case 'star':
-      starLine(line);
+    case 'server':
+      serverLine(line);
       return;
     default:
       addText('info', line);
   }
 }
 
-/** A `* ...` line: a `/who` answer, `/me`, the shutdown notice or info. */
-function starLine(line) {
-  const names = whoQueue.length ? parseWho(line, session.room) : null;
-  if (names && names.includes(session.name)) {
-    if (whoQueue.shift() === 'user') addText('info', line);
-    setMembers(names);
+/** A `*** ` line: a `/who` answer, a notice, or another command's answer. */
+function serverLine(line) {
+  const who = whoQueue.length ? parseWho(line, session.room) : null;
+  // A complete list without us is from before a room change, not for now.
+  const current = who && (who.names.length < who.total || who.names.includes(session.name));
+  if (current) {
+    if (whoQueue.shift() === 'user') addServer('info', line);
+    setMembers(who.names, who.total);
     return;
   }
   if (line === SHUTTING_DOWN) {
-    addText('notice', line);
+    addServer('notice', line);
     setStatus('down', 'Server shutting down');
     return;
   }
-  const action = ACTION_RE.exec(line);
-  if (action && members.has(action[1])) {
-    addLine('me', el('span', 'body', line), action[1] === session.name);
+  if (line === LINK_LOST) {
+    addServer('notice', line);
     return;
   }
-  addText('info', line);
+  if (line === LINK_RESTORED) {
+    // Names were checked on this node only while the link was down, so
+    // the list may have changed unseen.
+    addServer('info', line);
+    askWho('auto');
+    return;
+  }
+  addServer('info', line);
 }
 
 // ---- user input -----------------------------------------------------------
