@@ -7,6 +7,13 @@
 //! for them to finish. Accept loops only accept: TLS handshakes and HTTP
 //! run in each connection's own task, so a stalled peer never blocks the
 //! next one.
+//!
+//! What a connection may cost before it is a chat connection is bounded
+//! here: a TLS handshake (the first byte included, which tells a TLS client
+//! from a lost telnet user) gets [`TLS_HANDSHAKE_TIMEOUT`]; a connection
+//! over a limit is told so within `limits::REFUSAL_TIMEOUT`, at most
+//! `limits::MAX_REFUSALS` at a time, and closed without a word past that;
+//! page connections have caps of their own, in all and per address.
 
 use std::io;
 use std::net::SocketAddr;
@@ -320,9 +327,12 @@ async fn accept_loop(
                     if kind == ListenerKind::Http {
                         http::serve(stream, peer, false, task_shared).await;
                     } else {
-                        match sniff(&stream).await {
+                        let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+                        match sniff(&stream, deadline).await {
                             Some(TLS_HANDSHAKE_RECORD) => {
-                                if let Some(stream) = handshake(certificates, stream, peer).await {
+                                if let Some(stream) =
+                                    handshake(certificates, stream, peer, deadline).await
+                                {
                                     http::serve(stream, peer, true, task_shared).await;
                                 }
                             }
@@ -377,10 +387,10 @@ fn refuse(shared: &Shared, stream: TcpStream, peer: SocketAddr, refusal: Refusal
 }
 
 /// The first byte a new connection sends, without consuming it; `None` if
-/// the peer closes or stays silent past [`TLS_HANDSHAKE_TIMEOUT`].
-async fn sniff(stream: &TcpStream) -> Option<u8> {
+/// the peer closes or stays silent past `deadline`.
+async fn sniff(stream: &TcpStream, deadline: tokio::time::Instant) -> Option<u8> {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(1)) => Some(first[0]),
         _ => None,
     }
@@ -395,8 +405,10 @@ async fn tls_or_hint(
     mut stream: TcpStream,
     peer: SocketAddr,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    match sniff(&stream).await? {
-        TLS_HANDSHAKE_RECORD => handshake(certificates, stream, peer).await,
+    // The sniff is part of the handshake: both share its time.
+    let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+    match sniff(&stream, deadline).await? {
+        TLS_HANDSHAKE_RECORD => handshake(certificates, stream, peer, deadline).await,
         _ => {
             debug!(%peer, "plain text on the TLS port");
             let hint = tls_port_hint(&shared.listeners);
@@ -423,14 +435,15 @@ fn tls_port_hint(listeners: &Listeners) -> String {
     hint
 }
 
-/// Runs a TLS handshake with the current certificate, within the timeout.
+/// Runs a TLS handshake with the current certificate, done by `deadline`.
 async fn handshake(
     certificates: Option<Arc<Certificates>>,
     stream: TcpStream,
     peer: SocketAddr,
+    deadline: tokio::time::Instant,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     let acceptor = TlsAcceptor::from(certificates?.current());
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "tls handshake failed");
