@@ -126,6 +126,7 @@ impl Server {
     /// Loads the certificate (if a TLS listener is on) and binds every
     /// listener the configuration turns on.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let origins = AllowedOrigins::with_own_host_name(&config.allowed_origins)?;
         let certificates = if config.needs_certificate() {
             Some(Certificates::load(
                 config.cert.as_deref(),
@@ -152,7 +153,6 @@ impl Server {
                 })?;
             listeners.push((kind, listener));
         }
-        let origins = AllowedOrigins::with_own_host_name(&config.allowed_origins)?;
         let addr_of = |wanted: ListenerKind| {
             listeners
                 .iter()

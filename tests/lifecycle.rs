@@ -144,6 +144,22 @@ async fn port_in_use_is_one_line_on_stderr_and_exit_status_1() {
     }
 }
 
+#[tokio::test]
+async fn a_malformed_allowed_origin_is_an_error_naming_it_and_exit_status_1() {
+    for bad in [
+        "https://chat.example/app",
+        "chat.example",
+        "https://a.example,ftp://b",
+    ] {
+        let output = run_to_exit(&["--tcp", "127.0.0.1:0", "--allowed-origin", bad]).await;
+        assert_eq!(output.status.code(), Some(1), "{bad}");
+        assert!(output.stdout.is_empty(), "nothing listens: {bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("--allowed-origin"), "{stderr}");
+    }
+}
+
 /// Stops a server with `signal` while one client is in a room and another
 /// has not joined yet.
 async fn signal_stops_the_server_cleanly(signal: &str) {
