@@ -269,3 +269,99 @@ async fn blank_lines_before_joining_are_not_attempts_and_get_no_answer() {
     client.send_line("JOIN lobby bob").await;
     client.expect_line("bob has joined").await;
 }
+
+#[tokio::test]
+async fn look_alike_names_cannot_share_a_room() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.join("den", "alice").await;
+    let mut other = server.connect_welcomed().await;
+    for name in ["aIice", "a1ice", "ALICE", "Al1ce"] {
+        other.send_line(&format!("JOIN den {name}")).await;
+        other.expect_line(&error(reason::NAME_TAKEN)).await;
+    }
+    // `rn` reads as `m` and `vv` as `w`, whichever of the two came first.
+    for (first, second) in [("mary", "rnary"), ("rnoon", "moon"), ("walt", "vvalt")] {
+        let _holder = server.join("attic", first).await;
+        let mut late = server.connect_welcomed().await;
+        late.send_line(&format!("JOIN attic {second}")).await;
+        late.expect_line(&error(reason::NAME_TAKEN)).await;
+    }
+    other.send_line("JOIN den alicia").await;
+    other.expect_line("alicia has joined").await;
+    alice.expect_line("alicia has joined").await;
+}
+
+#[tokio::test]
+async fn look_alike_names_may_be_in_different_rooms() {
+    let server = TestServer::start(&[]).await;
+    let names = [
+        ("den", "alice"),
+        ("attic", "aIice"),
+        ("cellar", "a1ice"),
+        ("hall", "ALICE"),
+        ("yard", "Al1ce"),
+        ("den", "rnary"),
+        ("attic", "mary"),
+        ("den", "vvalt"),
+        ("attic", "walt"),
+    ];
+    let mut clients = Vec::new();
+    for (room, user) in names {
+        clients.push(server.join(room, user).await);
+    }
+    let mut alice = clients.swap_remove(0);
+    alice
+        .expect_lines(&["rnary has joined", "vvalt has joined"])
+        .await;
+    alice.send_line("/rooms").await;
+    alice
+        .expect_line("*** rooms: attic (3), cellar (1), den (3), hall (1), yard (1)")
+        .await;
+}
+
+#[tokio::test]
+async fn msg_finds_a_user_by_a_look_alike_spelling() {
+    let server = TestServer::start(&[]).await;
+    let [mut alice, mut bob, mut mary] = server.join_all("den", ["alice", "bob", "mary"]).await;
+    alice.send_line("/msg B0B psst").await;
+    bob.expect_line("alice (private): psst").await;
+    alice.expect_line("alice (private): psst").await;
+    bob.send_line("/msg rnary hi mary").await;
+    mary.expect_line("bob (private): hi mary").await;
+    bob.expect_line("bob (private): hi mary").await;
+    // To a look-alike of the sender: the sender, once.
+    alice.send_line("/msg AL1CE note to self").await;
+    alice.expect_line("alice (private): note to self").await;
+    alice.send_line("/who").await;
+    alice
+        .expect_line("*** users in den: alice, bob, mary")
+        .await;
+}
+
+#[tokio::test]
+async fn error_and_its_look_alikes_are_refused_as_user_names_as_failed_attempts() {
+    let server = TestServer::start(&[]).await;
+    let mut client = server.connect_welcomed().await;
+    for name in ["ERROR", "error", "ERR0R", "Err0r", "eRRoR"] {
+        client.send_line(&format!("JOIN den {name}")).await;
+        client.expect_line(&error(reason::RESERVED_NAME)).await;
+    }
+    // That was the fifth failed attempt.
+    client.expect_closed().await;
+    let mut watcher = server.connect_welcomed().await;
+    watcher.send_line("/rooms").await;
+    watcher.expect_line("*** rooms: none").await;
+}
+
+#[tokio::test]
+async fn room_called_error_is_fine() {
+    let server = TestServer::start(&[]).await;
+    let mut bob = server.join("ERROR", "bob").await;
+    let mut amy = server.join("error", "amy").await;
+    bob.send_line("/who").await;
+    bob.expect_line("*** users in ERROR: bob").await;
+    amy.send_line("hi").await;
+    amy.expect_line("amy: hi").await;
+    bob.send_line("/rooms").await;
+    bob.expect_line("*** rooms: ERROR (1), error (1)").await;
+}

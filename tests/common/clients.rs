@@ -200,6 +200,33 @@ impl Conn {
         }
     }
 
+    /// Sends bytes as they are, in one write, and flushes them (TCP and
+    /// TLS only: over TLS they go out as one record).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let Conn::Stream { writer, .. } = self else {
+            panic!("not a byte stream client")
+        };
+        timeout(WAIT, async {
+            writer.write_all(bytes).await?;
+            writer.flush().await
+        })
+        .await
+        .expect("send timed out")
+        .expect("send");
+    }
+
+    /// Closes the sending direction, reading stays open (TCP and TLS
+    /// only): a TCP FIN, or over TLS a close_notify and then the FIN.
+    pub async fn finish(&mut self) {
+        let Conn::Stream { writer, .. } = self else {
+            panic!("not a byte stream client")
+        };
+        timeout(WAIT, writer.shutdown())
+            .await
+            .expect("shutdown timed out")
+            .expect("shutdown");
+    }
+
     /// Sends a raw WebSocket message.
     pub async fn send_message(&mut self, message: Message) {
         let Conn::Ws { ws, .. } = self else {
