@@ -27,16 +27,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::debug;
 
 use crate::context::Connection;
-use crate::limits::Permit;
+use crate::limits::{Permit, REFUSAL_TIMEOUT};
 use crate::metrics::DropReason;
 use crate::outbox::{KEEP_IDLE_CAPACITY, Next, Outbox};
 use crate::protocol::CloseReason;
 use crate::protocol::reply;
-use crate::session::{Flow, Session};
+use crate::session::{Flow, Session, SessionSettings};
 use crate::transport::{LineReader, LineWriter, ReadError, Transport};
 
 /// From the server's decision to close a connection to its socket being
@@ -71,12 +72,12 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let mut writer = tokio::spawn(write_loop(writer, outbox.clone(), ctx.clone()));
 
     let now = Instant::now();
-    let mut session = Session::start(
-        ctx.hub.clone(),
-        outbox.clone(),
-        ctx.settings,
-        now.into_std(),
-    );
+    let settings = SessionSettings {
+        // A browser that reached /ws already found the page.
+        hint_browsers: !matches!(kind, "ws" | "wss"),
+        ..ctx.settings
+    };
+    let mut session = Session::start(ctx.hub.clone(), outbox.clone(), settings, now.into_std());
     let login_deadline = ctx.login_timeout.map(|t| now + t);
     loop {
         // Lines said are gathered while more input is already at hand, and
@@ -129,6 +130,15 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let closing = Instant::now();
     drop(session);
     drop(permit);
+    // While the server stops every connection says goodbye; otherwise only
+    // as many at once as have a place (see `limits::MAX_CLOSING`).
+    let goodbye = ctx.closing.clone().try_acquire_owned().ok();
+    if goodbye.is_none() && !ctx.shutdown.is_cancelled() {
+        debug!(%peer, "too many connections closing; dropped at once");
+        writer.abort();
+        let _ = writer.await;
+        return;
+    }
     if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         debug!(%peer, "goodbye not read in time; closing anyway");
         writer.abort();
@@ -256,15 +266,31 @@ async fn last_word<W: LineWriter>(writer: &mut W, reason: CloseReason) {
 }
 
 /// Refuses a connection over a limit: one `ERROR` line, no welcome, close.
-/// The caller bounds the time this takes.
-pub(crate) async fn refuse<T: Transport>(transport: T, why: &'static str) {
-    debug!(peer = %transport.peer_addr(), why, "refused");
-    let (mut reader, mut writer) = transport.split();
-    let goodbye = async {
-        writer.send(&[reply::error(why)]).await?;
-        writer.close(CloseReason::Overloaded).await
-    };
-    if goodbye.await.is_ok() {
-        reader.discard().await;
+/// `transport` is what it takes to speak to the peer at all (a TLS
+/// handshake, say); all of it, and the goodbye, get [`REFUSAL_TIMEOUT`].
+/// `slot` is the connection's place among those being refused (see
+/// [`crate::limits::MAX_REFUSALS`]), held until it is gone.
+pub(crate) async fn refuse<T: Transport>(
+    transport: impl Future<Output = Option<T>>,
+    why: &'static str,
+    slot: OwnedSemaphorePermit,
+) {
+    let told = timeout(REFUSAL_TIMEOUT, async {
+        let transport = transport.await?;
+        debug!(peer = %transport.peer_addr(), why, "refused");
+        let (mut reader, mut writer) = transport.split();
+        let goodbye = async {
+            writer.send(&[reply::error(why)]).await?;
+            writer.close(CloseReason::Overloaded).await
+        };
+        if goodbye.await.is_ok() {
+            reader.discard().await;
+        }
+        Some(())
+    })
+    .await;
+    if told.is_err() {
+        debug!(why, "refused connection did not listen in time");
     }
+    drop(slot);
 }

@@ -47,6 +47,9 @@ pub(crate) struct Connection {
     pub pacer: Arc<Pacer>,
     /// `--login-timeout`, if on.
     pub login_timeout: Option<Duration>,
+    /// One permit per connection saying goodbye; see
+    /// [`crate::limits::MAX_CLOSING`].
+    pub closing: Arc<Semaphore>,
 }
 
 /// What the listeners and the HTTP side share, around [`Connection`].

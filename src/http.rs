@@ -24,7 +24,6 @@ use tracing::debug;
 
 use crate::connection;
 use crate::context::Shared;
-use crate::limits::REFUSAL_TIMEOUT;
 use crate::transport::ws::Ws;
 use crate::web;
 
@@ -109,6 +108,10 @@ fn upgrade(
     secure: bool,
     shared: &Arc<Shared>,
 ) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        // RFC 6455, 4.1: the opening handshake is a GET.
+        return web::plain(StatusCode::BAD_REQUEST, "this is a WebSocket endpoint\n");
+    }
     let headers = req.headers();
     let wants_ws = has_token(headers, header::UPGRADE, "websocket")
         && has_token(headers, header::CONNECTION, "upgrade");
@@ -151,9 +154,9 @@ fn upgrade(
         match task_shared.limiter.acquire(peer.ip()) {
             Ok(permit) => connection::serve(transport, task_shared.conn.clone(), permit).await,
             Err(limit) => {
-                if let Some(_slot) = task_shared.refusal_slot() {
-                    let refusal = connection::refuse(transport, limit.reason());
-                    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await;
+                if let Some(slot) = task_shared.refusal_slot() {
+                    let transport = std::future::ready(Some(transport));
+                    connection::refuse(transport, limit.reason(), slot).await;
                 }
             }
         }

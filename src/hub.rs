@@ -59,8 +59,8 @@ pub struct Room {
 
 #[derive(Debug, Default)]
 struct Members {
-    /// Keyed by the case-folded user name: the key is what makes names
-    /// unique regardless of case. Small rooms are a Vec inside halfbrown,
+    /// Keyed by the user name's look-alike key ([`Name::key`]): the key is
+    /// what keeps `aIice` out of a room that has `alice`. Small rooms are a Vec inside halfbrown,
     /// which is faster to scan than hashing for a handful of members.
     by_key: halfbrown::HashMap<Name, Member>,
     /// The room emptied and was taken out of the index; a joiner that still
@@ -363,7 +363,7 @@ impl Membership {
         names
     }
 
-    /// Sends `line` to the member called `to` (in any case), on whatever
+    /// Sends `line` to the member called `to` (or a look-alike), on whatever
     /// node, and echoes it to the sender, once if they are the same.
     pub fn send_private(&self, to: &str, line: Bytes) -> Result<(), NoSuchUser> {
         let target = Name::parse(to).ok_or(NoSuchUser)?.key();

@@ -27,12 +27,14 @@
 //! | `cluster` | nodes joined through NATS: room subjects, presence, the link (feature `server`) |
 //! | `config` | the command line: every flag, default and reason (feature `server`) |
 //! | `server` | listeners, accept loops, shutdown (feature `server`) |
+//! | `context` | what the server's tasks share: one connection's context, and the listeners' around it (feature `server`) |
 //! | `connection` | drives one transport through a session (feature `server`) |
 //! | `pacing` | how long a busy server lets writes gather (feature `server`) |
 //! | `transport` | the `Transport` trait and one module per transport (feature `server`) |
 //! | `limits` | connection caps per server and per address (feature `server`) |
 //! | `tls` | the certificate: loading, first-run generation, reload (feature `server`) |
 //! | `http`, `web` | the HTTP side: `/ws` upgrade, health, metrics, the page (feature `server`) |
+//! | `origin` | which page origins may open a WebSocket (feature `server`) |
 //! | `metrics` | what `/metrics` reports (feature `server`) |
 //!
 //! # Guarantees

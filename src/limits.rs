@@ -22,6 +22,14 @@ use crate::protocol::reply::reason;
 /// cannot hold more descriptors than this.
 pub const MAX_REFUSALS: usize = 64;
 
+/// Connections saying goodbye at once (flushing their last lines, then
+/// lingering so the close is not a reset). A connection's places under the
+/// caps are free from the moment it is closed, so without this cap one
+/// address could connect, get itself closed and reconnect faster than its
+/// goodbyes end, and hold descriptors past `--max-per-ip`. Past it, a
+/// closed connection is dropped at once, without the goodbye.
+pub const MAX_CLOSING: usize = 1024;
+
 /// Time a refused connection gets for everything: its TLS handshake, the
 /// `ERROR` line and the close. Far shorter than a TLS handshake's own
 /// timeout: a peer that is only being told no is not waited for.

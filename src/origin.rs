@@ -63,8 +63,12 @@ impl Origin {
             return Err(bad("an origin has no path, query or fragment"));
         }
         let host = host_of(authority);
-        if host.is_empty() {
-            return Err(bad("no host"));
+        let name_like = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+        if !name_like && host.parse::<IpAddr>().is_err() {
+            return Err(bad("the host must be a DNS name or an IP address"));
         }
         let port = match authority.port_u16() {
             Some(port) => port,
@@ -134,7 +138,6 @@ impl AllowedOrigins {
             .iter()
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|v| !v.is_empty())
             .map(Origin::parse)
             .collect::<Result<_, _>>()?;
         Ok(AllowedOrigins {
@@ -159,9 +162,9 @@ impl AllowedOrigins {
         };
         let origin = std::str::from_utf8(origin).unwrap_or("");
         if origin.trim() == "null" {
-            return Err(Refused(
-                "origin null (a sandboxed or file: page) is not allowed".into(),
-            ));
+            return Err(Refused(format!(
+                "origin null (a sandboxed or file: page) is not allowed; no {FLAG} can allow it, serve the page over http or https"
+            )));
         }
         let Ok(parsed) = Origin::parse(origin.trim()) else {
             return Err(Refused(format!(
@@ -224,6 +227,8 @@ mod tests {
             "https://chat.example.com//",
             "https://chat.example.com?x=1",
             "https://user@chat.example.com",
+            "https://*.example.com",
+            "https://a_b.example",
             "https://chat.example.com:",
             "https://",
             "",
@@ -239,8 +244,12 @@ mod tests {
         assert!(ok(&rules, "https://a.example:443", "x"));
         assert!(ok(&rules, "http://b.example:8080", "x"));
         assert!(!ok(&rules, "http://b.example", "x"));
-        let bad = vec!["https://a.example,not an origin".to_owned()];
-        assert!(AllowedOrigins::new(&bad, None).is_err());
+        for bad in ["https://a.example,not an origin", "", "https://a.example,"] {
+            assert!(
+                AllowedOrigins::new(&[bad.to_owned()], None).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -40,12 +40,12 @@ pub enum RoomEvent {
         /// Who left, as written.
         user: UserName,
     },
-    /// A private line, for the member whose case-folded name is `to`, echoed
+    /// A private line, for the member whose look-alike key is `to`, echoed
     /// to `from`.
     Private {
         /// The sender, as written.
         from: UserName,
-        /// The recipient's case-folded name.
+        /// The recipient's look-alike key ([`Name::key`]).
         to: Name,
     },
 }

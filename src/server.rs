@@ -34,7 +34,7 @@ use crate::connection;
 use crate::context::{self, Listeners, Shared};
 use crate::http;
 use crate::hub::Hub;
-use crate::limits::{ConnectionLimiter, LimitError, MAX_REFUSALS, REFUSAL_TIMEOUT};
+use crate::limits::{ConnectionLimiter, LimitError, MAX_CLOSING, MAX_REFUSALS, REFUSAL_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::origin::{AllowedOrigins, BadOrigin};
 use crate::pacing;
@@ -177,10 +177,12 @@ impl Server {
             settings: SessionSettings {
                 rate: config.rate,
                 page_port: bound.http.map(|a| a.port()),
+                hint_browsers: true,
             },
             max_queue_bytes: config.max_queue_bytes,
             pacer: Arc::default(),
             login_timeout: config.login_timeout(),
+            closing: Arc::new(Semaphore::new(MAX_CLOSING)),
         });
         let shared = Arc::new(Shared {
             conn,
@@ -309,10 +311,12 @@ async fn accept_loop(
                 };
                 let task_shared = shared.clone();
                 shared.tracker.spawn(async move {
-                    let stream = match tls_or_hint(&task_shared, certificates, stream, peer).await {
-                        Some(stream) => stream,
-                        None => return,
+                    // Not yet a chat connection: a stop ends the handshake.
+                    let stream = tokio::select! {
+                        stream = tls_or_hint(&task_shared, certificates, stream, peer) => stream,
+                        _ = task_shared.conn.shutdown.cancelled() => None,
                     };
+                    let Some(stream) = stream else { return };
                     let transport = Tls::new(stream, peer);
                     connection::serve(transport, task_shared.conn.clone(), permit).await;
                 });
@@ -327,21 +331,43 @@ async fn accept_loop(
                     if kind == ListenerKind::Http {
                         http::serve(stream, peer, false, task_shared).await;
                     } else {
-                        let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
-                        match sniff(&stream, deadline).await {
-                            Some(TLS_HANDSHAKE_RECORD) => {
-                                if let Some(stream) =
-                                    handshake(certificates, stream, peer, deadline).await
-                                {
-                                    http::serve(stream, peer, true, task_shared).await;
-                                }
-                            }
-                            Some(_) => http::wrong_port(stream, peer).await,
-                            None => {}
-                        }
+                        serve_https(stream, peer, certificates, task_shared).await;
                     }
                     drop(slot);
                 });
+            }
+        }
+    }
+}
+
+/// The HTTPS listener's connection: a TLS handshake, or, for a browser
+/// that spoke plain HTTP, a page saying to use `https://`. Until the
+/// handshake is done a stop ends it.
+async fn serve_https(
+    stream: TcpStream,
+    peer: SocketAddr,
+    certificates: Option<Arc<Certificates>>,
+    shared: Arc<Shared>,
+) {
+    let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+    let stop = shared.conn.shutdown.clone();
+    let tls = tokio::select! {
+        _ = stop.cancelled() => return,
+        tls = async {
+            match sniff(&stream, deadline).await {
+                Some(TLS_HANDSHAKE_RECORD) => Ok(handshake(certificates, stream, peer, deadline).await),
+                Some(_) => Err(stream),
+                None => Ok(None),
+            }
+        } => tls,
+    };
+    match tls {
+        Ok(Some(tls)) => http::serve(tls, peer, true, shared).await,
+        Ok(None) => {}
+        Err(plain) => {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                () = http::wrong_port(plain, peer) => {}
             }
         }
     }
@@ -356,34 +382,32 @@ enum Refusal {
     Tls(LimitError, Option<Arc<Certificates>>),
 }
 
-/// Tells a refused connection why, within [`REFUSAL_TIMEOUT`] and only
-/// while fewer than [`MAX_REFUSALS`] are being told; otherwise closes it
-/// at once.
+/// Tells a refused connection why, within `limits::REFUSAL_TIMEOUT` and
+/// only while fewer than [`MAX_REFUSALS`] are being told; otherwise closes
+/// it at once.
 fn refuse(shared: &Shared, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
     let Some(slot) = shared.refusal_slot() else {
         debug!(%peer, "refused without a word: too many refusals at once");
         return;
     };
-    shared.tracker.spawn(async move {
-        let told = tokio::time::timeout(REFUSAL_TIMEOUT, async move {
-            match refusal {
-                Refusal::Plain(limit) => {
-                    connection::refuse(Tcp::new(stream, peer), limit.reason()).await
-                }
-                Refusal::Tls(limit, certificates) => {
-                    let acceptor = TlsAcceptor::from(certificates?.current());
-                    let stream = acceptor.accept(stream).await.ok()?;
-                    connection::refuse(Tls::new(stream, peer), limit.reason()).await
-                }
-            }
-            Some(())
-        })
-        .await;
-        if told.is_err() {
-            debug!(%peer, "refused connection did not listen in time");
+    match refusal {
+        Refusal::Plain(limit) => {
+            let transport = std::future::ready(Some(Tcp::new(stream, peer)));
+            shared
+                .tracker
+                .spawn(connection::refuse(transport, limit.reason(), slot));
         }
-        drop(slot);
-    });
+        Refusal::Tls(limit, certificates) => {
+            let transport = async move {
+                let acceptor = TlsAcceptor::from(certificates?.current());
+                let stream = acceptor.accept(stream).await.ok()?;
+                Some(Tls::new(stream, peer))
+            };
+            shared
+                .tracker
+                .spawn(connection::refuse(transport, limit.reason(), slot));
+        }
+    }
 }
 
 /// The first byte a new connection sends, without consuming it; `None` if

@@ -67,6 +67,10 @@ pub struct SessionSettings {
     /// The port the page is served on over HTTP, to tell a browser that
     /// reached a chat port where to go; none when HTTP is off.
     pub page_port: Option<u16>,
+    /// Whether an HTTP request line before joining is a browser on the
+    /// wrong port, told where to go and closed. True on byte streams; over
+    /// WebSocket such a line is only a failed JOIN attempt.
+    pub hint_browsers: bool,
 }
 
 /// One connection's protocol state.
@@ -85,6 +89,8 @@ pub struct Session {
     burst_lines: usize,
     /// Where the page is, for a browser on the wrong port.
     page_port: Option<u16>,
+    /// See [`SessionSettings::hint_browsers`].
+    hint_browsers: bool,
 }
 
 #[derive(Debug)]
@@ -121,6 +127,7 @@ impl Session {
             burst: Vec::new(),
             burst_lines: 0,
             page_port: settings.page_port,
+            hint_browsers: settings.hint_browsers,
         }
     }
 
@@ -295,6 +302,7 @@ impl Session {
             Login::Help => self.reply_all(reply::help()),
             Login::Quit => self.close(CloseReason::Quit),
             Login::Usage(syntax) => self.reply(reply::usage(syntax)),
+            Login::Http if !self.hint_browsers => self.failed_attempt(reason::NOT_JOIN),
             Login::Http => {
                 let hint = match self.page_port {
                     Some(port) => format!(
@@ -478,7 +486,7 @@ mod tests {
             outbox.clone(),
             SessionSettings {
                 rate,
-                page_port: None,
+                ..SessionSettings::default()
             },
             Instant::now(),
         );

@@ -15,7 +15,7 @@ use chatgate::server::ListenerKind;
 use common::clients::TestCert;
 use common::http::{metric, request};
 use common::{BLAST_BATCH, Client, TestServer, WAIT, WELCOME, blast_batch};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::Command;
 use tokio::time::{Instant, sleep, timeout};
@@ -202,7 +202,22 @@ async fn page_connections_are_capped_per_address_and_in_all() {
     idle.push(connect_from(other, http).await);
     let mut fifth = connect_from(Ipv4Addr::new(127, 0, 0, 4), http).await;
     assert!(closed_within(&mut fifth, REFUSED_WITHIN).await);
-    drop(idle);
+    // The four that hold the places are served.
+    for kept in &mut idle {
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        let mut answer = Vec::new();
+        timeout(WAIT, kept.read_to_end(&mut answer))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
     drop(server);
 }
 

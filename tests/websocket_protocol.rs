@@ -267,6 +267,17 @@ fn violations() -> Vec<(String, Vec<u8>)> {
     for op in (0x3..=0x7).chain(0xB..=0xF) {
         cases.push((format!("reserved opcode {op:#x}"), masked(0x80 | op, b"x")));
     }
+    // A length in a longer form than it needs (RFC 6455, 5.2).
+    for (name, length) in [
+        ("5 as a 16-bit length", vec![0xFE, 0, 5]),
+        ("5 as a 64-bit length", vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 5]),
+    ] {
+        let mut frame = vec![0x81];
+        frame.extend(length);
+        frame.extend(KEY);
+        frame.extend(b"hello".iter().zip(KEY.iter().cycle()).map(|(b, k)| b ^ k));
+        cases.push((name.into(), frame));
+    }
     for code in [
         0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
     ] {

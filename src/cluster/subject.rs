@@ -30,13 +30,14 @@ pub(super) fn room(room: RoomName) -> String {
     format!("{PREFIX}.room.{}", hex(room))
 }
 
-/// The presence key of `user` in `room`: unique per room regardless of the
-/// user name's case, as names are on one node.
+/// The presence key of `user` in `room`: the user's look-alike key
+/// ([`Name::key`]), so look-alike names are one name across nodes, as on
+/// one node.
 pub(super) fn presence_key(room: RoomName, user: UserName) -> String {
     format!("{}.{}", hex(room), hex(user.key()))
 }
 
-/// The room and case-folded user name of a presence key.
+/// The room and user's look-alike key of a presence key.
 pub(super) fn parse_presence_key(key: &str) -> Option<(RoomName, Name)> {
     let (room, user) = key.split_once('.')?;
     Some((unhex(room)?, unhex(user)?))

@@ -25,12 +25,12 @@ pub enum Arrival {
         /// The join's tag, for a join made here.
         tag: Option<JoinTag>,
     },
-    /// A private line for the member whose case-folded name is `to`, echoed
-    /// to the sender `from` (case-folded) if the sender is here.
+    /// A private line for the member whose look-alike key is `to`, echoed
+    /// to the sender `from` (its key too) if the sender is here.
     Private {
-        /// The sender's case-folded name.
+        /// The sender's look-alike key ([`Name::key`]).
         from: Name,
-        /// The recipient's case-folded name.
+        /// The recipient's look-alike key ([`Name::key`]).
         to: Name,
     },
 }
@@ -124,7 +124,7 @@ impl Hub {
         all
     }
 
-    /// Whether `user` (in any case) is in `room` here, or has reserved the
+    /// Whether `user` (or a look-alike) is in `room` here, or has reserved the
     /// name there.
     pub fn holds_name(&self, room: RoomName, user: UserName) -> bool {
         read(&self.rooms)

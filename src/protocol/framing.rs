@@ -204,16 +204,26 @@ impl<'a> Iterator for WsLines<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let (line, rest) = match self.rest.iter().position(|&b| b == b'\n') {
-            Some(at) => (&self.rest[..at], &self.rest[at + 1..]),
-            None => (self.rest, &[][..]),
-        };
-        self.rest = rest;
-        Some(line.strip_suffix(b"\r").unwrap_or(line))
+        let (len, used) = next_ws_line(self.rest)?;
+        let line = &self.rest[..len];
+        self.rest = &self.rest[used..];
+        Some(line)
     }
+}
+
+/// Where the first line of what is left of a WebSocket message ends: its
+/// length without the `\r` before its `\n`, and the bytes it takes with its
+/// `\n`. `None` when nothing is left, so a trailing `\n` adds no line.
+pub fn next_ws_line(rest: &[u8]) -> Option<(usize, usize)> {
+    if rest.is_empty() {
+        return None;
+    }
+    let (line, used) = match memchr::memchr(b'\n', rest) {
+        Some(at) => (&rest[..at], at + 1),
+        None => (rest, rest.len()),
+    };
+    let len = line.strip_suffix(b"\r").unwrap_or(line).len();
+    Some((len, used))
 }
 
 #[cfg(test)]

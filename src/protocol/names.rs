@@ -95,7 +95,7 @@ impl fmt::Debug for Name {
 /// A room name; case-sensitive (`Lobby` and `lobby` are two rooms).
 pub type RoomName = Name;
 
-/// A user name; shown as written, unique per room regardless of case.
+/// A user name; shown as written, unique per room among its look-alikes.
 pub type UserName = Name;
 
 #[cfg(test)]

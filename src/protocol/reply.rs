@@ -139,8 +139,14 @@ pub fn who(room: Name, mut users: Vec<Name>, budget: usize) -> Bytes {
             format!("*** users in {room} (first {k} of {total}): ")
         }
     };
-    let entries: Vec<&str> = users.iter().map(Name::as_str).collect();
-    listing(header, &entries, budget)
+    let k = fitting(
+        users.iter().map(|u| u.as_str().len()),
+        budget,
+        header,
+        total,
+    );
+    let names: Vec<&str> = users[..k].iter().map(Name::as_str).collect();
+    line(&[&header(k), &names.join(", ")])
 }
 
 /// The `/rooms` answer: `*** rooms: <room> (<count>), ...` sorted by byte
@@ -165,9 +171,6 @@ pub fn rooms(mut rooms: Vec<(Name, usize)>, budget: usize) -> Bytes {
         .iter()
         .map(|(room, n)| (*room, format!("{room} ({n})")))
         .collect();
-    let fits = fitting(entries.iter().map(|(_, e)| e.len()), budget);
-    entries.truncate(fits);
-    entries.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
     let header = |k: usize| {
         if k == total {
             "*** rooms: ".to_owned()
@@ -175,22 +178,32 @@ pub fn rooms(mut rooms: Vec<(Name, usize)>, budget: usize) -> Bytes {
             format!("*** rooms ({k} largest of {total}): ")
         }
     };
+    let k = fitting(entries.iter().map(|(_, e)| e.len()), budget, header, total);
+    entries.truncate(k);
+    entries.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
     let listed: Vec<&str> = entries.iter().map(|(_, e)| e.as_str()).collect();
-    listing(header, &listed, budget)
+    line(&[&header(k), &listed.join(", ")])
 }
 
-/// Longest header `who` or `rooms` writes in front of a truncated list.
-const MAX_LIST_HEADER: usize = 64;
-
-/// How many of `entries` (in the order they are kept) fit in `budget`
-/// bytes after the longest header, with their `, ` separators and `\r\n`.
-fn fitting(entries: impl Iterator<Item = usize>, budget: usize) -> usize {
+/// How many entries, of the lengths given in the order they are kept, fit
+/// in `budget` bytes (0: all) with their `, ` separators, the `\r\n` and
+/// the longest header that `header` can write for a list of `total`.
+fn fitting(
+    lengths: impl ExactSizeIterator<Item = usize>,
+    budget: usize,
+    header: impl Fn(usize) -> String,
+    total: usize,
+) -> usize {
+    let count = lengths.len();
     if budget == 0 {
-        return usize::MAX;
+        return count;
     }
-    let mut used = MAX_LIST_HEADER + CRLF.len();
+    // The truncated form is the longer one, and its count of listed
+    // entries has no more digits than the total.
+    let longest_header = header(0).len() + total.to_string().len();
+    let mut used = longest_header + CRLF.len();
     let mut fits = 0;
-    for len in entries {
+    for len in lengths {
         used += len + 2;
         if used > budget {
             break;
@@ -198,12 +211,6 @@ fn fitting(entries: impl Iterator<Item = usize>, budget: usize) -> usize {
         fits += 1;
     }
     fits
-}
-
-/// Joins the first entries that fit in `budget` after `header(k)`.
-fn listing(header: impl Fn(usize) -> String, entries: &[&str], budget: usize) -> Bytes {
-    let k = fitting(entries.iter().map(|e| e.len()), budget).min(entries.len());
-    line(&[&header(k), &entries[..k].join(", ")])
 }
 
 /// `ERROR <reason>`

@@ -37,14 +37,32 @@ pub(crate) fn is_removed(c: char) -> bool {
         )
 }
 
+/// Whether `bytes` holds more than [`MAX_SPACE_RUN`] spaces in a row. Looks
+/// only at the spaces (found with `memchr`), which are few in most text.
+fn has_long_space_run(bytes: &[u8]) -> bool {
+    let mut run = 0;
+    let mut last = usize::MAX;
+    for at in memchr::memchr_iter(b' ', bytes) {
+        run = if last.wrapping_add(1) == at {
+            run + 1
+        } else {
+            1
+        };
+        if run > MAX_SPACE_RUN {
+            return true;
+        }
+        last = at;
+    }
+    false
+}
+
 /// Appends the text of a message to `out` under the whitespace rule: each
 /// tab becomes one space, then every run of more than [`MAX_SPACE_RUN`]
 /// spaces is shortened to that many. Text that needs neither is copied as
 /// it is, without looking at each byte twice.
 pub fn put_squeezed(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    let long_run = [b' '; MAX_SPACE_RUN + 1];
-    if memchr::memchr(b'\t', bytes).is_none() && memchr::memmem::find(bytes, &long_run).is_none() {
+    if memchr::memchr(b'\t', bytes).is_none() && !has_long_space_run(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -66,7 +84,10 @@ pub fn put_squeezed(out: &mut Vec<u8>, text: &str) {
 /// the line is ignored everywhere.
 pub fn clean(raw: &[u8]) -> Cow<'_, str> {
     let text = String::from_utf8_lossy(raw);
-    let mut text = if text.contains(is_removed) {
+    // Most lines are printable ASCII, where a byte test settles it; only
+    // other lines are looked at character by character.
+    let plain = text.bytes().all(|b| matches!(b, b' '..=b'~' | b'\t'));
+    let mut text = if !plain && text.contains(is_removed) {
         Cow::Owned(text.chars().filter(|&c| !is_removed(c)).collect())
     } else {
         text

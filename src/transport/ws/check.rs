@@ -9,7 +9,8 @@
 //! - a client's frame is masked (5.1);
 //! - no reserved bit is set, since no extension is ever negotiated, and no
 //!   reserved opcode is used (5.2);
-//! - a 64-bit payload length has its top bit clear (5.2);
+//! - a 64-bit payload length has its top bit clear, and every length is
+//!   written in the fewest bytes that hold it (5.2);
 //! - a continuation frame continues an open message, and no new data
 //!   message starts inside a fragmented one (5.4);
 //! - a control frame is not fragmented and carries at most 125 bytes (5.4,
@@ -60,6 +61,8 @@ pub(super) enum Violation {
     LongControl,
     #[error("64-bit frame length with its top bit set")]
     LengthTopBit,
+    #[error("frame length not written in its shortest form")]
+    LongLengthForm,
     #[error("close frame with a 1-byte payload")]
     ShortClose,
     #[error("close code {0} may not be sent")]
@@ -224,6 +227,16 @@ impl FrameCheck {
         }
         if length >> 63 != 0 {
             return Err(Violation::LengthTopBit);
+        }
+        // "The minimal number of bytes MUST be used to encode the length"
+        // (RFC 6455, 5.2): 126 only for 126 to 65535, 127 only above.
+        let shortest = match second & 0x7F {
+            126 => length >= 126,
+            127 => length > 0xFFFF,
+            _ => true,
+        };
+        if !shortest {
+            return Err(Violation::LongLengthForm);
         }
         // Raw opcodes (RFC 6455, 5.2): 0x0 continuation, 0x1 text,
         // 0x2 binary, 0x8 close, 0x9 ping, 0xA pong; the rest is reserved.
@@ -393,6 +406,22 @@ pub(super) mod tests {
             top_bit.clone(),
             Violation::LengthTopBit,
             head(&top_bit),
+        );
+        let mut long_16 = vec![0x82, 0xFE, 0, 5];
+        long_16.extend([1, 2, 3, 4]);
+        case(
+            "16-bit length of 5",
+            long_16.clone(),
+            Violation::LongLengthForm,
+            head(&long_16),
+        );
+        let mut long_64 = vec![0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF];
+        long_64.extend([1, 2, 3, 4]);
+        case(
+            "64-bit length of 65535",
+            long_64.clone(),
+            Violation::LongLengthForm,
+            head(&long_64),
         );
         for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
             case(

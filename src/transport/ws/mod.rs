@@ -51,7 +51,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use self::check::{FrameCheck, Violation};
 use super::stream::Coalescer;
 use super::{LineReader, LineWriter, ReadError, Transport};
-use crate::protocol::framing::split_ws_message;
+use crate::protocol::framing::{next_ws_line, split_ws_message};
 use crate::protocol::{CloseReason, MAX_WS_MESSAGE, reply};
 
 /// tungstenite's read buffer, allocated up front for every connection. Its
@@ -309,22 +309,10 @@ pub struct WsReader<S> {
 impl<S> WsReader<S> {
     /// Takes the next line off the current message, if any is left.
     fn next_line(&mut self) -> Option<Bytes> {
-        if self.message.is_empty() {
-            return None;
-        }
-        let end = self.message.iter().position(|&b| b == b'\n');
-        let line = match end {
-            Some(at) => {
-                let line = self.message.split_to(at);
-                self.message = self.message.slice(1..);
-                line
-            }
-            None => std::mem::take(&mut self.message),
-        };
-        Some(match line.strip_suffix(b"\r") {
-            Some(body) => line.slice(..body.len()),
-            None => line,
-        })
+        let (len, used) = next_ws_line(&self.message)?;
+        let line = self.message.slice(..len);
+        self.message = self.message.slice(used..);
+        Some(line)
     }
 }
 
