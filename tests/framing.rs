@@ -349,23 +349,15 @@ async fn unterminated_last_line_from_nc_n_is_said() {
     let server = TestServer::start(&[]).await;
     let mut watcher = server.join("a", "watcher").await;
     let port = server.addr(ListenerKind::Tcp).port().to_string();
-    let mut nc = match Command::new("nc")
+    let spawned = Command::new("nc")
         .args(["-N", "127.0.0.1", &port])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "nc (netcat-openbsd) is required under CI: {e}"
-            );
-            eprintln!("SKIPPED: nc not found ({e})");
-            return;
-        }
+        .spawn();
+    let Some(mut nc) = common::tool(spawned, "nc (netcat-openbsd)") else {
+        return;
     };
     let mut stdin = nc.stdin.take().expect("stdin");
     stdin.write_all(b"JOIN a b\nhello").await.expect("write");

@@ -60,6 +60,23 @@ pub async fn blast_batch(blaster: &mut Client, first: usize) -> Vec<String> {
     received
 }
 
+/// A spawned external tool (openssl, nc, telnet), or `None` when it is not
+/// installed and this is not CI: the test then skips, loudly. Under
+/// `CI=true` a missing tool fails the test instead.
+pub fn tool<T>(spawned: std::io::Result<T>, name: &str) -> Option<T> {
+    match spawned {
+        Ok(child) => Some(child),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "{name} is required under CI: {e}"
+            );
+            eprintln!("SKIPPED: {name} not found ({e})");
+            None
+        }
+    }
+}
+
 /// A server running inside the test's runtime, listening on 127.0.0.1.
 pub struct TestServer {
     /// The TCP listener, which every test server has.
