@@ -19,7 +19,10 @@
 //! left, at most [`LINGER_TIMEOUT`], is spent discarding input so the close
 //! is not turned into a reset. `tests/bounds.rs` holds the server to it.
 //! The connection's places under the connection caps are given back at the
-//! moment of the decision, not at the end of that goodbye.
+//! moment of the decision, not at the end of that goodbye; so that this
+//! cannot be used to hold descriptors past the caps, at most
+//! `limits::MAX_CLOSING` connections say goodbye at once and the others
+//! are closed without one.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -131,24 +134,21 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     drop(session);
     drop(permit);
     // While the server stops every connection says goodbye; otherwise only
-    // as many at once as have a place (see `limits::MAX_CLOSING`).
+    // as many at once as have a place (see `limits::MAX_CLOSING`), and the
+    // others are dropped without one.
     let goodbye = ctx.closing.clone().try_acquire_owned().ok();
-    if goodbye.is_none() && !ctx.shutdown.is_cancelled() {
-        debug!(%peer, "too many connections closing; dropped at once");
-        writer.abort();
-        let _ = writer.await;
-        return;
-    }
-    if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
-        debug!(%peer, "goodbye not read in time; closing anyway");
-        writer.abort();
-        let _ = writer.await;
-    }
-    let linger = if ctx.shutdown.is_cancelled() {
-        SHUTDOWN_LINGER
+    let (flush, linger) = if ctx.shutdown.is_cancelled() {
+        (CLOSE_TIMEOUT, SHUTDOWN_LINGER)
+    } else if goodbye.is_some() {
+        (CLOSE_TIMEOUT, LINGER_TIMEOUT)
     } else {
-        LINGER_TIMEOUT
+        (Duration::ZERO, Duration::ZERO)
     };
+    if timeout(flush, &mut writer).await.is_err() {
+        debug!(%peer, "goodbye not read in time, or no place to say it; closing anyway");
+        writer.abort();
+        let _ = writer.await;
+    }
     let until = (Instant::now() + linger).min(closing + CLOSE_BOUND);
     let _ = timeout_at(until, reader.discard()).await;
     debug!(%peer, "closed");

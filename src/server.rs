@@ -40,6 +40,7 @@ use crate::origin::{AllowedOrigins, BadOrigin};
 use crate::pacing;
 use crate::session::SessionSettings;
 use crate::tls::{CertError, Certificates};
+use crate::transport::Transport;
 use crate::transport::tcp::Tcp;
 use crate::transport::tls::Tls;
 
@@ -298,14 +299,22 @@ async fn accept_loop(
                         .tracker
                         .spawn(connection::serve(Tcp::new(stream, peer), conn, permit));
                 }
-                Err(limit) => refuse(&shared, stream, peer, Refusal::Plain(limit)),
+                Err(limit) => {
+                    let transport = std::future::ready(Some(Tcp::new(stream, peer)));
+                    refuse(&shared, peer, limit, transport);
+                }
             },
             ListenerKind::Tls => {
                 // Counted from accept, so handshakes in progress count too.
                 let permit = match shared.limiter.acquire(peer.ip()) {
                     Ok(permit) => permit,
                     Err(limit) => {
-                        refuse(&shared, stream, peer, Refusal::Tls(limit, certificates));
+                        let transport = async move {
+                            let acceptor = TlsAcceptor::from(certificates?.current());
+                            let stream = acceptor.accept(stream).await.ok()?;
+                            Some(Tls::new(stream, peer))
+                        };
+                        refuse(&shared, peer, limit, transport);
                         continue;
                     }
                 };
@@ -371,41 +380,23 @@ async fn serve_https(
     }
 }
 
-/// What a refused connection is told, and how.
-enum Refusal {
-    /// A plain TCP chat connection over a limit.
-    Plain(LimitError),
-    /// A TLS chat connection over a limit: told inside TLS, if the
-    /// handshake is quick.
-    Tls(LimitError, Option<Arc<Certificates>>),
-}
-
-/// Tells a refused connection why, within `limits::REFUSAL_TIMEOUT` and
-/// only while fewer than [`MAX_REFUSALS`] are being told; otherwise closes
-/// it at once.
-fn refuse(shared: &Shared, stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+/// Tells a refused connection why (`transport` is what it takes to speak
+/// to it: a TLS handshake, say), within `limits::REFUSAL_TIMEOUT` and only
+/// while fewer than [`MAX_REFUSALS`] are being told; otherwise closes it at
+/// once.
+fn refuse<T: Transport>(
+    shared: &Shared,
+    peer: SocketAddr,
+    limit: LimitError,
+    transport: impl Future<Output = Option<T>> + Send + 'static,
+) {
     let Some(slot) = shared.refusal_slot() else {
         debug!(%peer, "refused without a word: too many refusals at once");
         return;
     };
-    match refusal {
-        Refusal::Plain(limit) => {
-            let transport = std::future::ready(Some(Tcp::new(stream, peer)));
-            shared
-                .tracker
-                .spawn(connection::refuse(transport, limit.reason(), slot));
-        }
-        Refusal::Tls(limit, certificates) => {
-            let transport = async move {
-                let acceptor = TlsAcceptor::from(certificates?.current());
-                let stream = acceptor.accept(stream).await.ok()?;
-                Some(Tls::new(stream, peer))
-            };
-            shared
-                .tracker
-                .spawn(connection::refuse(transport, limit.reason(), slot));
-        }
-    }
+    shared
+        .tracker
+        .spawn(connection::refuse(transport, limit.reason(), slot));
 }
 
 /// The first byte a new connection sends, without consuming it; `None` if

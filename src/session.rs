@@ -87,10 +87,8 @@ pub struct Session {
     /// Lines said and not yet broadcast, encoded, and how many.
     burst: Vec<u8>,
     burst_lines: usize,
-    /// Where the page is, for a browser on the wrong port.
-    page_port: Option<u16>,
-    /// See [`SessionSettings::hint_browsers`].
-    hint_browsers: bool,
+    /// What the session was started with.
+    settings: SessionSettings,
 }
 
 #[derive(Debug)]
@@ -126,8 +124,7 @@ impl Session {
             bucket: (settings.rate > 0).then(|| TokenBucket::new(settings.rate, now)),
             burst: Vec::new(),
             burst_lines: 0,
-            page_port: settings.page_port,
-            hint_browsers: settings.hint_browsers,
+            settings,
         }
     }
 
@@ -302,9 +299,9 @@ impl Session {
             Login::Help => self.reply_all(reply::help()),
             Login::Quit => self.close(CloseReason::Quit),
             Login::Usage(syntax) => self.reply(reply::usage(syntax)),
-            Login::Http if !self.hint_browsers => self.failed_attempt(reason::NOT_JOIN),
+            Login::Http if !self.settings.hint_browsers => self.failed_attempt(reason::NOT_JOIN),
             Login::Http => {
-                let hint = match self.page_port {
+                let hint = match self.settings.page_port {
                     Some(port) => format!(
                         "{}: open the page at http://HOST:{port}/ (this host, port {port})",
                         reason::NOT_HTTP
