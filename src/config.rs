@@ -181,14 +181,19 @@ pub struct Config {
 /// and a suffix, short enough to stay readable in logs.
 pub const MAX_NODE_NAME: usize = 64;
 
-/// A node name goes into logs, metrics and the cluster's messages, so it
-/// keeps to characters that are plain in all of them.
-fn parse_node_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
+/// Whether `s` is a valid node name: 1 to [`MAX_NODE_NAME`] characters
+/// from `A-Z a-z 0-9 _ -`. A node name goes into logs, metrics and the
+/// cluster's messages, so it keeps to characters that are plain in all of
+/// them; names read back from NATS are held to the same rule.
+pub fn is_node_name(s: &str) -> bool {
+    !s.is_empty()
         && s.len() <= MAX_NODE_NAME
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if is_node_name(s) {
         Ok(s.to_owned())
     } else {
         Err(format!(

@@ -40,6 +40,7 @@ use crate::metrics::DropReason;
 use crate::outbox::{KEEP_IDLE_CAPACITY, Next, Outbox};
 use crate::protocol::CloseReason;
 use crate::protocol::reply;
+use crate::relay::NameClaim;
 use crate::session::{Flow, Session, SessionSettings};
 use crate::transport::{LineReader, LineWriter, ReadError, Transport};
 
@@ -184,13 +185,13 @@ async fn on_read(
 
 /// Asks the cluster for the name the session reserved, and tells the
 /// session the answer. Bounded: the cluster answers within its claim
-/// timeout, or the name counts as granted on this node's word.
+/// timeout (busy, past it, while the link is up).
 async fn claim(session: &mut Session, ctx: &Connection) -> Flow {
-    let granted = match (session.pending_claim(), &ctx.cluster) {
+    let answer = match (session.pending_claim(), &ctx.cluster) {
         (Some((room, user)), Some(cluster)) => cluster.claim(room, user).await,
-        _ => true,
+        _ => NameClaim::Granted,
     };
-    session.claim_answered(granted)
+    session.claim_answered(answer)
 }
 
 /// Drains the outbox into the transport until the connection closes.

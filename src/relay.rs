@@ -23,6 +23,20 @@ use crate::protocol::names::{Name, RoomName, UserName};
 /// comes back, its tag shows the joiner that this is its own.
 pub type JoinTag = u64;
 
+/// The cluster's answer to a name claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameClaim {
+    /// The name is this user's: confirmed by the cluster, or (the link not
+    /// up) checked against this node only, as PROTOCOL.md allows then.
+    Granted,
+    /// Someone on another node has it: a failed attempt, `name taken`.
+    Taken,
+    /// The link is up but the cluster did not confirm the name in time:
+    /// `cluster busy, try again`, not a failed attempt. Never granted on
+    /// one node's word while the link counts as up (PROTOCOL.md, Cluster).
+    Busy,
+}
+
 /// What a room line means, for a relay that must carry more than its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomEvent {

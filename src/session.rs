@@ -34,6 +34,7 @@ use crate::protocol::rate::{TokenBucket, Verdict};
 use crate::protocol::reply::{self, reason};
 use crate::protocol::text::clean;
 use crate::protocol::{CloseReason, MAX_JOIN_ATTEMPTS};
+use crate::relay::NameClaim;
 
 /// Bytes of gathered lines after which a burst goes to the room even if more
 /// input is at hand: bounds the delay the burst adds to its first line and
@@ -178,27 +179,36 @@ impl Session {
         }
     }
 
-    /// The cluster granted the pending name, or found it taken.
-    pub fn claim_answered(&mut self, granted: bool) -> Flow {
+    /// The cluster granted the pending name, found it taken, or could not
+    /// say in time.
+    pub fn claim_answered(&mut self, answer: NameClaim) -> Flow {
         self.flush();
         let state = std::mem::replace(&mut self.state, State::Login { failed: 0 });
         let State::Claiming { next, from, failed } = state else {
             self.state = state;
             return Flow::Continue;
         };
-        match (granted, from) {
-            (true, from) => {
+        match (answer, from) {
+            (NameClaim::Granted, from) => {
                 drop(from);
                 self.enter(next);
                 Flow::Continue
             }
-            (false, Some(from)) => {
+            (NameClaim::Taken | NameClaim::Busy, Some(from)) => {
                 self.state = State::Joined(from);
-                self.reply(reply::error(reason::NAME_TAKEN))
+                let why = match answer {
+                    NameClaim::Busy => reason::CLUSTER_BUSY,
+                    _ => reason::NAME_TAKEN,
+                };
+                self.reply(reply::error(why))
             }
-            (false, None) => {
+            (NameClaim::Taken, None) => {
                 self.state = State::Login { failed };
                 self.failed_attempt(reason::NAME_TAKEN)
+            }
+            (NameClaim::Busy, None) => {
+                self.state = State::Login { failed };
+                self.reply(reply::error(reason::CLUSTER_BUSY))
             }
         }
     }
@@ -615,20 +625,38 @@ mod tests {
         assert_eq!(s.handle_line(b"JOIN r sam", now), Flow::Claim);
         let (room, user) = s.pending_claim().unwrap();
         assert_eq!((room.as_str(), user.as_str()), ("r", "sam"));
-        assert_eq!(s.claim_answered(false), Flow::Continue);
+        assert_eq!(s.claim_answered(NameClaim::Taken), Flow::Continue);
         assert!(s.membership().is_none());
+        // A busy cluster is no failed attempt: five of them do not close.
+        for _ in 0..MAX_JOIN_ATTEMPTS {
+            assert_eq!(s.handle_line(b"JOIN r sam", now), Flow::Claim);
+            assert_eq!(s.claim_answered(NameClaim::Busy), Flow::Continue);
+        }
         assert_eq!(s.handle_line(b"JOIN r sam", now), Flow::Claim);
-        assert_eq!(s.claim_answered(true), Flow::Continue);
+        assert_eq!(s.claim_answered(NameClaim::Granted), Flow::Continue);
         relay.echo(&hub);
-        assert_eq!(lines(&out)[2..], ["ERROR name taken", "sam has joined"]);
+        let busy = vec!["ERROR cluster busy, try again"; MAX_JOIN_ATTEMPTS as usize];
+        let mut expected = vec!["ERROR name taken"];
+        expected.extend(busy);
+        expected.push("sam has joined");
+        assert_eq!(lines(&out)[2..], expected);
 
+        for answer in [NameClaim::Taken, NameClaim::Busy] {
+            assert_eq!(s.handle_line(b"/join other", now), Flow::Claim);
+            s.claim_answered(answer);
+            assert_eq!(s.membership().unwrap().room().as_str(), "r");
+        }
         assert_eq!(s.handle_line(b"/join other", now), Flow::Claim);
-        s.claim_answered(false);
-        assert_eq!(s.membership().unwrap().room().as_str(), "r");
-        assert_eq!(s.handle_line(b"/join other", now), Flow::Claim);
-        s.claim_answered(true);
+        s.claim_answered(NameClaim::Granted);
         relay.echo(&hub);
-        assert_eq!(lines(&out), ["ERROR name taken", "sam has joined"]);
+        assert_eq!(
+            lines(&out),
+            [
+                "ERROR name taken",
+                "ERROR cluster busy, try again",
+                "sam has joined"
+            ]
+        );
         assert_eq!(s.membership().unwrap().room().as_str(), "other");
     }
 }

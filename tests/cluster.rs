@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use chatgate::server::ListenerKind;
 use common::clients::Conn;
-use common::nats::{Nats, Node};
-use common::{TestServer, WAIT, error};
+use common::nats::{Nats, Node, node, tcp_user};
+use common::{WAIT, error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The protocol's bound for other nodes to show a dead node's users leave.
@@ -37,21 +37,6 @@ macro_rules! nats_or_skip {
             None => return,
         }
     };
-}
-
-/// A node in-process, on `nats`, with its TCP listener and `flags`.
-async fn node(nats: &Nats, name: &str, flags: &[&str]) -> TestServer {
-    let url = nats.url();
-    let mut args = vec!["--nats", &url, "--node-name", name];
-    args.extend(flags);
-    TestServer::start(&args).await
-}
-
-/// A telnet-like user who joined `room` on `server`.
-async fn tcp_user(server: &TestServer, room: &str, user: &str) -> Conn {
-    let mut conn = Conn::tcp(server.addr(ListenerKind::Tcp)).await;
-    conn.join(room, user).await;
-    conn
 }
 
 /// Sends `command` until its answer is `expected`: what one node learns

@@ -1,13 +1,15 @@
 //! The state of this node's NATS link, as users and the other tasks see it.
 //!
 //! async-nats reports `Connected` and `Disconnected` through a callback and
-//! reconnects by itself. The link then goes through four phases:
+//! reconnects by itself; the `heartbeat` task adds what async-nats cannot
+//! see, a connection that stays open while nothing comes through it. The
+//! link goes through four phases:
 //! [`Phase::Down`] until a connection exists, [`Phase::Connected`] while the
 //! presence task registers this node's members again, [`Phase::Ready`] while
 //! the rooms task subscribes again, and [`Phase::Up`], when lines and name
 //! claims go through NATS. A loss goes straight back to `Down`: lines stay
-//! local at once, and the users hear `* cluster link lost` (and, once the
-//! link is `Up` again, `* cluster link restored`).
+//! local at once, and the users hear `*** cluster link lost` (and, once the
+//! link is `Up` again, `*** cluster link restored`).
 //!
 //! Transitions take one small mutex, so that a loss cannot be overwritten by
 //! a task that was just finishing its part of the way up. The hub is called
@@ -77,14 +79,44 @@ impl Link {
     /// async-nats connected (first time or again).
     pub(super) fn connected(&self) {
         let _told = self.lock();
-        info!(node = %self.shared.node, "nats link connected");
-        self.phase.send_replace(Phase::Connected);
+        self.come_back();
+    }
+
+    /// One of this node's heartbeats came back; `connected` says whether
+    /// async-nats counts its connection as up. After a silence, this is the
+    /// link working again on the connection async-nats kept.
+    pub(super) fn answered(&self, connected: bool) {
+        let _told = self.lock();
+        if connected {
+            self.come_back();
+        }
+    }
+
+    /// Down to connected, and only from down: a connection already on its
+    /// way up is not set back.
+    fn come_back(&self) {
+        if self.phase() == Phase::Down {
+            info!(node = %self.shared.node, "nats link connected");
+            self.phase.send_replace(Phase::Connected);
+        }
     }
 
     /// async-nats lost the connection; it is already trying again.
     pub(super) fn disconnected(&self) {
+        self.lost("the connection closed");
+    }
+
+    /// A heartbeat was not back in time: the server is frozen, unreachable
+    /// or overwhelmed, whatever the connection looks like.
+    pub(super) fn silent(&self) {
+        self.lost("a heartbeat was not answered in time");
+    }
+
+    fn lost(&self, why: &str) {
         let mut told = self.lock();
-        warn!(node = %self.shared.node, "nats link lost; lines stay on this node until it is back");
+        if self.phase() != Phase::Down {
+            warn!(node = %self.shared.node, why, "nats link lost; lines stay on this node until it is back");
+        }
         self.phase.send_replace(Phase::Down);
         let was_up = self.shared.up.swap(false, Ordering::SeqCst);
         self.shared.metrics.link_up.set(0);

@@ -1,11 +1,11 @@
-//! Which other nodes are alive, from their heartbeats.
+//! Which nodes are alive, from their heartbeats, and how this node's own
+//! beats are doing: pure bookkeeping, fed the time by its caller (the
+//! `heartbeat` task).
 //!
-//! Every node publishes its id on a plain subject every
-//! [`HEARTBEAT_EVERY`]; a node not heard for [`NODE_TIMEOUT`] is silent,
-//! and the presence task clears its members. Silence can only be judged
-//! while this node's own link is up: when the link comes (back), everyone
-//! gets [`NODE_TIMEOUT`] from that moment, since nobody could be heard
-//! before it. Pure bookkeeping, fed the time by its caller.
+//! A node not heard for [`NODE_TIMEOUT`] is silent, and the presence task
+//! clears its members. Silence can only be judged while this node's own
+//! link is up: when the link comes (back), everyone gets [`NODE_TIMEOUT`]
+//! from that moment, since nobody could be heard before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,18 +13,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How often a node says it is alive. Cheap (one small message per node),
-/// and frequent enough that [`NODE_TIMEOUT`] covers several of them.
-pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+use super::subject;
 
 /// Silence after which a node counts as dead and its members are cleared.
-/// Five heartbeats: a node busy for a moment is not buried alive, and its
+/// Ten heartbeats: a node busy for a moment is not buried alive, and its
 /// users are shown leaving well within the protocol's 30 seconds.
 pub(super) const NODE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Longest node id taken from a heartbeat: a node name (64) and its
-/// instance number, with room to spare.
-const MAX_NODE_ID: usize = 128;
 
 /// When each node was last heard.
 #[derive(Debug, Default)]
@@ -38,12 +32,12 @@ pub(super) struct Liveness {
 impl Liveness {
     /// A heartbeat arrived with this payload.
     pub(super) fn heard(&mut self, payload: &[u8], now: Instant) {
-        let Ok(node) = std::str::from_utf8(payload) else {
+        let Some(node) = std::str::from_utf8(payload)
+            .ok()
+            .filter(|id| subject::is_node_id(id))
+        else {
             return;
         };
-        if node.is_empty() || node.len() > MAX_NODE_ID {
-            return;
-        }
         match self.last_seen.get_mut(node) {
             Some(seen) => *seen = now,
             None => {
@@ -85,19 +79,45 @@ impl Liveness {
     }
 }
 
+/// This node's own beat on its way through the NATS server.
+#[derive(Debug, Default)]
+pub(super) struct RoundTrip {
+    /// When the oldest beat not yet answered was sent.
+    waiting_since: Option<Instant>,
+}
+
+impl RoundTrip {
+    /// A beat left.
+    pub(super) fn sent(&mut self, now: Instant) {
+        self.waiting_since.get_or_insert(now);
+    }
+
+    /// A beat came back: the link carried it both ways.
+    pub(super) fn answered(&mut self) {
+        self.waiting_since = None;
+    }
+
+    /// When the link counts as lost if no beat comes back first.
+    pub(super) fn deadline(&self, within: Duration) -> Option<Instant> {
+        self.waiting_since.map(|sent| sent + within)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const A: &str = "a.0000000000000001";
+
     #[test]
     fn a_node_is_silent_after_the_timeout_counted_from_the_later_of_link_and_beat() {
         let start = Instant::now();
-        let nodes: Vec<Arc<str>> = vec!["a.1".into(), "b.2".into()];
+        let nodes: Vec<Arc<str>> = vec![A.into(), "b.0000000000000002".into()];
         let mut live = Liveness::default();
-        live.heard(b"a.1", start);
+        live.heard(A.as_bytes(), start);
         assert!(live.silent(&nodes, start + NODE_TIMEOUT * 5).is_empty());
         live.link_up(start);
-        live.heard(b"a.1", start + NODE_TIMEOUT / 2);
+        live.heard(A.as_bytes(), start + NODE_TIMEOUT / 2);
         assert_eq!(
             live.silent(&nodes, start + NODE_TIMEOUT),
             [nodes[1].clone()]
@@ -114,10 +134,29 @@ mod tests {
         let mut live = Liveness::default();
         live.link_up(start);
         live.heard(b"\xff", start);
-        live.heard(&[b'x'; MAX_NODE_ID + 1], start);
-        live.heard(b"gone.1", start);
+        live.heard(&[b'x'; 100], start);
+        live.heard(b"a b.0000000000000001", start);
+        live.heard(b"gone.0000000000000001", start);
         assert_eq!(live.last_seen.len(), 1);
         live.silent(&[], start + NODE_TIMEOUT);
         assert!(live.last_seen.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+
+    #[test]
+    fn the_oldest_unanswered_beat_sets_the_deadline() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut trip = RoundTrip::default();
+        assert_eq!(trip.deadline(second), None);
+        trip.sent(start);
+        trip.sent(start + second);
+        assert_eq!(trip.deadline(second), Some(start + second));
+        trip.answered();
+        assert_eq!(trip.deadline(second), None);
     }
 }

@@ -2,7 +2,7 @@
 //! `server`, flag `--nats`).
 //!
 //! Without `--nats` none of this runs. With it, the node's [`Hub`] gets a
-//! relay (the `shared` module) and two tasks run beside the listeners:
+//! relay (the `shared` module) and three tasks run beside the listeners:
 //!
 //! - the rooms task (`rooms`) publishes every room line once to the room's
 //!   subject, `chatgate.room.<hex of the name>`, which a JetStream stream in
@@ -10,18 +10,22 @@
 //!   consumers of the room bring back, so that all nodes see each room's
 //!   lines in one order;
 //! - the presence task (`presence`) keeps names unique across nodes in a
-//!   JetStream key-value bucket, watches it for `/who` and `/rooms`, says
-//!   that this node is alive, and clears the members of nodes that die.
+//!   JetStream key-value bucket, watches it for `/who` and `/rooms`, and
+//!   clears the members of nodes that die;
+//! - the heartbeat task (`heartbeat`) says that this node is alive, hears
+//!   the others, and times its own beats through the NATS server, so that
+//!   a silent link is noticed within seconds whatever the traffic.
 //!
-//! `link` follows the connection: when it drops, lines and names stay local
-//! and users are told; when it is back, presence is registered again, rooms
-//! are subscribed again, and users are told again.
+//! `link` follows the connection: when it drops or goes silent, lines and
+//! names stay local and users are told; when it is back, presence is
+//! registered again, rooms are subscribed again, and users are told again.
 //!
 //! At shutdown, [`Cluster::depart`] waits (briefly) for every local member to
 //! have left, sends their leave lines and deletes their keys, so that the
 //! other nodes see them go at once.
 
 mod envelope;
+mod heartbeat;
 mod link;
 mod liveness;
 mod presence;
@@ -39,6 +43,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use self::heartbeat::Heartbeat;
 use self::link::{Link, Phase};
 use self::presence::{Claim, Presence};
 use self::rooms::Rooms;
@@ -47,11 +52,16 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::ClusterMetrics;
 use crate::protocol::names::{RoomName, UserName};
+use crate::relay::NameClaim;
 
-/// How often the client pings the NATS server. A server that stops
-/// answering is given up after two missed pongs, so a silent loss is
-/// noticed (and users told) within the protocol's five seconds.
+/// How often the client pings the NATS server when it has nothing else to
+/// write. This alone does not notice a busy link going silent; the
+/// `heartbeat` task does.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest wait for a (re)connection to be greeted by the server: a frozen
+/// server accepts TCP connections in its kernel and then says nothing.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest pause between reconnection attempts: a restarted nats-server is
 /// found within a couple of seconds, and a dead one costs a connection
@@ -68,8 +78,9 @@ const SUBSCRIPTION_CAPACITY: usize = 4096;
 /// the unlikely rush, and a session past it waits its turn.
 const CLAIM_QUEUE: usize = 1024;
 
-/// Longest a JOIN waits for its cluster-wide claim; past it the name is
-/// taken on this node's word, as when the link is down.
+/// Longest a JOIN waits for its cluster-wide claim (PROTOCOL.md: 3
+/// seconds); past it, the user is told the cluster is busy, unless the link
+/// went down meanwhile and this node's own check is all there is.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long startup waits for the cluster link before serving anyway (as a
@@ -128,6 +139,7 @@ impl Cluster {
             .name(format!("chatgate {node}"))
             .retry_on_initial_connect()
             .ping_interval(PING_INTERVAL)
+            .connection_timeout(CONNECTION_TIMEOUT)
             .reconnect_delay_callback(|attempts| {
                 (Duration::from_millis(100) * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY)
             })
@@ -148,6 +160,15 @@ impl Cluster {
             .map_err(ClusterError::Url)?;
 
         let stop = CancellationToken::new();
+        tokio::spawn(
+            Heartbeat {
+                client: client.clone(),
+                shared: shared.clone(),
+                link: link.clone(),
+                stop: stop.clone(),
+            }
+            .run(),
+        );
         tokio::spawn(
             Rooms {
                 client: client.clone(),
@@ -204,25 +225,26 @@ impl Cluster {
         self.hub.clone()
     }
 
-    /// Claims `user` in `room` across the cluster. True if the name is
-    /// this user's: granted by the cluster, or (link down, or no answer in
-    /// `CLAIM_TIMEOUT`) checked on this node only.
-    pub async fn claim(&self, room: RoomName, user: UserName) -> bool {
+    /// Claims `user` in `room` across the cluster, within
+    /// `CLAIM_TIMEOUT`. Granted when the cluster confirms the name, or
+    /// while the link is down (this node's check is then all there is);
+    /// busy when the link is up and no confirmation came in time.
+    pub async fn claim(&self, room: RoomName, user: UserName) -> NameClaim {
         if !self.shared.is_up() {
             // The join that follows is kept local, which marks the name
             // for registration.
-            return true;
+            return NameClaim::Granted;
         }
         let (answer, granted) = oneshot::channel();
         let asked = async {
             self.claims.send(Claim { room, user, answer }).await.ok()?;
             granted.await.ok()
         };
-        timeout(CLAIM_TIMEOUT, asked)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(true)
+        match timeout(CLAIM_TIMEOUT, asked).await {
+            Ok(Some(answer)) => answer,
+            _ if self.shared.is_up() => NameClaim::Busy,
+            _ => NameClaim::Granted,
+        }
     }
 
     /// The server stops: waits for every local member to leave, sends what

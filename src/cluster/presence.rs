@@ -38,9 +38,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use async_nats::Client;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, Store, Watch};
 use async_nats::jetstream::stream;
-use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -49,13 +49,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::envelope::Kind;
+use super::heartbeat::HEARTBEAT_EVERY;
 use super::link::{Link, Phase};
-use super::liveness::{HEARTBEAT_EVERY, Liveness};
 use super::shared::Shared;
 use super::subject;
 use crate::hub::Hub;
 use crate::protocol::names::{RoomName, UserName};
 use crate::protocol::reply;
+use crate::relay::NameClaim;
 
 /// Longest wait for one bucket operation. Past it, the link is as good as
 /// down for this operation: a claim falls back to this node's own check.
@@ -69,7 +70,7 @@ pub(super) struct Claim {
     /// The name wanted there.
     pub user: UserName,
     /// Where the session waits for the answer.
-    pub answer: oneshot::Sender<bool>,
+    pub answer: oneshot::Sender<NameClaim>,
 }
 
 /// A key this node wrote.
@@ -110,15 +111,11 @@ struct State {
     watch: Option<Watch>,
     /// The watch is still reading the bucket's current contents.
     syncing: bool,
-    /// Heartbeats of every node.
-    heartbeats: Option<Subscriber>,
     /// Keys this node wrote, by key.
     owned: HashMap<String, Owned>,
     /// The bucket may not match the hub (a claim or release could not
     /// reach it); brought in line on the next tick while the link is up.
     out_of_line: bool,
-    /// When each other node was last heard.
-    liveness: Liveness,
 }
 
 impl Presence {
@@ -142,19 +139,13 @@ impl Presence {
                     let now = *phase.borrow_and_update();
                     match now {
                         Phase::Connected => self.setup(&mut state).await,
-                        Phase::Down => {
-                            state.watch = None;
-                            state.liveness.link_down();
-                        }
+                        Phase::Down => state.watch = None,
                         Phase::Ready | Phase::Up => {}
                     }
                 }
                 Some(claim) = self.claims.recv() => self.claim(&mut state, claim).await,
                 Some((room, user)) = self.releases.recv() => self.release(&mut state, room, user).await,
                 Some(entry) = next(&mut state.watch) => self.watched(&mut state, entry),
-                Some(beat) = next(&mut state.heartbeats) => {
-                    state.liveness.heard(&beat.payload, Instant::now());
-                }
                 _ = tick.tick() => self.tick(&mut state).await,
             }
         }
@@ -165,7 +156,6 @@ impl Presence {
     async fn setup(&self, state: &mut State) {
         match timeout(KV_TIMEOUT * 4, self.open(state)).await {
             Ok(Ok(())) => {
-                state.liveness.link_up(Instant::now());
                 self.line_up(state).await;
                 self.link.presence_registered();
             }
@@ -193,9 +183,6 @@ impl Presence {
         })
         .await?;
         let kv = js.get_key_value(subject::PRESENCE_BUCKET).await?;
-        if state.heartbeats.is_none() {
-            state.heartbeats = Some(self.client.subscribe(subject::HEARTBEAT).await?);
-        }
         let empty = kv.status().await?.values() == 0;
         state.watch = Some(kv.watch_with_history(">").await?);
         self.shared.replica().begin();
@@ -209,10 +196,18 @@ impl Presence {
 
     /// Claims `room`/`user` for this node.
     async fn claim(&self, state: &mut State, claim: Claim) {
-        let granted = self.take(state, claim.room, claim.user).await;
-        // A session that gave up waiting drops its reservation, and the
-        // release that follows frees the key again.
-        let _ = claim.answer.send(granted);
+        let (room, user) = (claim.room, claim.user);
+        if claim.answer.is_closed() {
+            // The session gave up waiting (and was told the cluster is
+            // busy): nothing to claim.
+            return;
+        }
+        let answer = self.take(state, room, user).await;
+        if claim.answer.send(answer).is_err() {
+            // It gave up while the bucket answered; its release may already
+            // have run, so the key it will never use goes now.
+            self.release(state, room, user).await;
+        }
     }
 
     /// The bucket, if it can be reached now; if not, the bucket will need
@@ -229,12 +224,13 @@ impl Presence {
     }
 
     /// Writes the key of `user` in `room` unless someone else holds it.
-    /// True if the name is this node's (or the bucket cannot be reached,
-    /// when this node's own check is all there is).
-    async fn take(&self, state: &mut State, room: RoomName, user: UserName) -> bool {
+    /// Granted if the name is this node's, or the link is down (when this
+    /// node's own check is all there is); busy if the bucket did not answer
+    /// while the link counts as connected.
+    async fn take(&self, state: &mut State, room: RoomName, user: UserName) -> NameClaim {
         let key = subject::presence_key(room, user);
         let Some(kv) = self.reachable(state) else {
-            return true;
+            return NameClaim::Granted;
         };
         let value = Bytes::from(format!("{} {user}", self.shared.node));
         if let Some(owned) = state.owned.get_mut(&key) {
@@ -247,9 +243,9 @@ impl Presence {
                 }
                 owned.user = user;
             }
-            return true;
+            return NameClaim::Granted;
         }
-        match timeout(KV_TIMEOUT, kv.create(&key, value)).await {
+        let failure = match timeout(KV_TIMEOUT, kv.create(&key, value)).await {
             Ok(Ok(revision)) => {
                 state.owned.insert(
                     key,
@@ -259,19 +255,20 @@ impl Presence {
                         revision,
                     },
                 );
-                true
+                return NameClaim::Granted;
             }
-            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => false,
-            Ok(Err(e)) => {
-                warn!(%room, %user, error = %e, "cannot claim a name; checked on this node only");
-                state.out_of_line = true;
-                true
-            }
-            Err(_) => {
-                warn!(%room, %user, "claiming a name timed out; checked on this node only");
-                state.out_of_line = true;
-                true
-            }
+            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => return NameClaim::Taken,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        // The write may still have happened: the next line-up finds out.
+        state.out_of_line = true;
+        if self.link.phase() == Phase::Down {
+            warn!(%room, %user, error = failure, "cannot claim a name; the link is down, checked on this node only");
+            NameClaim::Granted
+        } else {
+            warn!(%room, %user, error = failure, "cannot claim a name; the cluster is busy");
+            NameClaim::Busy
         }
     }
 
@@ -345,7 +342,8 @@ impl Presence {
                 continue;
             }
             state.owned.remove(key);
-            if self.take(state, *room, *user).await && state.owned.contains_key(key) {
+            let taken = self.take(state, *room, *user).await;
+            if taken == NameClaim::Granted && state.owned.contains_key(key) {
                 self.announce(
                     *room,
                     Kind::Present {
@@ -450,8 +448,8 @@ impl Presence {
         }
     }
 
-    /// Every [`HEARTBEAT_EVERY`]: say this node is alive, clear dead nodes,
-    /// retry what the link kept from being done.
+    /// Every [`HEARTBEAT_EVERY`]: clear dead nodes, retry what the link
+    /// kept from being done.
     async fn tick(&self, state: &mut State) {
         self.shared
             .metrics
@@ -465,8 +463,6 @@ impl Presence {
             }
             Phase::Ready | Phase::Up => {}
         }
-        let beat = Bytes::from(self.shared.node.clone());
-        let _ = self.client.publish(subject::HEARTBEAT, beat).await;
         if state.watch.is_none() {
             if let Err(e) = self.open(state).await {
                 warn!(error = %e, "cannot watch the presence bucket; retrying");
@@ -488,7 +484,8 @@ impl Presence {
             return;
         };
         let nodes = self.shared.replica().nodes();
-        for node in state.liveness.silent(&nodes, Instant::now()) {
+        let silent = self.shared.liveness().silent(&nodes, Instant::now());
+        for node in silent {
             let members = self.shared.replica().members_of(&node);
             info!(%node, members = members.len(), "node silent; clearing its members");
             for (room, user) in members {

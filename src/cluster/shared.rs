@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
 use super::envelope::Kind;
+use super::liveness::Liveness;
 use super::replica::Replica;
 use crate::metrics::ClusterMetrics;
 use crate::protocol::names::{RoomName, UserName};
@@ -61,6 +62,9 @@ pub(super) struct Shared {
     /// The other nodes' members; locked briefly, never across an await and
     /// never while calling the hub.
     replica: Mutex<Replica>,
+    /// When each node was last heard; fed by the heartbeat task, read by
+    /// the presence task. Locked briefly, never across an await.
+    liveness: Mutex<Liveness>,
     /// The cluster's numbers.
     pub metrics: ClusterMetrics,
 }
@@ -81,6 +85,7 @@ impl Shared {
             idle: Notify::new(),
             unregistered: AtomicBool::new(false),
             replica: Mutex::default(),
+            liveness: Mutex::default(),
             metrics,
         }
     }
@@ -91,6 +96,10 @@ impl Shared {
 
     pub(super) fn replica(&self) -> MutexGuard<'_, Replica> {
         self.replica.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn liveness(&self) -> MutexGuard<'_, Liveness> {
+        self.liveness.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -148,11 +157,20 @@ impl Relay for Shared {
         let _ = self.releases.send((room, user));
     }
 
+    // While the link is not up the node is a server on its own (PROTOCOL.md,
+    // Cluster): what it last knew of the others may be stale, and names are
+    // checked against this node only, so the others are not listed.
     fn remote_members(&self, room: RoomName) -> Vec<UserName> {
+        if !self.is_up() {
+            return Vec::new();
+        }
         self.replica().members(room)
     }
 
     fn remote_rooms(&self) -> Vec<(RoomName, usize)> {
+        if !self.is_up() {
+            return Vec::new();
+        }
         self.replica().rooms()
     }
 }

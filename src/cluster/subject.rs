@@ -69,6 +69,19 @@ pub(super) fn node_id(name: &str) -> String {
     format!("{name}.{:016x}", random())
 }
 
+/// Whether `id` is a node id as [`node_id`] makes them: a valid node name
+/// (as `--node-name` requires), a dot, and 16 lower-case hex digits. Every
+/// node id read from NATS is checked with this before it is used.
+pub(super) fn is_node_id(id: &str) -> bool {
+    id.rsplit_once('.').is_some_and(|(name, instance)| {
+        crate::config::is_node_name(name)
+            && instance.len() == 16
+            && instance
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// The default node name: the host name and a random suffix, so that two
 /// nodes started alike on one host still differ.
 pub(super) fn default_node_name() -> String {
@@ -141,6 +154,16 @@ mod tests {
     #[test]
     fn node_names_differ_per_process() {
         assert_ne!(node_id("a"), node_id("a"));
+        assert!(is_node_id(&node_id("node-1")));
+        for bad in [
+            "a",
+            "a.1",
+            "a b.0123456789abcdef",
+            ".0123456789abcdef",
+            "a.0123456789ABCDEF",
+        ] {
+            assert!(!is_node_id(bad), "{bad}");
+        }
         let name = default_node_name();
         assert!(name.len() <= crate::config::MAX_NODE_NAME);
         assert!(

@@ -259,6 +259,9 @@ pub mod reason {
     pub const BAD_USER: &str = "invalid user name (1-20 characters from A-Z a-z 0-9 _ - . #)";
     /// The name, or a look-alike of it, is taken in that room.
     pub const NAME_TAKEN: &str = "name taken";
+    /// The cluster could not confirm a name in time (PROTOCOL.md, Cluster);
+    /// not a failed attempt.
+    pub const CLUSTER_BUSY: &str = "cluster busy, try again";
     /// The user name `ERROR` or a look-alike of it.
     pub const RESERVED_NAME: &str = "that user name is reserved";
     /// An HTTP request on a chat port, before the hint where the page is.

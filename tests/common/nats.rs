@@ -19,14 +19,18 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-use super::WAIT;
+use chatgate::server::ListenerKind;
+
+use super::clients::Conn;
+use super::{TestServer, WAIT};
 
 /// What nats-server prints once it accepts clients.
 const READY: &str = "Server is ready";
 
-/// A nats-server process with JetStream.
+/// A nats-server process, with JetStream unless started without.
 pub struct Nats {
     port: u16,
+    jetstream: bool,
     /// The JetStream store, kept across restarts.
     store: tempfile::TempDir,
     binary: PathBuf,
@@ -37,6 +41,16 @@ impl Nats {
     /// Starts nats-server on a free port, or returns `None` (saying so on
     /// stderr) when it is not installed and this is not CI.
     pub async fn start() -> Option<Nats> {
+        Nats::start_with(true).await
+    }
+
+    /// Starts nats-server with core NATS only: every JetStream request
+    /// fails, as on a server whose operator did not enable it.
+    pub async fn start_without_jetstream() -> Option<Nats> {
+        Nats::start_with(false).await
+    }
+
+    async fn start_with(jetstream: bool) -> Option<Nats> {
         let Some(binary) = find_binary() else {
             let help = "the cluster tests need nats-server (Debian: apt-get install nats-server)";
             assert!(
@@ -49,6 +63,7 @@ impl Nats {
         let port = free_port();
         let mut nats = Nats {
             port,
+            jetstream,
             store: tempfile::tempdir().expect("store dir"),
             binary,
             process: None,
@@ -60,6 +75,25 @@ impl Nats {
     /// The URL for `--nats`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server with SIGSTOP: its sockets stay open and say
+    /// nothing, as a hung or overloaded server's would.
+    pub fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let process = self.process.as_ref().expect("nats-server running");
+        let pid = process
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        rustix::process::kill_process(pid.expect("a live process"), signal).expect("signal");
     }
 
     /// Kills the server and waits for it to be gone.
@@ -75,15 +109,13 @@ impl Nats {
     pub async fn restart(&mut self) {
         self.stop().await;
         let mut process = Command::new(&self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(if self.jetstream {
+                &["-js", "-sd"][..]
+            } else {
+                &[]
+            })
+            .args(self.jetstream.then(|| self.store.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -150,6 +182,21 @@ fn find_binary() -> Option<PathBuf> {
         .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
         .map(|dir| dir.join("nats-server"))
         .find(|p| p.is_file())
+}
+
+/// A node in-process, on `nats`, with its TCP listener and `flags`.
+pub async fn node(nats: &Nats, name: &str, flags: &[&str]) -> TestServer {
+    let url = nats.url();
+    let mut args = vec!["--nats", &url, "--node-name", name];
+    args.extend(flags);
+    TestServer::start(&args).await
+}
+
+/// A telnet-like user who joined `room` on `server`.
+pub async fn tcp_user(server: &TestServer, room: &str, user: &str) -> Conn {
+    let mut conn = Conn::tcp(server.addr(ListenerKind::Tcp)).await;
+    conn.join(room, user).await;
+    conn
 }
 
 /// A chatgate node run as its own process, TCP listener only.

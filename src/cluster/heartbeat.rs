@@ -1,0 +1,138 @@
+//! The heartbeat task: this node says it is alive, hears the other nodes,
+//! and times its own NATS link.
+//!
+//! Every [`HEARTBEAT_EVERY`] the node publishes its id on
+//! [`subject::HEARTBEAT`], to which it also subscribes. The other nodes'
+//! beats feed [`Liveness`]; the node's own beat coming back is a round trip
+//! through the NATS server, timed here. A beat not back within
+//! [`LINK_DEADLINE`] means the link is lost, whatever the NATS client
+//! believes: async-nats sends its own PING only when nothing else was
+//! written for a while, so a busy connection to a frozen or unreachable
+//! server would never find out. The link is then declared down at once
+//! (users told, lines kept local) and the client is made to reconnect; the
+//! link counts as connected again when a beat comes back or the client
+//! reports a new connection.
+//!
+//! This task does nothing else, so no key-value or stream round trip can
+//! hold a beat back: a node busy with presence work keeps beating, and its
+//! peers never take it for dead.
+//!
+//! Worst case for noticing a loss: the link dies just after a beat came
+//! back; the next beat leaves within [`HEARTBEAT_EVERY`], is overdue
+//! [`LINK_DEADLINE`] later, and a publish that hangs is given up after
+//! [`PUBLISH_TIMEOUT`]: 1 + 2.5 + 0.5 = 4 seconds, inside the protocol's 5.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use async_nats::connection::State;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::link::{Link, Phase};
+use super::liveness::RoundTrip;
+use super::shared::Shared;
+use super::subject;
+
+/// How often a node beats. One small message per node per second.
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// A beat not back within this is a lost link. On loopback or a LAN a
+/// round trip takes milliseconds; this leaves room for a busy server
+/// without false alarms.
+pub(super) const LINK_DEADLINE: Duration = Duration::from_millis(2500);
+
+/// Longest a beat may wait to be handed to the client (its queue is full
+/// when the server stopped reading); the round trip's clock runs meanwhile.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Longest wait for the client to take a reconnection request.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The heartbeat task's state.
+pub(super) struct Heartbeat {
+    /// The NATS connection, shared with the other tasks.
+    pub client: Client,
+    /// The node id, the liveness table.
+    pub shared: Arc<Shared>,
+    /// Told when a beat is overdue or back.
+    pub link: Arc<Link>,
+    /// Ends the task.
+    pub stop: CancellationToken,
+}
+
+impl Heartbeat {
+    /// Runs until stopped.
+    pub(super) async fn run(self) {
+        // A subscription is only a queued command: it is made (again) by the
+        // client whenever it (re)connects.
+        let mut beats = match self.client.subscribe(subject::HEARTBEAT).await {
+            Ok(beats) => beats,
+            Err(e) => {
+                warn!(error = %e, "cannot subscribe to heartbeats; the cluster link stays down");
+                return;
+            }
+        };
+        let me = Bytes::from(self.shared.node.clone());
+        let mut trip = RoundTrip::default();
+        let mut phase = self.link.watch();
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let overdue = trip
+                .deadline(LINK_DEADLINE)
+                .filter(|_| self.link.phase() != Phase::Down);
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tick.tick() => {
+                    trip.sent(Instant::now());
+                    let beat = self.client.publish(subject::HEARTBEAT, me.clone());
+                    if timeout(PUBLISH_TIMEOUT, beat).await.is_err() {
+                        debug!("heartbeat not taken by the client in time");
+                    }
+                }
+                Some(beat) = beats.next() => {
+                    let now = Instant::now();
+                    if beat.payload == me {
+                        trip.answered();
+                        self.link.answered(self.client.connection_state() == State::Connected);
+                    } else {
+                        self.shared.liveness().heard(&beat.payload, now);
+                    }
+                }
+                _ = sleep_until(overdue.unwrap_or_else(Instant::now)), if overdue.is_some() => {
+                    trip = RoundTrip::default();
+                    self.link.silent();
+                    let client = self.client.clone();
+                    // Dropping the silent connection loses what it holds
+                    // anyway; a client too stuck to take the request is
+                    // left to the beat that comes back when it recovers.
+                    tokio::spawn(async move {
+                        let _ = timeout(RECONNECT_TIMEOUT, client.force_reconnect()).await;
+                    });
+                }
+                changed = phase.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *phase.borrow_and_update();
+                    let mut liveness = self.shared.liveness();
+                    match now {
+                        Phase::Down => liveness.link_down(),
+                        Phase::Connected => {
+                            // Beats sent while down tell nothing of the new
+                            // connection.
+                            trip = RoundTrip::default();
+                            liveness.link_up(Instant::now());
+                        }
+                        Phase::Ready | Phase::Up => {}
+                    }
+                }
+            }
+        }
+    }
+}

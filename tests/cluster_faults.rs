@@ -1,0 +1,135 @@
+//! The cluster under faults made with real processes: a nats-server frozen
+//! with SIGSTOP while a node is busy, one without JetStream, a node killed
+//! in the middle of a burst. Each test asserts what users on each node see,
+//! and when, against the bounds of PROTOCOL.md's Cluster section.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ServerLines;
+use common::clients::Conn;
+use common::nats::{Nats, node, tcp_user};
+use common::{WAIT, error};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// PROTOCOL.md: a lost link is noticed within 5 seconds whatever the
+/// traffic, and users hear that it is restored within 5 seconds of it being
+/// usable again.
+const LINK_WITHIN: Duration = Duration::from_secs(5);
+
+/// Margin on top of a protocol bound for the test's own clients to read
+/// the line on a busy two-core machine.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// Starts nats-server, or skips the test.
+macro_rules! nats_or_skip {
+    ($start:expr) => {
+        match $start.await {
+            Some(nats) => nats,
+            None => return,
+        }
+    };
+}
+
+/// A user on `server` who talks in `room` without pause until stopped,
+/// reading its own lines back, so that its node's NATS connection is never
+/// idle. Returns how many lines it saw come back.
+fn talker(mut conn: Conn, stop: CancellationToken) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut echoed = 0;
+        for n in 0.. {
+            if stop.is_cancelled() {
+                break;
+            }
+            conn.send_line(&format!("busy {n}")).await;
+            let mine = format!("tom: busy {n}");
+            // Around a lost link a line may take seconds to come back.
+            while let Some(line) = conn.next_line_within(WAIT * 3).await {
+                if line == mine {
+                    echoed += 1;
+                    break;
+                }
+            }
+        }
+        echoed
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_nats_server_is_noticed_while_a_node_is_busy_and_chat_goes_on_locally() {
+    let nats = nats_or_skip!(Nats::start());
+    let a = node(&nats, "a", &["--rate", "0"]).await;
+    let b = node(&nats, "b", &[]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = tcp_user(&b, "lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+    let stop = CancellationToken::new();
+    let busy = talker(tcp_user(&a, "busy", "tom").await, stop.clone());
+
+    let frozen = Instant::now();
+    nats.freeze();
+    for user in [&mut alice, &mut bob] {
+        user.expect_line_within("*** cluster link lost", LINK_WITHIN + MARGIN)
+            .await;
+    }
+    assert!(frozen.elapsed() <= LINK_WITHIN + MARGIN);
+
+    // While it is lost, each node is a server on its own, at once.
+    let mut carol = tcp_user(&a, "lobby", "carol").await;
+    alice.expect_line("carol has joined").await;
+    alice.send_line("anyone there?").await;
+    alice.expect_line("alice: anyone there?").await;
+    carol.expect_line("alice: anyone there?").await;
+    carol.send_line("/who").await;
+    carol.expect_line("*** users in lobby: alice, carol").await;
+
+    let thawed = Instant::now();
+    nats.thaw();
+    for user in [&mut alice, &mut carol] {
+        user.expect_line_within("*** cluster link restored", LINK_WITHIN + MARGIN)
+            .await;
+    }
+    // The other node learns who joined meanwhile: its link may be back a
+    // moment before or after this one's.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(
+            bob.next_line_within(LINK_WITHIN + MARGIN)
+                .await
+                .expect("line"),
+        );
+    }
+    seen.sort();
+    assert_eq!(seen, ["*** cluster link restored", "carol has joined"]);
+    assert!(thawed.elapsed() <= LINK_WITHIN + MARGIN);
+    carol.send_line("hello bob").await;
+    bob.expect_line("carol: hello bob").await;
+    bob.send_line("/who").await;
+    bob.expect_line("*** users in lobby: alice, bob, carol")
+        .await;
+    stop.cancel();
+    assert!(busy.await.expect("talker") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_jetstream_every_node_serves_its_own_users() {
+    let nats = nats_or_skip!(Nats::start_without_jetstream());
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &[]).await;
+    let started = Instant::now();
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut ann = tcp_user(&b, "lobby", "ann").await;
+    // Names are this node's to check, and answered at once.
+    let mut twin = Conn::tcp(a.addr(chatgate::server::ListenerKind::Tcp)).await;
+    twin.expect_line("Welcome! Use the command:").await;
+    twin.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
+    twin.send_line("JOIN lobby alice").await;
+    twin.expect_line(&error("name taken")).await;
+    assert!(started.elapsed() < WAIT);
+    alice.send_line("hi").await;
+    alice.expect_line("alice: hi").await;
+    ann.send_line("hi").await;
+    ann.expect_line("ann: hi").await;
+}
