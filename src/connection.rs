@@ -122,7 +122,12 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
                 session.login_timed_out();
                 break;
             }
-            read = reader.read_line() => {
+            // Back-pressure: while the way to NATS is congested, the peer is
+            // not read (its socket buffers fill, then its sends block).
+            read = async {
+                room_for_lines(&ctx).await;
+                reader.read_line().await
+            } => {
                 if on_read(read, &mut session, &ctx).await == Flow::Close {
                     break;
                 }
@@ -184,14 +189,32 @@ async fn on_read(
 }
 
 /// Asks the cluster for the name the session reserved, and tells the
-/// session the answer. Bounded: the cluster answers within its claim
-/// timeout (busy, past it, while the link is up).
+/// session the answer; once granted, waits for the join line to come back,
+/// so the user's next line is answered after it, as on one node. Bounded:
+/// the cluster answers within its claim timeout (busy, past it, while the
+/// link is up), the join line comes back within its admission timeout, and
+/// shutdown cuts the wait short.
 async fn claim(session: &mut Session, ctx: &Connection) -> Flow {
-    let answer = match (session.pending_claim(), &ctx.cluster) {
-        (Some((room, user)), Some(cluster)) => cluster.claim(room, user).await,
-        _ => NameClaim::Granted,
+    let (Some((room, user)), Some(cluster)) = (session.pending_claim(), &ctx.cluster) else {
+        return session.claim_answered(NameClaim::Granted);
     };
-    session.claim_answered(answer)
+    let answer = cluster.claim(room, user).await;
+    let flow = session.claim_answered(answer);
+    if answer == NameClaim::Granted {
+        tokio::select! {
+            () = cluster.admitted(room, user) => {}
+            () = ctx.shutdown.cancelled() => {}
+        }
+    }
+    flow
+}
+
+/// Waits until the cluster can take more room lines (see
+/// [`crate::cluster::Cluster::room_for_lines`]); at once on a node alone.
+async fn room_for_lines(ctx: &Connection) {
+    if let Some(cluster) = &ctx.cluster {
+        cluster.room_for_lines().await;
+    }
 }
 
 /// Drains the outbox into the transport until the connection closes.

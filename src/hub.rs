@@ -21,7 +21,7 @@
 mod arrival;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -31,7 +31,7 @@ pub use arrival::Arrival;
 use crate::outbox::Outbox;
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
-use crate::relay::{JoinTag, Relay, RoomEvent};
+use crate::relay::{Relay, RoomEvent};
 
 /// All rooms.
 #[derive(Debug, Default)]
@@ -43,8 +43,6 @@ pub struct Hub {
     closing: AtomicBool,
     /// The cluster this node belongs to, if any.
     relay: Option<Arc<dyn Relay>>,
-    /// The next [`JoinTag`].
-    next_tag: AtomicU64,
 }
 
 /// One room: its members behind its own lock.
@@ -86,13 +84,12 @@ enum Stage {
     /// but receives nothing yet.
     Reserved,
     /// Joined, and the join line went to the relay: the member receives
-    /// nothing until that line comes back, so that its first room line is
-    /// its own `has joined`, as on a single node.
-    Echo(JoinTag),
-    /// Joined and receiving. `skip` is a relayed join line that was already
-    /// delivered here by hand (the link was lost while it travelled), to be
-    /// dropped if it comes back after all.
-    Joined { skip: Option<JoinTag> },
+    /// nothing until the relay admits it with that line
+    /// ([`Arrival::Admit`]), so that its first room line is its own `has
+    /// joined`, as on a single node.
+    Waiting,
+    /// Joined and receiving.
+    Joined,
 }
 
 impl Stage {
@@ -103,7 +100,7 @@ impl Stage {
 
     /// Receives room lines.
     fn receives(self) -> bool {
-        matches!(self, Stage::Joined { .. })
+        self == Stage::Joined
     }
 }
 
@@ -131,10 +128,10 @@ impl Hub {
         })
     }
 
-    /// Whether a join must first claim its name across the cluster (see
-    /// [`Relay::claims_names`]).
-    pub fn claims_names(&self) -> bool {
-        self.relay.as_ref().is_some_and(|r| r.claims_names())
+    /// Whether rooms span a cluster: a join must then claim its name
+    /// across the cluster before it goes on.
+    pub fn has_relay(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// Reserves `user` in `room` without joining yet: the name is blocked
@@ -299,20 +296,16 @@ impl Membership {
             return;
         }
         let line = reply::joined(self.user);
-        let tag = self.hub.next_tag.fetch_add(1, Ordering::Relaxed);
-        let event = RoomEvent::Joined {
-            user: self.user,
-            tag,
-        };
+        let event = RoomEvent::Joined { user: self.user };
         // Published under the room lock, so that this node's lines of the
         // room enter the relay in the order its members sent them.
         let mut members = self.room.lock();
         let relayed = self.relay_publish(event, &line);
         if let Some(me) = members.by_key.get_mut(&self.user.key()) {
             me.stage = if relayed {
-                Stage::Echo(tag)
+                Stage::Waiting
             } else {
-                Stage::Joined { skip: None }
+                Stage::Joined
             };
         }
         self.joined = true;

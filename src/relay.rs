@@ -19,10 +19,6 @@ use bytes::Bytes;
 
 use crate::protocol::names::{Name, RoomName, UserName};
 
-/// Tells one join on this node from every other: when a relayed join line
-/// comes back, its tag shows the joiner that this is its own.
-pub type JoinTag = u64;
-
 /// The cluster's answer to a name claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameClaim {
@@ -42,12 +38,13 @@ pub enum NameClaim {
 pub enum RoomEvent {
     /// A message or `/me`: the text is everything.
     Line,
-    /// `<user> has joined`.
+    /// `<user> has joined`. The joiner receives nothing of the room until
+    /// the relay admits it ([`Arrival::Admit`](crate::hub::Arrival::Admit))
+    /// with this very line, so that its first room line is its own join, as
+    /// on a single node.
     Joined {
         /// Who joined, as written.
         user: UserName,
-        /// This join, for recognising it when it comes back.
-        tag: JoinTag,
     },
     /// `<user> has left`.
     Left {
@@ -66,15 +63,12 @@ pub enum RoomEvent {
 
 /// Carries room traffic and presence between nodes.
 pub trait Relay: Send + Sync + fmt::Debug {
-    /// Whether a new member must first claim its name across the cluster
-    /// (true while the cluster link is up; a node on its own checks names
-    /// locally).
-    fn claims_names(&self) -> bool;
-
     /// Offers a room line. `true`: the relay took it, and the line will come
     /// back through [`Hub::deliver`](crate::hub::Hub::deliver) for local
-    /// members too. `false`: the relay cannot carry it now; the hub delivers
-    /// it to local members itself.
+    /// members too, after every line this node offered before it (whether
+    /// the relay carried them to other nodes or, its link down, only back
+    /// here). `false`: the relay has stopped; the hub delivers the line to
+    /// local members itself.
     fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool;
 
     /// The last local member, joined or reserved, has left `room`.
@@ -108,7 +102,7 @@ pub(crate) mod testing {
         Name::parse(s).expect("a test name")
     }
 
-    /// Records room lines; its link is up unless `down` is set. It knows
+    /// Records room lines; stopped while `down` is set. It knows
     /// one remote member, `remote` in room `r`, and a remote room `far`.
     #[derive(Debug, Default)]
     pub(crate) struct Recorder {
@@ -117,9 +111,6 @@ pub(crate) mod testing {
     }
 
     impl Relay for Recorder {
-        fn claims_names(&self) -> bool {
-            !self.down.load(Ordering::Relaxed)
-        }
         fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool {
             if self.down.load(Ordering::Relaxed) {
                 return false;
@@ -148,10 +139,7 @@ pub(crate) mod testing {
             for (room, event, line) in sent {
                 let arrival = match event {
                     RoomEvent::Line | RoomEvent::Left { .. } => Arrival::Line,
-                    RoomEvent::Joined { user, tag } => Arrival::Joined {
-                        user,
-                        tag: Some(tag),
-                    },
+                    RoomEvent::Joined { user } => Arrival::Admit { user },
                     RoomEvent::Private { from, to } => Arrival::Private {
                         from: from.key(),
                         to,

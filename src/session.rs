@@ -290,7 +290,7 @@ impl Session {
                 let Ok(next) = self.hub.reserve(room, user, &self.outbox) else {
                     return self.failed_attempt(reason::NAME_TAKEN);
                 };
-                if self.hub.claims_names() {
+                if self.hub.has_relay() {
                     let failed = match self.state {
                         State::Login { failed } => failed,
                         _ => 0,
@@ -401,7 +401,7 @@ impl Session {
             return self.reply(reply::error(reason::NAME_TAKEN));
         };
         let old = std::mem::replace(&mut self.state, State::Login { failed: 0 });
-        if self.hub.claims_names() {
+        if self.hub.has_relay() {
             if let State::Joined(from) = old {
                 self.state = State::Claiming {
                     next,

@@ -312,3 +312,29 @@ async fn metrics_show_the_link_and_the_traffic() {
     assert!(value("chatgate_cluster_received_lines_total") >= 2.0);
     assert!(text.contains("chatgate_cluster_presence_entries"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_sent_in_one_write_come_back_in_order_as_on_one_node() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &[]).await;
+    let b = node(&nats, "b", &[]).await;
+    let rooms = ["r1", "r2", "r3", "r4", "r5"];
+    // Someone on the other node in every room, to see each join and leave.
+    let mut watchers = Vec::new();
+    for room in rooms {
+        watchers.push(tcp_user(&b, room, &format!("w{room}")).await);
+    }
+    let mut sam = tcp_user(&a, "lobby", "sam").await;
+    let burst: String = rooms.iter().map(|r| format!("/join {r}\n")).collect();
+    sam.send_raw(format!("{burst}/who\n").as_bytes()).await;
+    for _ in rooms {
+        sam.expect_line("sam has joined").await;
+    }
+    sam.expect_line("*** users in r5: sam, wr5").await;
+    for (i, watcher) in watchers.iter_mut().enumerate() {
+        watcher.expect_line("sam has joined").await;
+        if i + 1 < rooms.len() {
+            watcher.expect_line("sam has left").await;
+        }
+    }
+}

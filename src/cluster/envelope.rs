@@ -16,7 +16,11 @@ use crate::protocol::MAX_LINE;
 use crate::protocol::names::{Name, UserName};
 use crate::protocol::reply::CRLF;
 use crate::protocol::text::is_removed;
-use crate::relay::JoinTag;
+
+/// Tells one join on this node from every other: when a join line comes
+/// back from the stream, its tag shows whether it is the joiner's current
+/// join (see `shared::Joins`).
+pub(super) type JoinTag = u64;
 
 const EVENT: &str = "Chatgate-Event";
 const NODE: &str = "Chatgate-Node";
@@ -117,7 +121,11 @@ impl Kind {
             return Some(Kind::Line);
         };
         let text = |name: &str| h.get(name).map(|v| v.as_str());
-        let node = || text(NODE).filter(|n| !n.is_empty()).map(str::to_owned);
+        let node = || {
+            text(NODE)
+                .filter(|n| super::subject::is_node_id(n))
+                .map(str::to_owned)
+        };
         let user = |name: &str| text(name).and_then(Name::parse);
         let kind = match text(EVENT) {
             None => Kind::Line,
@@ -172,12 +180,12 @@ mod tests {
         let kinds = [
             Kind::Line,
             Kind::Join {
-                node: "a.1".into(),
+                node: "a.0000000000000001".into(),
                 user: n("Bob"),
                 tag: 7,
             },
             Kind::Leave {
-                node: "a.1".into(),
+                node: "a.0000000000000001".into(),
                 user: n("Bob"),
             },
             Kind::Private {
@@ -185,11 +193,11 @@ mod tests {
                 to: n("al.ice").key(),
             },
             Kind::Present {
-                node: "b.2".into(),
+                node: "b.0000000000000002".into(),
                 user: n("x"),
             },
             Kind::Gone {
-                node: "b.2".into(),
+                node: "b.0000000000000002".into(),
                 user: n("x"),
             },
         ];
@@ -202,7 +210,7 @@ mod tests {
     fn nonsense_is_refused() {
         let mut h = HeaderMap::new();
         h.insert(EVENT, "join");
-        h.insert(NODE, "a");
+        h.insert(NODE, "a.0000000000000001");
         h.insert(USER, "not a name");
         h.insert(TAG, "1");
         assert_eq!(Kind::parse(Some(&h)), None);
@@ -210,6 +218,11 @@ mod tests {
         h.insert(TAG, "x");
         assert_eq!(Kind::parse(Some(&h)), None);
         h.insert(EVENT, "explode");
+        assert_eq!(Kind::parse(Some(&h)), None);
+        h.insert(EVENT, "join");
+        h.insert(TAG, "1");
+        assert!(Kind::parse(Some(&h)).is_some());
+        h.insert(NODE, "not a node");
         assert_eq!(Kind::parse(Some(&h)), None);
     }
 

@@ -121,7 +121,6 @@ impl Link {
         let was_up = self.shared.up.swap(false, Ordering::SeqCst);
         self.shared.metrics.link_up.set(0);
         if was_up {
-            self.hub.settle_joins();
             self.hub.notice(&reply::CLUSTER_LINK_LOST);
             told.lost = true;
         }

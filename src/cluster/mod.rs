@@ -47,7 +47,7 @@ use self::heartbeat::Heartbeat;
 use self::link::{Link, Phase};
 use self::presence::{Claim, Presence};
 use self::rooms::Rooms;
-use self::shared::{OUTGOING_QUEUE, Shared};
+use self::shared::Shared;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::ClusterMetrics;
@@ -82,6 +82,12 @@ const CLAIM_QUEUE: usize = 1024;
 /// seconds); past it, the user is told the cluster is busy, unless the link
 /// went down meanwhile and this node's own check is all there is.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Longest a joiner's connection waits for its join line to come back
+/// before it reads on: the line comes back within a round trip while the
+/// link is up, and a lost link is noticed (and the join completed here)
+/// within the heartbeat's bound, well inside this.
+const ADMISSION_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// How long startup waits for the cluster link before serving anyway (as a
 /// node on its own until the link comes).
@@ -125,7 +131,7 @@ impl Cluster {
             .clone()
             .unwrap_or_else(subject::default_node_name);
         let node = subject::node_id(&name);
-        let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING_QUEUE);
+        let (outgoing_tx, outgoing) = mpsc::unbounded_channel();
         let (releases_tx, releases) = mpsc::unbounded_channel();
         let (claims, claims_rx) = mpsc::channel(CLAIM_QUEUE);
         let (flushes, flushes_rx) = mpsc::channel(1);
@@ -244,6 +250,23 @@ impl Cluster {
             Ok(Some(answer)) => answer,
             _ if self.shared.is_up() => NameClaim::Busy,
             _ => NameClaim::Granted,
+        }
+    }
+
+    /// Waits until the queue of room lines to NATS has room (the
+    /// back-pressure of `shared`). Unbounded in time by design: while NATS
+    /// cannot take lines, senders are not read; a lost link empties the
+    /// queue into local delivery within the heartbeat's bound.
+    pub async fn room_for_lines(&self) {
+        self.shared.room_for_lines().await;
+    }
+
+    /// Waits until `user`, who just joined `room` here, has been admitted:
+    /// its join line came back, so what it sends next is answered after
+    /// that line. At most `ADMISSION_TIMEOUT`.
+    pub async fn admitted(&self, room: RoomName, user: UserName) {
+        if let Some(admitted) = self.shared.admission(room, user) {
+            let _ = timeout(ADMISSION_TIMEOUT, admitted.notified()).await;
         }
     }
 

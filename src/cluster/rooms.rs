@@ -17,30 +17,49 @@
 //! Publishing goes through async-nats, which queues what it is given and
 //! writes it all out, flushing when its queue runs dry: a burst costs few
 //! syscalls and a lone line goes out at once, with no timer to wait for.
-//! Lines that were queued here while the link dropped are delivered to
-//! local members instead, as the hub would have done.
+//! While the link is not up, the lines of the queue are delivered to local
+//! members from here instead, in their turn, so a line kept local never
+//! overtakes an earlier one still on its way (see `shared`). A publish the
+//! client cannot take is abandoned the moment the link counts as lost, and
+//! the line kept local: a frozen server cannot stall local chat.
+//!
+//! A join line of this node admits its joiner when it comes back (see
+//! `shared`). If the link is lost while such a line travels, the join is
+//! completed here at once and the line, should it come back after all, is
+//! skipped.
+//!
+//! # What can be lost
+//!
+//! A line handed to the client in the moments before a loss is noticed
+//! (at most the heartbeat's bound, about 4 seconds) may never reach the
+//! stream, or reach it after this node subscribed anew; then no node shows
+//! it, or the other nodes show it and this one does not. Its sender does
+//! not see it either (a sender's own line comes back through the stream
+//! like everyone's), so a missing line is never silent to its sender.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::push::OrderedConfig;
 use async_nats::jetstream::stream::{self, Stream as JsStream};
 use async_nats::{Client, Message, Subject};
+use bytes::Bytes;
 use futures_util::stream::{SelectAll, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::envelope::{Kind, is_clean_line};
+use super::envelope::{JoinTag, Kind, is_clean_line};
 use super::link::{Link, Phase};
 use super::shared::{Outgoing, Shared};
 use super::subject;
 use crate::hub::{Arrival, Hub};
-use crate::protocol::names::RoomName;
+use crate::protocol::names::{RoomName, UserName};
+use crate::protocol::reply;
 
 /// Lines taken from the queue at a time: enough to amortise the wake-ups
 /// under load, few enough that arrivals are not kept waiting behind them.
@@ -73,6 +92,16 @@ struct Subscriptions {
     arrivals: SelectAll<Arrivals>,
 }
 
+/// This node's join lines on their way through the stream.
+#[derive(Default)]
+struct Echoes {
+    /// Published and not back yet, with when they were published.
+    in_flight: HashMap<JoinTag, (RoomName, UserName, Instant)>,
+    /// Completed here when the link was lost; dropped if they come back.
+    /// Forgotten after [`LINE_KEPT`], when the stream no longer has them.
+    skip: HashMap<JoinTag, Instant>,
+}
+
 /// A room this node reads.
 struct Subscribed {
     /// The room's subject, built once: every line here is published to it.
@@ -92,7 +121,7 @@ pub(super) struct Rooms {
     /// Told when the rooms are subscribed; followed for the phase.
     pub link: Arc<Link>,
     /// Lines to publish, from the relay.
-    pub outgoing: mpsc::Receiver<Outgoing>,
+    pub outgoing: mpsc::UnboundedReceiver<Outgoing>,
     /// Requests to send everything queued so far, at shutdown.
     pub flushes: mpsc::Receiver<oneshot::Sender<()>>,
     /// Ends the task.
@@ -107,7 +136,9 @@ impl Rooms {
             rooms: HashMap::new(),
             arrivals: SelectAll::new(),
         };
+        let mut echoes = Echoes::default();
         let mut phase = self.link.watch();
+        let mut down = self.link.watch();
         let mut batch = Vec::with_capacity(BATCH);
         let mut retry = tokio::time::interval(RETRY);
         loop {
@@ -118,27 +149,33 @@ impl Rooms {
                         return;
                     }
                     for line in batch.drain(..) {
-                        self.send(line, &mut subs).await;
+                        self.send(line, &mut subs, &mut echoes, &mut down).await;
                     }
                 }
                 Some((room, message)) = subs.arrivals.next(), if !subs.arrivals.is_empty() => {
-                    self.arrive(room, message);
+                    self.arrive(room, message, &mut echoes);
                 }
                 _ = self.shared.emptied.notified() => self.sweep(&mut subs),
                 changed = phase.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    if *phase.borrow_and_update() == Phase::Ready {
-                        self.resubscribe(&mut subs).await;
+                    let now = *phase.borrow_and_update();
+                    match now {
+                        Phase::Ready => self.resubscribe(&mut subs, &mut echoes).await,
+                        Phase::Down => self.settle(&mut echoes),
+                        Phase::Connected | Phase::Up => {}
                     }
                 }
-                _ = retry.tick(), if self.link.phase() == Phase::Ready => {
-                    self.resubscribe(&mut subs).await;
+                _ = retry.tick() => {
+                    if self.link.phase() == Phase::Ready {
+                        self.resubscribe(&mut subs, &mut echoes).await;
+                    }
+                    self.forget_old(&mut echoes);
                 }
                 Some(done) = self.flushes.recv() => {
                     while let Ok(line) = self.outgoing.try_recv() {
-                        self.send(line, &mut subs).await;
+                        self.send(line, &mut subs, &mut echoes, &mut down).await;
                     }
                     if self.shared.is_up() {
                         let _ = self.client.flush().await;
@@ -151,10 +188,13 @@ impl Rooms {
 
     /// The link is back (or up for the first time): set the stream up and
     /// subscribe anew to every room with members here, then let lines flow.
-    async fn resubscribe(&self, subs: &mut Subscriptions) {
+    async fn resubscribe(&self, subs: &mut Subscriptions, echoes: &mut Echoes) {
         if self.link.phase() != Phase::Ready {
             return;
         }
+        // Joins that went out on the old consumers' watch are not waited
+        // for any longer.
+        self.settle(echoes);
         let js = async_nats::jetstream::new(self.client.clone());
         let config = stream::Config {
             name: ROOMS_STREAM.to_owned(),
@@ -186,41 +226,95 @@ impl Rooms {
     }
 
     /// Publishes one line, or delivers it here if it cannot go through the
-    /// stream: the link went down since it was queued, or the room could
-    /// not be subscribed (its members, the sender included, would never see
-    /// it come back), or the client refused it.
-    async fn send(&self, line: Outgoing, subs: &mut Subscriptions) {
+    /// stream: the link is not up, or the room could not be subscribed (its
+    /// members, the sender included, would never see it come back), or the
+    /// client refused it, or the link was lost while the client would not
+    /// take it.
+    async fn send(
+        &self,
+        line: Outgoing,
+        subs: &mut Subscriptions,
+        echoes: &mut Echoes,
+        down: &mut watch::Receiver<Phase>,
+    ) {
+        self.shared.dequeued(&line);
         if !self.shared.is_up() {
-            return self.keep_local(line);
+            return self.keep_local(line, echoes);
         }
         self.subscribe(line.room, subs).await;
         let Some(subject) = subs.rooms.get(&line.room).map(|r| r.subject.clone()) else {
-            return self.keep_local(line);
+            return self.keep_local(line, echoes);
         };
-        let sent = match line.kind.headers() {
-            Some(headers) => {
-                self.client
-                    .publish_with_headers(subject, headers, line.line.clone())
-                    .await
+        let publish = async {
+            match line.kind.headers() {
+                Some(headers) => {
+                    self.client
+                        .publish_with_headers(subject, headers, line.line.clone())
+                        .await
+                }
+                None => self.client.publish(subject, line.line.clone()).await,
             }
-            None => self.client.publish(subject, line.line.clone()).await,
+        };
+        let sent = tokio::select! {
+            sent = publish => sent,
+            _ = down.wait_for(|p| *p == Phase::Down) => {
+                // Dropping the publish took the line back from the client.
+                return self.keep_local(line, echoes);
+            }
         };
         match sent {
             Ok(()) => {
                 self.shared.metrics.published.inc();
+                if let Kind::Join { node, user, tag } = &line.kind {
+                    if *node == self.shared.node {
+                        echoes
+                            .in_flight
+                            .insert(*tag, (line.room, *user, Instant::now()));
+                    }
+                }
             }
             Err(e) => {
                 warn!(room = %line.room, error = %e, "publish failed");
-                self.keep_local(line);
+                self.keep_local(line, echoes);
             }
         }
     }
 
     /// Delivers a line to this node's members only.
-    fn keep_local(&self, line: Outgoing) {
+    fn keep_local(&self, line: Outgoing, echoes: &mut Echoes) {
         self.shared.metrics.kept_local.inc();
-        if let Some(arrival) = self.arrival(&line.kind) {
-            self.hub.deliver(line.room, arrival, line.line);
+        // Joins still travelling are completed first: they were said before.
+        self.settle(echoes);
+        self.deliver(line.room, &line.kind, line.line, echoes);
+    }
+
+    /// The link is lost (or was, and is back on new consumers): this
+    /// node's joins still travelling are completed here, and skipped if
+    /// they come back after all.
+    fn settle(&self, echoes: &mut Echoes) {
+        let now = Instant::now();
+        for (tag, (room, user, _)) in std::mem::take(&mut echoes.in_flight) {
+            echoes.skip.insert(tag, now);
+            self.deliver_own_join(room, user, tag, reply::joined(user));
+        }
+    }
+
+    /// Forgets joins skipped or in flight for longer than the stream keeps
+    /// lines: they cannot come back any more. A join in flight that long is
+    /// completed here.
+    fn forget_old(&self, echoes: &mut Echoes) {
+        let now = Instant::now();
+        echoes.skip.retain(|_, at| now - *at < LINE_KEPT);
+        let lost: Vec<JoinTag> = echoes
+            .in_flight
+            .iter()
+            .filter(|(_, (_, _, at))| now - *at >= LINE_KEPT)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in lost {
+            if let Some((room, user, _)) = echoes.in_flight.remove(&tag) {
+                self.deliver_own_join(room, user, tag, reply::joined(user));
+            }
         }
     }
 
@@ -287,7 +381,7 @@ impl Rooms {
     }
 
     /// Delivers one message from NATS to the local members of `room`.
-    fn arrive(&self, room: RoomName, message: Message) {
+    fn arrive(&self, room: RoomName, message: Message, echoes: &mut Echoes) {
         self.shared.metrics.received.inc();
         let Some(kind) = Kind::parse(message.headers.as_ref()) else {
             debug!(%room, "dropped a message with bad headers");
@@ -310,31 +404,44 @@ impl Rooms {
                 _ => {}
             }
         }
-        if let Some(arrival) = self.arrival(&kind) {
-            self.hub.deliver(room, arrival, message.payload);
-        }
+        self.deliver(room, &kind, message.payload, echoes);
     }
 
-    /// What the hub should do with a line of this kind; `None` for a repair
-    /// made by this node, whose members saw the change when it happened.
-    fn arrival(&self, kind: &Kind) -> Option<Arrival> {
+    /// Hands a line of this kind to the hub, the way its kind says.
+    fn deliver(&self, room: RoomName, kind: &Kind, line: Bytes, echoes: &mut Echoes) {
         let me = self.shared.node.as_str();
-        Some(match kind {
-            Kind::Line | Kind::Leave { .. } => Arrival::Line,
-            Kind::Join { node, user, tag } => Arrival::Joined {
-                user: *user,
-                tag: (node == me).then_some(*tag),
-            },
+        let arrival = match kind {
+            Kind::Join { node, user, tag } if node == me => {
+                echoes.in_flight.remove(tag);
+                if echoes.skip.remove(tag).is_none() {
+                    self.deliver_own_join(room, *user, *tag, line);
+                }
+                return;
+            }
+            // A repair made by this node: its members saw the change when
+            // it happened.
+            Kind::Present { node, .. } | Kind::Gone { node, .. } if node == me => return,
             Kind::Private { from, to } => Arrival::Private {
                 from: *from,
                 to: *to,
             },
-            Kind::Present { node, .. } | Kind::Gone { node, .. } if node == me => return None,
-            Kind::Present { user, .. } => Arrival::Joined {
-                user: *user,
-                tag: None,
-            },
-            Kind::Gone { .. } => Arrival::Line,
-        })
+            Kind::Line
+            | Kind::Join { .. }
+            | Kind::Leave { .. }
+            | Kind::Present { .. }
+            | Kind::Gone { .. } => Arrival::Line,
+        };
+        self.hub.deliver(room, arrival, line);
+    }
+
+    /// This node's join line: it admits its joiner if that join is the one
+    /// waiting; otherwise it is only a line.
+    fn deliver_own_join(&self, room: RoomName, user: UserName, tag: JoinTag, line: Bytes) {
+        let arrival = if self.shared.admit(room, user, tag) {
+            Arrival::Admit { user }
+        } else {
+            Arrival::Line
+        };
+        self.hub.deliver(room, arrival, line);
     }
 }

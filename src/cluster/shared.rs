@@ -1,31 +1,54 @@
 //! What the hub and the sessions see of the cluster: the [`Relay`] side,
 //! which only queues and reads, and never waits.
 //!
-//! Room lines go into a bounded queue to the rooms task; a full queue means
-//! NATS cannot keep up, and the line is then delivered to local members
-//! only (and counted) rather than making a session wait. Released names go
-//! into a queue to the presence task that needs no bound of its own: each
-//! entry stands for one membership that ended, and a connection can only
-//! start a new one after its claim went through that same task, so the
-//! queue holds at most about two entries per connection.
+//! Every room line this node's members say goes into one queue to the
+//! rooms task, in the order said, whatever the link's state: the rooms
+//! task publishes it while the link is up and delivers it here otherwise,
+//! so no line can overtake an earlier one on its way to the members. The
+//! queue is counted in bytes; above [`OUTGOING_HIGH`] the connections stop
+//! reading their peers ([`Shared::room_for_lines`]) until it is below
+//! [`OUTGOING_LOW`] again. That is the back-pressure PROTOCOL.md asks for
+//! when the way to NATS is congested: nothing is dropped or reordered.
+//! Each connection adds at most one read's worth (a burst of at most
+//! `MAX_BURST` bytes, or one join or leave) after the gate closes, so the
+//! queue holds at most [`OUTGOING_HIGH`] plus that much per connection.
+//!
+//! A joiner hears nothing of the room until its own join line comes back
+//! (see `Joins`); its connection reads no further meanwhile
+//! ([`Shared::admission`]), so that its next command is answered after it,
+//! as on a single node.
+//!
+//! Released names go into a queue to the presence task that needs no bound
+//! of its own: each entry stands for one membership that ended, and a
+//! connection can only start a new one after its claim went through that
+//! same task, so the queue holds at most about two entries per connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use super::envelope::Kind;
+use super::envelope::{JoinTag, Kind};
 use super::liveness::Liveness;
 use super::replica::Replica;
 use crate::metrics::ClusterMetrics;
-use crate::protocol::names::{RoomName, UserName};
+use crate::protocol::names::{Name, RoomName, UserName};
 use crate::relay::{Relay, RoomEvent};
 
-/// Room lines waiting for the rooms task: a few seconds of a very busy
-/// node's traffic, so a NATS hiccup does not cost lines, yet small enough
-/// (a line is rarely over a few hundred bytes) to bound memory.
-pub(super) const OUTGOING_QUEUE: usize = 8192;
+/// Bytes of room lines queued for the rooms task above which connections
+/// stop reading: a few seconds of a busy node's traffic, so a NATS hiccup
+/// costs no stall, yet a small part of a node's memory.
+pub(super) const OUTGOING_HIGH: usize = 4 << 20;
+
+/// Below this the connections read again: far enough below the high mark
+/// that they do not stop and start on every line.
+pub(super) const OUTGOING_LOW: usize = OUTGOING_HIGH / 2;
+
+/// What a queued line costs beyond its bytes: the entry and its headers.
+const ENTRY_COST: usize = 96;
 
 /// A room line on its way to NATS.
 #[derive(Debug)]
@@ -38,6 +61,30 @@ pub(super) struct Outgoing {
     pub line: Bytes,
 }
 
+impl Outgoing {
+    /// What it counts for against [`OUTGOING_HIGH`].
+    fn cost(&self) -> usize {
+        self.line.len() + ENTRY_COST
+    }
+}
+
+/// The joins on this node whose line has not come back yet: one per room
+/// and name, the latest join's. A join line coming back admits its joiner
+/// only if its tag is the one waiting here; an older join's line (the user
+/// left and joined again meanwhile) is then only a line.
+#[derive(Debug, Default)]
+struct Joins {
+    waiting: HashMap<(RoomName, Name), Waiting>,
+    next_tag: JoinTag,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    tag: JoinTag,
+    /// Wakes the joiner's connection once it is admitted.
+    admitted: Arc<Notify>,
+}
+
 /// The state the relay side shares with the cluster's tasks.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -48,7 +95,13 @@ pub(super) struct Shared {
     /// the link drops.
     pub up: AtomicBool,
     /// To the rooms task.
-    pub outgoing: mpsc::Sender<Outgoing>,
+    pub outgoing: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes in `outgoing`, as [`Outgoing::cost`] counts them.
+    queued: AtomicUsize,
+    /// Wakes connections waiting for the queue to drain.
+    drained: Notify,
+    /// Joins waiting for their line to come back.
+    joins: Mutex<Joins>,
     /// To the presence task: memberships that ended.
     pub releases: mpsc::UnboundedSender<(RoomName, UserName)>,
     /// Wakes the rooms task when a room emptied here, to unsubscribe.
@@ -72,7 +125,7 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn new(
         node: String,
-        outgoing: mpsc::Sender<Outgoing>,
+        outgoing: mpsc::UnboundedSender<Outgoing>,
         releases: mpsc::UnboundedSender<(RoomName, UserName)>,
         metrics: ClusterMetrics,
     ) -> Shared {
@@ -80,6 +133,9 @@ impl Shared {
             node,
             up: AtomicBool::new(false),
             outgoing,
+            queued: AtomicUsize::new(0),
+            drained: Notify::new(),
+            joins: Mutex::default(),
             releases,
             emptied: Notify::new(),
             idle: Notify::new(),
@@ -101,31 +157,92 @@ impl Shared {
     pub(super) fn liveness(&self) -> MutexGuard<'_, Liveness> {
         self.liveness.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn joins(&self) -> MutexGuard<'_, Joins> {
+        self.joins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the queue to the rooms task is below [`OUTGOING_HIGH`].
+    pub(super) async fn room_for_lines(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.queued.load(Ordering::Relaxed) < OUTGOING_HIGH {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// The rooms task is done with a queued line.
+    pub(super) fn dequeued(&self, line: &Outgoing) {
+        let before = self.queued.fetch_sub(line.cost(), Ordering::Relaxed);
+        let now = before - line.cost();
+        if before >= OUTGOING_LOW && now < OUTGOING_LOW {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// What the connection of `user`, who just joined `room`, waits on
+    /// before it reads on; `None` if it was admitted already.
+    pub(super) fn admission(&self, room: RoomName, user: UserName) -> Option<Arc<Notify>> {
+        let joins = self.joins();
+        let waiting = joins.waiting.get(&(room, user.key()))?;
+        Some(waiting.admitted.clone())
+    }
+
+    /// A join line of this node came back (or is delivered here without
+    /// the stream): true if it is the join waiting for it, which is then
+    /// admitted and its connection woken.
+    pub(super) fn admit(&self, room: RoomName, user: UserName, tag: JoinTag) -> bool {
+        let mut joins = self.joins();
+        let key = (room, user.key());
+        if joins.waiting.get(&key).is_none_or(|w| w.tag != tag) {
+            return false;
+        }
+        if let Some(waiting) = joins.waiting.remove(&key) {
+            waiting.admitted.notify_one();
+        }
+        true
+    }
+
+    /// Queues a line for the rooms task; false once it has stopped.
+    fn enqueue(&self, line: Outgoing) -> bool {
+        let cost = line.cost();
+        self.queued.fetch_add(cost, Ordering::Relaxed);
+        if self.outgoing.send(line).is_err() {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 impl Relay for Shared {
-    fn claims_names(&self) -> bool {
-        self.is_up()
-    }
-
     fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool {
-        if !self.is_up() {
-            self.metrics.kept_local.inc();
-            if let RoomEvent::Joined { .. } = event {
-                // Joined while the link is not up (down, or coming back and
-                // past the presence snapshot): the name still has to be
-                // registered once it is.
-                self.unregistered.store(true, Ordering::SeqCst);
-            }
-            return false;
-        }
         let kind = match event {
             RoomEvent::Line => Kind::Line,
-            RoomEvent::Joined { user, tag } => Kind::Join {
-                node: self.node.clone(),
-                user,
-                tag,
-            },
+            RoomEvent::Joined { user } => {
+                if !self.is_up() {
+                    // Joined while the link is not up (down, or coming back
+                    // and past the presence snapshot): the name still has
+                    // to be registered once it is.
+                    self.unregistered.store(true, Ordering::SeqCst);
+                }
+                let mut joins = self.joins();
+                let tag = joins.next_tag;
+                joins.next_tag += 1;
+                let admitted = Arc::new(Notify::new());
+                joins
+                    .waiting
+                    .insert((room, user.key()), Waiting { tag, admitted });
+                Kind::Join {
+                    node: self.node.clone(),
+                    user,
+                    tag,
+                }
+            }
             RoomEvent::Left { user } => Kind::Leave {
                 node: self.node.clone(),
                 user,
@@ -135,15 +252,23 @@ impl Relay for Shared {
                 to,
             },
         };
-        let sent = self.outgoing.try_send(Outgoing {
+        let joiner = match &kind {
+            Kind::Join { user, tag, .. } => Some((*user, *tag)),
+            _ => None,
+        };
+        let line = Outgoing {
             room,
             kind,
             line: line.clone(),
-        });
-        if sent.is_err() {
-            self.metrics.kept_local.inc();
+        };
+        if self.enqueue(line) {
+            return true;
         }
-        sent.is_ok()
+        if let Some((user, tag)) = joiner {
+            // The hub admits the joiner itself.
+            self.admit(room, user, tag);
+        }
+        false
     }
 
     fn room_emptied(&self, _room: RoomName) {
@@ -180,26 +305,67 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::protocol::names::Name;
+    use futures_util::FutureExt;
 
     fn n(s: &str) -> Name {
         Name::parse(s).unwrap()
     }
 
-    #[test]
-    fn a_join_kept_local_is_registered_once_the_link_is_up() {
-        let (outgoing, _rooms) = mpsc::channel(1);
-        let (releases, _presence) = mpsc::unbounded_channel();
+    fn shared() -> (Shared, mpsc::UnboundedReceiver<Outgoing>) {
+        let (outgoing, rooms) = mpsc::unbounded_channel();
+        let (releases, _) = mpsc::unbounded_channel();
         let metrics = Metrics::new(true).cluster().unwrap().clone();
-        let shared = Shared::new("a".into(), outgoing, releases, metrics);
-        let line = Bytes::from_static(b"x\r\n");
+        (Shared::new("a".into(), outgoing, releases, metrics), rooms)
+    }
 
-        assert!(!shared.publish(n("r"), RoomEvent::Line, &line));
+    #[test]
+    fn a_join_made_while_the_link_is_down_is_registered_once_it_is_up() {
+        let (shared, mut rooms) = shared();
+        let line = Bytes::from_static(b"x\r\n");
+        assert!(shared.publish(n("r"), RoomEvent::Line, &line));
         assert!(!shared.unregistered.load(Ordering::SeqCst));
-        let joined = RoomEvent::Joined {
-            user: n("amy"),
-            tag: 1,
-        };
-        assert!(!shared.publish(n("r"), joined, &line), "kept local");
+        let joined = RoomEvent::Joined { user: n("amy") };
+        assert!(shared.publish(n("r"), joined, &line), "queued in order");
         assert!(shared.unregistered.load(Ordering::SeqCst));
+        assert_eq!(rooms.try_recv().unwrap().kind, Kind::Line);
+        assert!(matches!(rooms.try_recv().unwrap().kind, Kind::Join { .. }));
+    }
+
+    #[test]
+    fn only_the_latest_join_admits_its_joiner() {
+        let (shared, mut rooms) = shared();
+        let line = Bytes::from_static(b"amy has joined\r\n");
+        let tags: Vec<JoinTag> = (0..2)
+            .map(|_| {
+                shared.publish(n("r"), RoomEvent::Joined { user: n("amy") }, &line);
+                match rooms.try_recv().unwrap().kind {
+                    Kind::Join { tag, .. } => tag,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        let admitted = shared.admission(n("r"), n("AMY")).expect("waiting");
+        assert!(!shared.admit(n("r"), n("amy"), tags[0]), "an older join");
+        assert!(shared.admit(n("r"), n("amy"), tags[1]));
+        assert!(shared.admission(n("r"), n("amy")).is_none());
+        // The wake-up is kept for a connection that was not waiting yet.
+        assert!(admitted.notified().now_or_never().is_some());
+    }
+
+    #[test]
+    fn the_queue_gate_closes_when_full_and_opens_when_drained() {
+        let (shared, mut rooms) = shared();
+        let line = Bytes::from(vec![b'x'; 64 * 1024]);
+        assert!(shared.room_for_lines().now_or_never().is_some());
+        while shared.queued.load(Ordering::Relaxed) < OUTGOING_HIGH {
+            shared.publish(n("r"), RoomEvent::Line, &line);
+        }
+        let mut gate = Box::pin(shared.room_for_lines());
+        assert!((&mut gate).now_or_never().is_none(), "closed");
+        while shared.queued.load(Ordering::Relaxed) >= OUTGOING_LOW {
+            let queued = rooms.try_recv().unwrap();
+            shared.dequeued(&queued);
+        }
+        assert!(gate.now_or_never().is_some(), "open again");
     }
 }

@@ -9,21 +9,19 @@ use bytes::Bytes;
 
 use super::{Hub, Stage, read};
 use crate::protocol::names::{Name, RoomName, UserName};
-use crate::protocol::reply;
-use crate::relay::JoinTag;
 
 /// What a line that came back from the relay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// A line for every member: a message, `/me`, a leave.
+    /// A line for every member: a message, `/me`, a join or leave on
+    /// another node.
     Line,
-    /// `<user> has joined`; `tag` is set when the join happened on this
-    /// node, so that the joiner recognises its own line.
-    Joined {
+    /// The relayed `<user> has joined` of a member here who is waiting for
+    /// it: the member starts receiving, with this line. The relay sends it
+    /// once per join, for the join the member made last.
+    Admit {
         /// Who joined.
         user: UserName,
-        /// The join's tag, for a join made here.
-        tag: Option<JoinTag>,
     },
     /// A private line for the member whose look-alike key is `to`, echoed
     /// to the sender `from` (its key too) if the sender is here.
@@ -47,20 +45,11 @@ impl Hub {
         };
         let mut members = room.lock();
         match arrival {
-            Arrival::Line | Arrival::Joined { tag: None, .. } => members.broadcast(&line),
-            Arrival::Joined {
-                user,
-                tag: Some(tag),
-            } => {
+            Arrival::Line => members.broadcast(&line),
+            Arrival::Admit { user } => {
                 if let Some(joiner) = members.by_key.get_mut(&user.key()) {
-                    match joiner.stage {
-                        Stage::Echo(t) if t == tag => joiner.stage = Stage::Joined { skip: None },
-                        Stage::Joined { skip: Some(t) } if t == tag => {
-                            // Everyone here saw it when the link was lost.
-                            joiner.stage = Stage::Joined { skip: None };
-                            return;
-                        }
-                        _ => {}
+                    if joiner.stage == Stage::Waiting {
+                        joiner.stage = Stage::Joined;
                     }
                 }
                 members.broadcast(&line);
@@ -82,29 +71,6 @@ impl Hub {
     pub fn notice(&self, line: &Bytes) {
         for room in self.all_rooms() {
             room.lock().broadcast(line);
-        }
-    }
-
-    /// The relay lost its link: joins whose line is still travelling are
-    /// completed here, so that the joiners are not left waiting. If the
-    /// line comes back after all, it is dropped (see `Stage::Joined`).
-    pub fn settle_joins(&self) {
-        for room in self.all_rooms() {
-            let mut members = room.lock();
-            let waiting: Vec<(Name, UserName, JoinTag)> = members
-                .by_key
-                .iter()
-                .filter_map(|(key, m)| match m.stage {
-                    Stage::Echo(tag) => Some((*key, m.name, tag)),
-                    _ => None,
-                })
-                .collect();
-            for (key, user, tag) in waiting {
-                if let Some(joiner) = members.by_key.get_mut(&key) {
-                    joiner.stage = Stage::Joined { skip: Some(tag) };
-                }
-                members.broadcast(&reply::joined(user));
-            }
         }
     }
 
@@ -158,6 +124,7 @@ mod tests {
     use super::*;
     use crate::hub::tests::{drain, name};
     use crate::outbox::Outbox;
+    use crate::protocol::reply;
     use crate::relay::testing::Recorder;
 
     fn joined(hub: &Arc<Hub>, user: &str) -> (crate::hub::Membership, Arc<Outbox>) {
@@ -201,16 +168,14 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_link_completes_waiting_joins_once() {
+    fn a_stopped_relay_leaves_delivery_to_the_hub() {
         let relay = Arc::new(Recorder::default());
         let hub = Hub::with_relay(relay.clone());
-        let (_alice, a) = joined(&hub, "alice");
-        hub.settle_joins();
-        assert_eq!(drain(&a), ["alice has joined"]);
+        let (alice, a) = joined(&hub, "alice");
         relay.echo(&hub);
-        assert!(drain(&a).is_empty());
         relay.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        alice.broadcast(reply::said(name("alice"), "x"));
         hub.notice(&reply::error("x"));
-        assert_eq!(drain(&a), ["ERROR x"]);
+        assert_eq!(drain(&a), ["alice has joined", "alice: x", "ERROR x"]);
     }
 }
