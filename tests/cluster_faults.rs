@@ -167,3 +167,37 @@ async fn without_jetstream_every_node_serves_its_own_users() {
     ann.send_line("hi").await;
     ann.expect_line("ann: hi").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_nats_keeps_does_not_grow_with_the_joins_ever_made() {
+    let nats = nats_or_skip!(Nats::start());
+    let a = node(&nats, "a", &["--rate", "0"]).await;
+    let mut sam = tcp_user(&a, "r0", "sam").await;
+    const JOINS: usize = 200;
+    let joins: String = (1..=JOINS).map(|i| format!("/join r{i}\n")).collect();
+    sam.send_raw(joins.as_bytes()).await;
+    for _ in 0..JOINS {
+        sam.expect_line("sam has joined").await;
+    }
+    // PROTOCOL.md: bounded once a minute has passed since they left. Each
+    // look is a round trip to nats-server; the bound is what is asserted.
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let left = Instant::now();
+    let mut held = u64::MAX;
+    while left.elapsed() < Duration::from_secs(60) {
+        let mut stream = js
+            .get_stream("KV_chatgate_presence")
+            .await
+            .expect("presence bucket");
+        held = stream.info().await.expect("bucket info").state.messages;
+        if held == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(held, 1, "only sam's current key is left");
+    sam.send_line("/who").await;
+    sam.expect_line(&format!("*** users in r{JOINS}: sam"))
+        .await;
+}

@@ -2,7 +2,7 @@
 //! `server`, flag `--nats`).
 //!
 //! Without `--nats` none of this runs. With it, the node's [`Hub`] gets a
-//! relay (the `shared` module) and three tasks run beside the listeners:
+//! relay (the `shared` module) and four tasks run beside the listeners:
 //!
 //! - the rooms task (`rooms`) publishes every room line once to the room's
 //!   subject, `chatgate.room.<hex of the name>`, which a JetStream stream in
@@ -14,7 +14,9 @@
 //!   clears the members of nodes that die;
 //! - the heartbeat task (`heartbeat`) says that this node is alive, hears
 //!   the others, and times its own beats through the NATS server, so that
-//!   a silent link is noticed within seconds whatever the traffic.
+//!   a silent link is noticed within seconds whatever the traffic;
+//! - the sweep task (`sweep`) purges the delete markers the presence bucket
+//!   collects, so that it holds no more than the members of the moment.
 //!
 //! `link` follows the connection: when it drops or goes silent, lines and
 //! names stay local and users are told; when it is back, presence is
@@ -33,6 +35,7 @@ mod replica;
 mod rooms;
 mod shared;
 mod subject;
+mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +51,7 @@ use self::link::{Link, Phase};
 use self::presence::{Claim, Presence};
 use self::rooms::Rooms;
 use self::shared::Shared;
+use self::sweep::Sweep;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::ClusterMetrics;
@@ -132,11 +136,10 @@ impl Cluster {
             .unwrap_or_else(subject::default_node_name);
         let node = subject::node_id(&name);
         let (outgoing_tx, outgoing) = mpsc::unbounded_channel();
-        let (releases_tx, releases) = mpsc::unbounded_channel();
         let (claims, claims_rx) = mpsc::channel(CLAIM_QUEUE);
         let (flushes, flushes_rx) = mpsc::channel(1);
         let (departs, departs_rx) = mpsc::channel(1);
-        let shared = Arc::new(Shared::new(node.clone(), outgoing_tx, releases_tx, metrics));
+        let shared = Arc::new(Shared::new(node.clone(), outgoing_tx, metrics));
         let hub = Hub::with_relay(shared.clone());
         let link = Arc::new(Link::new(hub.clone(), shared.clone()));
 
@@ -176,6 +179,15 @@ impl Cluster {
             .run(),
         );
         tokio::spawn(
+            Sweep {
+                client: client.clone(),
+                shared: shared.clone(),
+                link: link.clone(),
+                stop: stop.clone(),
+            }
+            .run(),
+        );
+        tokio::spawn(
             Rooms {
                 client: client.clone(),
                 hub: hub.clone(),
@@ -194,7 +206,6 @@ impl Cluster {
                 shared: shared.clone(),
                 link: link.clone(),
                 claims: claims_rx,
-                releases,
                 departs: departs_rx,
                 stop: stop.clone(),
             }

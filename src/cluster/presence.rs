@@ -53,6 +53,7 @@ use super::heartbeat::HEARTBEAT_EVERY;
 use super::link::{Link, Phase};
 use super::shared::Shared;
 use super::subject;
+use super::sweep::{SNAPSHOT_TIMEOUT, snapshot};
 use crate::hub::Hub;
 use crate::protocol::names::{RoomName, UserName};
 use crate::protocol::reply;
@@ -61,6 +62,10 @@ use crate::relay::NameClaim;
 /// Longest wait for one bucket operation. Past it, the link is as good as
 /// down for this operation: a claim falls back to this node's own check.
 pub(super) const KV_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most bytes the presence bucket may hold: room for about a million
+/// members cluster-wide.
+const PRESENCE_BYTES: i64 = 256 << 20;
 
 /// A request to claim a name, answered with whether it was granted.
 #[derive(Debug)]
@@ -94,8 +99,6 @@ pub(super) struct Presence {
     pub link: Arc<Link>,
     /// Names to claim, from joining sessions.
     pub claims: mpsc::Receiver<Claim>,
-    /// Memberships that ended, from the hub (see `shared` for its bound).
-    pub releases: mpsc::UnboundedReceiver<(RoomName, UserName)>,
     /// Requests to release everything, at shutdown.
     pub departs: mpsc::Receiver<oneshot::Sender<()>>,
     /// Ends the task.
@@ -144,7 +147,7 @@ impl Presence {
                     }
                 }
                 Some(claim) = self.claims.recv() => self.claim(&mut state, claim).await,
-                Some((room, user)) = self.releases.recv() => self.release(&mut state, room, user).await,
+                () = self.shared.released.notified() => self.release_all(&mut state).await,
                 Some(entry) = next(&mut state.watch) => self.watched(&mut state, entry),
                 _ = tick.tick() => self.tick(&mut state).await,
             }
@@ -175,6 +178,12 @@ impl Presence {
             description: Some("chatgate: who is in which room, on which node".to_owned()),
             subjects: vec![format!("$KV.{}.>", subject::PRESENCE_BUCKET)],
             max_messages_per_subject: 1,
+            // Bounds: a value is `<node id> <user>`, far below this, and
+            // the bucket holds one entry per member of the moment plus
+            // markers for at most a minute. When full, claims fail (the
+            // user is told the cluster is busy) rather than evict anyone.
+            max_bytes: PRESENCE_BYTES,
+            max_message_size: 512,
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
@@ -272,6 +281,17 @@ impl Presence {
         }
     }
 
+    /// Releases every name waiting (see `shared::Releases`).
+    async fn release_all(&self, state: &mut State) {
+        let releases = self.shared.take_releases();
+        if releases.overflowed {
+            state.out_of_line = true;
+        }
+        for ((room, _), user) in releases.names {
+            self.release(state, room, user).await;
+        }
+    }
+
     /// A membership ended here; its key goes unless the name is in use here
     /// again.
     async fn release(&self, state: &mut State, room: RoomName, user: UserName) {
@@ -288,6 +308,7 @@ impl Presence {
         match delete(&kv, &key, owned.revision).await {
             Ok(Ok(())) => {
                 state.owned.remove(&key);
+                self.shared.deleted.store(true, Ordering::SeqCst);
             }
             Ok(Err(e)) => {
                 // Someone else holds it now (this node was taken for dead).
@@ -299,8 +320,9 @@ impl Presence {
     }
 
     /// Brings the bucket in line with the hub: every member here has its
-    /// key, and no key of this node outlives its member. Changes the other
-    /// nodes could not have seen are announced in the rooms.
+    /// key, and no key of this node outlives its member. Reads the bucket
+    /// once, then writes only what differs. Changes the other nodes could
+    /// not have seen are announced in the rooms.
     async fn line_up(&self, state: &mut State) {
         state.out_of_line = false;
         // Whoever joined before this snapshot is in it.
@@ -309,36 +331,34 @@ impl Presence {
             state.out_of_line = true;
             return;
         };
+        let bucket = match timeout(SNAPSHOT_TIMEOUT, snapshot(&kv)).await {
+            Ok(Ok(bucket)) => bucket,
+            _ => {
+                warn!("cannot read the presence bucket; lining up later");
+                state.out_of_line = true;
+                return;
+            }
+        };
         let here = self.hub.members();
         let wanted: HashMap<String, (RoomName, UserName)> = here
             .iter()
             .map(|&(room, user)| (subject::presence_key(room, user), (room, user)))
             .collect();
         for (key, (room, user)) in &wanted {
-            let current = match timeout(KV_TIMEOUT, kv.entry(key.as_str())).await {
-                Ok(Ok(entry)) => entry,
-                _ => {
-                    state.out_of_line = true;
-                    continue;
-                }
-            };
-            let ours = state.owned.get(key).map(|o| o.revision);
-            let held = current
-                .as_ref()
-                .is_some_and(|e| e.operation == Operation::Put && Some(e.revision) == ours);
-            if held {
-                continue;
-            }
-            if let Some(entry) = current.filter(|e| self.is_mine(e)) {
-                // Written by this node, and the answer was lost on the way.
-                state.owned.insert(
-                    key.clone(),
-                    Owned {
+            let current = bucket.get(key).filter(|e| e.operation == Operation::Put);
+            if let Some(entry) = current {
+                if self.is_mine(entry) {
+                    // Held, or written and the answer lost on the way.
+                    let owned = Owned {
                         room: *room,
                         user: *user,
                         revision: entry.revision,
-                    },
-                );
+                    };
+                    state.owned.insert(key.clone(), owned);
+                } else {
+                    state.owned.remove(key);
+                    warn!(%room, %user, "name taken on another node while the link was down; both keep it until one leaves");
+                }
                 continue;
             }
             state.owned.remove(key);
@@ -353,21 +373,22 @@ impl Presence {
                     reply::joined(*user),
                 )
                 .await;
-            } else {
-                warn!(%room, %user, "name taken on another node while the link was down; both keep it until one leaves");
             }
         }
-        let stale: Vec<(String, Owned)> = state
-            .owned
+        // This node's keys with no member here: members who left while the
+        // link was down, or claims given up before they were answered.
+        let stale: Vec<(String, u64)> = bucket
             .iter()
-            .filter(|(key, _)| !wanted.contains_key(*key))
-            .map(|(k, o)| (k.clone(), *o))
+            .filter(|(key, entry)| self.is_mine(entry) && !wanted.contains_key(*key))
+            .map(|(key, entry)| (key.clone(), entry.revision))
             .collect();
-        for (key, owned) in stale {
-            match delete(&kv, &key, owned.revision).await {
-                Ok(result) => {
-                    state.owned.remove(&key);
-                    if result.is_ok() {
+        for (key, revision) in stale {
+            let known = state.owned.remove(&key);
+            match delete(&kv, &key, revision).await {
+                Ok(Ok(())) => {
+                    self.shared.deleted.store(true, Ordering::SeqCst);
+                    // Only a name that was granted was ever seen in a room.
+                    if let Some(owned) = known {
                         self.announce(
                             owned.room,
                             Kind::Gone {
@@ -379,9 +400,13 @@ impl Presence {
                         .await;
                     }
                 }
+                Ok(Err(_)) => {}
                 Err(_) => state.out_of_line = true,
             }
         }
+        // Keys this node remembers for members gone, which the bucket no
+        // longer has as this node's.
+        state.owned.retain(|key, _| wanted.contains_key(key));
     }
 
     /// Whether a bucket entry is a live key written by this node.
@@ -510,6 +535,7 @@ impl Presence {
             return;
         };
         if matches!(delete(kv, &key, entry.revision).await, Ok(Ok(()))) {
+            self.shared.deleted.store(true, Ordering::SeqCst);
             debug!(%node, %room, %user, "cleared");
             self.announce(
                 room,
@@ -525,9 +551,7 @@ impl Presence {
 
     /// The server stops: release whatever is still held.
     async fn depart(&mut self, state: &mut State) {
-        while let Ok((room, user)) = self.releases.try_recv() {
-            self.release(state, room, user).await;
-        }
+        self.release_all(state).await;
         if self.link.phase() == Phase::Down {
             return;
         }

@@ -18,10 +18,10 @@
 //! ([`Shared::admission`]), so that its next command is answered after it,
 //! as on a single node.
 //!
-//! Released names go into a queue to the presence task that needs no bound
-//! of its own: each entry stands for one membership that ended, and a
-//! connection can only start a new one after its claim went through that
-//! same task, so the queue holds at most about two entries per connection.
+//! Released names go to the presence task as a set ([`Releases`]): a name
+//! released twice before the task gets to it is one entry, and past
+//! [`MAX_RELEASES`] entries the set stops growing and asks for one full
+//! line-up of the bucket instead, which finds every stale key at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +46,20 @@ pub(super) const OUTGOING_HIGH: usize = 4 << 20;
 /// Below this the connections read again: far enough below the high mark
 /// that they do not stop and start on every line.
 pub(super) const OUTGOING_LOW: usize = OUTGOING_HIGH / 2;
+
+/// Released names waiting for the presence task, at most. Past it, the task
+/// lines the whole bucket up with the hub instead of releasing one by one.
+pub(super) const MAX_RELEASES: usize = 16_384;
+
+/// Memberships that ended, for the presence task: one entry per room and
+/// name, bounded by [`MAX_RELEASES`].
+#[derive(Debug, Default)]
+pub(super) struct Releases {
+    /// The names to release, by room and look-alike key.
+    pub names: HashMap<(RoomName, Name), UserName>,
+    /// Some were not kept: the bucket needs a full line-up.
+    pub overflowed: bool,
+}
 
 /// What a queued line costs beyond its bytes: the entry and its headers.
 const ENTRY_COST: usize = 96;
@@ -102,8 +116,10 @@ pub(super) struct Shared {
     drained: Notify,
     /// Joins waiting for their line to come back.
     joins: Mutex<Joins>,
-    /// To the presence task: memberships that ended.
-    pub releases: mpsc::UnboundedSender<(RoomName, UserName)>,
+    /// For the presence task: memberships that ended.
+    releases: Mutex<Releases>,
+    /// Wakes the presence task when `releases` gains an entry.
+    pub released: Notify,
     /// Wakes the rooms task when a room emptied here, to unsubscribe.
     pub emptied: Notify,
     /// Wakes a departure waiting for the last room here to empty.
@@ -112,6 +128,9 @@ pub(super) struct Shared {
     /// on this node's word: the presence task registers it once the link
     /// is.
     pub unregistered: AtomicBool,
+    /// This node deleted presence keys since the sweep task last looked,
+    /// leaving markers to sweep.
+    pub deleted: AtomicBool,
     /// The other nodes' members; locked briefly, never across an await and
     /// never while calling the hub.
     replica: Mutex<Replica>,
@@ -126,7 +145,6 @@ impl Shared {
     pub(super) fn new(
         node: String,
         outgoing: mpsc::UnboundedSender<Outgoing>,
-        releases: mpsc::UnboundedSender<(RoomName, UserName)>,
         metrics: ClusterMetrics,
     ) -> Shared {
         Shared {
@@ -136,10 +154,12 @@ impl Shared {
             queued: AtomicUsize::new(0),
             drained: Notify::new(),
             joins: Mutex::default(),
-            releases,
+            releases: Mutex::default(),
+            released: Notify::new(),
             emptied: Notify::new(),
             idle: Notify::new(),
             unregistered: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
             replica: Mutex::default(),
             liveness: Mutex::default(),
             metrics,
@@ -156,6 +176,11 @@ impl Shared {
 
     pub(super) fn liveness(&self) -> MutexGuard<'_, Liveness> {
         self.liveness.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes every release waiting.
+    pub(super) fn take_releases(&self) -> Releases {
+        std::mem::take(&mut *self.releases.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn joins(&self) -> MutexGuard<'_, Joins> {
@@ -277,9 +302,16 @@ impl Relay for Shared {
     }
 
     fn released(&self, room: RoomName, user: UserName) {
-        // Fails only once the presence task has stopped, when nothing is
-        // left to release.
-        let _ = self.releases.send((room, user));
+        {
+            let mut releases = self.releases.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (room, user.key());
+            if releases.names.len() < MAX_RELEASES || releases.names.contains_key(&key) {
+                releases.names.insert(key, user);
+            } else {
+                releases.overflowed = true;
+            }
+        }
+        self.released.notify_one();
     }
 
     // While the link is not up the node is a server on its own (PROTOCOL.md,
@@ -313,9 +345,8 @@ mod tests {
 
     fn shared() -> (Shared, mpsc::UnboundedReceiver<Outgoing>) {
         let (outgoing, rooms) = mpsc::unbounded_channel();
-        let (releases, _) = mpsc::unbounded_channel();
         let metrics = Metrics::new(true).cluster().unwrap().clone();
-        (Shared::new("a".into(), outgoing, releases, metrics), rooms)
+        (Shared::new("a".into(), outgoing, metrics), rooms)
     }
 
     #[test]
@@ -329,6 +360,25 @@ mod tests {
         assert!(shared.unregistered.load(Ordering::SeqCst));
         assert_eq!(rooms.try_recv().unwrap().kind, Kind::Line);
         assert!(matches!(rooms.try_recv().unwrap().kind, Kind::Join { .. }));
+    }
+
+    #[test]
+    fn releases_are_coalesced_and_bounded() {
+        let (shared, _rooms) = shared();
+        for _ in 0..3 {
+            shared.released(n("r"), n("Amy"));
+        }
+        shared.released(n("r"), n("amy"));
+        let taken = shared.take_releases();
+        assert_eq!(taken.names.len(), 1);
+        assert!(!taken.overflowed);
+        for i in 0..MAX_RELEASES + 10 {
+            shared.released(n(&format!("r{i}")), n("amy"));
+        }
+        let taken = shared.take_releases();
+        assert_eq!(taken.names.len(), MAX_RELEASES);
+        assert!(taken.overflowed);
+        assert!(shared.take_releases().names.is_empty());
     }
 
     #[test]
