@@ -201,3 +201,56 @@ async fn what_nats_keeps_does_not_grow_with_the_joins_ever_made() {
     sam.expect_line(&format!("*** users in r{JOINS}: sam"))
         .await;
 }
+
+/// A nats-server configuration with one user, `chatgate`, who may publish
+/// anywhere except on the subjects in `deny`.
+fn permissions(deny: &[&str]) -> String {
+    let deny: Vec<String> = deny.iter().map(|s| format!("{s:?}")).collect();
+    format!(
+        "authorization {{ users = [ {{ user: chatgate, password: secret, \
+         permissions: {{ publish: {{ allow: [\">\"], deny: [{}] }} }} }} ] }}\n",
+        deny.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_cluster_cannot_confirm_gets_cluster_busy_and_is_no_failed_attempt() {
+    let mut nats = nats_or_skip!(Nats::start_with_config(&permissions(&[])));
+    let url = format!("nats://chatgate:secret@127.0.0.1:{}", nats.port());
+    let start = |name: &'static str| {
+        let url = url.clone();
+        async move { common::TestServer::start(&["--nats", &url, "--node-name", name]).await }
+    };
+    let a = start("a").await;
+    let b = start("b").await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = tcp_user(&b, "lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+
+    // The presence bucket stops taking writes; plain NATS, and so the
+    // link's heartbeat, goes on.
+    nats.reconfigure(&permissions(&["$KV.chatgate_presence.>"]))
+        .await;
+    let mut carol = Conn::tcp(a.addr(chatgate::server::ListenerKind::Tcp)).await;
+    carol.expect_line("Welcome! Use the command:").await;
+    carol.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
+    // Five tries: were they failed attempts, the fifth would close.
+    for _ in 0..5 {
+        let asked = Instant::now();
+        carol.send_line("JOIN lobby carol").await;
+        carol.expect_line(&error("cluster busy, try again")).await;
+        assert!(asked.elapsed() <= Duration::from_secs(3) + MARGIN);
+    }
+    // A user already in a room who moves is told the same and stays.
+    bob.send_line("/join den").await;
+    bob.expect_line(&error("cluster busy, try again")).await;
+    // The link never counted as lost: lines still cross.
+    alice.send_line("still one room").await;
+    alice.expect_line("alice: still one room").await;
+    bob.expect_line("alice: still one room").await;
+
+    nats.reconfigure(&permissions(&[])).await;
+    carol.send_line("JOIN lobby carol").await;
+    carol.expect_line("carol has joined").await;
+    bob.expect_line("carol has joined").await;
+}

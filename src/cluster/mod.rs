@@ -40,7 +40,7 @@ mod sweep;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{ConnectOptions, Event};
+use async_nats::{ConnectOptions, Event, ServerAddr};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -144,7 +144,7 @@ impl Cluster {
         let link = Arc::new(Link::new(hub.clone(), shared.clone()));
 
         let events = link.clone();
-        let client = ConnectOptions::new()
+        let client = credentials(&config.nats)
             .name(format!("chatgate {node}"))
             .retry_on_initial_connect()
             .ping_interval(PING_INTERVAL)
@@ -300,6 +300,25 @@ impl Cluster {
             warn!(node = %self.node, "cluster departure cut short");
         }
         self.stop.cancel();
+    }
+}
+
+/// Connection options carrying the credentials written in a `--nats` URL
+/// (`nats://user:password@host` or `nats://token@host`), which the client
+/// does not take from the URL by itself. The first URL with any is used:
+/// the servers of one NATS cluster share their accounts.
+fn credentials(urls: &[String]) -> ConnectOptions {
+    let found = urls
+        .iter()
+        .filter_map(|url| url.parse::<ServerAddr>().ok())
+        .find_map(|addr| {
+            let user = addr.username().filter(|u| !u.is_empty())?.to_owned();
+            Some((user, addr.password().map(str::to_owned)))
+        });
+    match found {
+        Some((user, Some(password))) => ConnectOptions::with_user_and_password(user, password),
+        Some((token, None)) => ConnectOptions::with_token(token),
+        None => ConnectOptions::new(),
     }
 }
 

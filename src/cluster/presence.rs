@@ -116,6 +116,8 @@ struct State {
     syncing: bool,
     /// Keys this node wrote, by key.
     owned: HashMap<String, Owned>,
+    /// Failed attempts to open the bucket since it last worked.
+    setup_failures: u32,
     /// The bucket may not match the hub (a claim or release could not
     /// reach it); brought in line on the next tick while the link is up.
     out_of_line: bool,
@@ -157,14 +159,25 @@ impl Presence {
     /// The link is connected: open the bucket, watch it, register this
     /// node's members, and let the rooms task take over.
     async fn setup(&self, state: &mut State) {
-        match timeout(KV_TIMEOUT * 4, self.open(state)).await {
+        let failure = match timeout(KV_TIMEOUT * 4, self.open(state)).await {
             Ok(Ok(())) => {
+                state.setup_failures = 0;
                 self.line_up(state).await;
                 self.link.presence_registered();
+                return;
             }
-            Ok(Err(e)) => warn!(error = %e, "cannot open the presence bucket; retrying"),
-            Err(_) => warn!("opening the presence bucket timed out; retrying"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        // Retried every tick; said once a minute (a server without
+        // JetStream fails every time).
+        if state.setup_failures % 60 == 0 {
+            warn!(
+                error = failure,
+                "cannot open the presence bucket (is JetStream enabled on the NATS server?); this node serves its own users only until it can"
+            );
         }
+        state.setup_failures += 1;
     }
 
     async fn open(&self, state: &mut State) -> Result<(), async_nats::Error> {
@@ -331,7 +344,7 @@ impl Presence {
             state.out_of_line = true;
             return;
         };
-        let bucket = match timeout(SNAPSHOT_TIMEOUT, snapshot(&kv)).await {
+        let bucket = match timeout(SNAPSHOT_TIMEOUT, snapshot(&self.client)).await {
             Ok(Ok(bucket)) => bucket,
             _ => {
                 warn!("cannot read the presence bucket; lining up later");

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::jetstream::kv::{self, Operation, Store};
+use async_nats::jetstream::kv::{self, Operation};
 use futures_util::StreamExt;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
@@ -44,8 +44,14 @@ const _: () = assert!(SWEEP_EVERY.as_secs() * 2 + SNAPSHOT_TIMEOUT.as_secs() < 6
 /// The last entry of every key in the bucket, live or deleted, read with
 /// one watch that replays the bucket and stops once it has caught up. Not
 /// bounded in time here; callers wrap it in [`SNAPSHOT_TIMEOUT`].
-pub(super) async fn snapshot(kv: &Store) -> Result<HashMap<String, kv::Entry>, async_nats::Error> {
+pub(super) async fn snapshot(
+    client: &Client,
+) -> Result<HashMap<String, kv::Entry>, async_nats::Error> {
     let mut all = HashMap::new();
+    // Opened afresh: a store's status is what it was when it was opened,
+    // and an empty bucket's watch would wait forever for a first entry.
+    let js = async_nats::jetstream::new(client.clone());
+    let kv = js.get_key_value(subject::PRESENCE_BUCKET).await?;
     if kv.status().await?.values() == 0 {
         return Ok(all);
     }
@@ -119,13 +125,12 @@ impl Sweep {
         seen: &HashMap<String, u64>,
     ) -> Result<HashMap<String, u64>, async_nats::Error> {
         let js = async_nats::jetstream::new(self.client.clone());
-        let kv = js.get_key_value(subject::PRESENCE_BUCKET).await?;
         let stream = js
             .get_stream(format!("KV_{}", subject::PRESENCE_BUCKET))
             .await?;
         let mut fresh = HashMap::new();
         let mut purged = 0usize;
-        for (key, entry) in snapshot(&kv).await? {
+        for (key, entry) in snapshot(&self.client).await? {
             if !matches!(entry.operation, Operation::Delete | Operation::Purge) {
                 continue;
             }

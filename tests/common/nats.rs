@@ -16,7 +16,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use chatgate::server::ListenerKind;
@@ -27,10 +27,18 @@ use super::{TestServer, WAIT};
 /// What nats-server prints once it accepts clients.
 const READY: &str = "Server is ready";
 
+/// What nats-server prints once it has applied a changed configuration.
+const RELOADED: &str = "Reloaded server configuration";
+
 /// A nats-server process, with JetStream unless started without.
 pub struct Nats {
     port: u16,
     jetstream: bool,
+    /// Extra configuration, for tests that change the server's permissions
+    /// while it runs; written to a file in the store directory.
+    config: Option<String>,
+    /// A message per configuration reload the server reported.
+    reloads: Option<mpsc::UnboundedReceiver<()>>,
     /// The JetStream store, kept across restarts.
     store: tempfile::TempDir,
     binary: PathBuf,
@@ -41,16 +49,22 @@ impl Nats {
     /// Starts nats-server on a free port, or returns `None` (saying so on
     /// stderr) when it is not installed and this is not CI.
     pub async fn start() -> Option<Nats> {
-        Nats::start_with(true).await
+        Nats::start_with(true, None).await
     }
 
     /// Starts nats-server with core NATS only: every JetStream request
     /// fails, as on a server whose operator did not enable it.
     pub async fn start_without_jetstream() -> Option<Nats> {
-        Nats::start_with(false).await
+        Nats::start_with(false, None).await
     }
 
-    async fn start_with(jetstream: bool) -> Option<Nats> {
+    /// Starts nats-server with JetStream and `config` (nats-server's
+    /// configuration syntax) in a configuration file.
+    pub async fn start_with_config(config: &str) -> Option<Nats> {
+        Nats::start_with(true, Some(config.to_owned())).await
+    }
+
+    async fn start_with(jetstream: bool, config: Option<String>) -> Option<Nats> {
         let Some(binary) = find_binary() else {
             let help = "the cluster tests need nats-server (Debian: apt-get install nats-server)";
             assert!(
@@ -64,6 +78,8 @@ impl Nats {
         let mut nats = Nats {
             port,
             jetstream,
+            config,
+            reloads: None,
             store: tempfile::tempdir().expect("store dir"),
             binary,
             process: None,
@@ -88,6 +104,40 @@ impl Nats {
         self.signal(rustix::process::Signal::CONT);
     }
 
+    /// Replaces the extra configuration and makes the server read it
+    /// (SIGHUP), as an operator reloading it would; returns once the
+    /// server says it applied it.
+    pub async fn reconfigure(&mut self, config: &str) {
+        self.config = Some(config.to_owned());
+        self.write_config();
+        self.signal(rustix::process::Signal::HUP);
+        let reloads = self.reloads.as_mut().expect("nats-server running");
+        timeout(WAIT, reloads.recv())
+            .await
+            .expect("configuration reloaded in time")
+            .expect("nats-server log");
+    }
+
+    /// The configuration file: JetStream and its store live there too, so
+    /// that a reload does not read JetStream as turned off.
+    fn config_path(&self) -> PathBuf {
+        self.store.path().join("nats.conf")
+    }
+
+    fn write_config(&self) {
+        let Some(extra) = &self.config else { return };
+        let text = format!(
+            "jetstream {{ store_dir: {:?} }}\n{extra}\n",
+            self.store.path().join("js")
+        );
+        std::fs::write(self.config_path(), text).expect("write nats-server config");
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     fn signal(&self, signal: rustix::process::Signal) {
         let process = self.process.as_ref().expect("nats-server running");
         let pid = process
@@ -108,14 +158,15 @@ impl Nats {
     /// says it is ready.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let mut process = Command::new(&self.binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(if self.jetstream {
-                &["-js", "-sd"][..]
-            } else {
-                &[]
-            })
-            .args(self.jetstream.then(|| self.store.path()))
+        self.write_config();
+        let mut command = Command::new(&self.binary);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.config.is_some() {
+            command.arg("-c").arg(self.config_path());
+        } else if self.jetstream {
+            command.arg("-js").arg("-sd").arg(self.store.path());
+        }
+        let mut process = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -124,6 +175,8 @@ impl Nats {
             .expect("start nats-server");
         let mut log = BufReader::new(process.stderr.take().expect("stderr")).lines();
         let (ready_tx, ready) = oneshot::channel();
+        let (reloads_tx, reloads) = mpsc::unbounded_channel();
+        self.reloads = Some(reloads);
         // Reads the log to its end, so the server never blocks on a full
         // pipe; what came before the ready line explains a failed start.
         tokio::spawn(async move {
@@ -134,6 +187,8 @@ impl Nats {
                     if let Some(tx) = ready_tx.take() {
                         let _ = tx.send(Ok(()));
                     }
+                } else if line.contains(RELOADED) {
+                    let _ = reloads_tx.send(());
                 } else if ready_tx.is_some() {
                     before.push(line);
                 }
