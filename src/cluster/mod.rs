@@ -26,6 +26,7 @@
 //! have left, sends their leave lines and deletes their keys, so that the
 //! other nodes see them go at once.
 
+mod consumers;
 mod envelope;
 mod heartbeat;
 mod link;

@@ -12,7 +12,9 @@
 //! subscribed before this node publishes its first line there (its first
 //! member's `has joined`), so the joiner's own line comes back to it, and
 //! unsubscribed once the hub has no one left in it. Everything that arrives
-//! is delivered to local members from here.
+//! is delivered to local members from here. Consumers are made by the
+//! `consumers` task: the lines of a room being subscribed wait, in order,
+//! while every other room's lines go on.
 //!
 //! Publishing goes through async-nats, which queues what it is given and
 //! writes it all out, flushing when its queue runs dry: a burst costs few
@@ -37,13 +39,11 @@
 //! not see it either (a sender's own line comes back through the stream
 //! like everyone's), so a missing line is never silent to its sender.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::push::OrderedConfig;
 use async_nats::jetstream::stream::{self, Stream as JsStream};
 use async_nats::{Client, Message, Subject};
 use bytes::Bytes;
@@ -53,6 +53,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::consumers::{self, Made, Request};
 use super::envelope::{JoinTag, Kind, is_clean_line};
 use super::link::{Link, Phase};
 use super::shared::{Outgoing, Shared};
@@ -86,8 +87,17 @@ type Arrivals = Pin<Box<dyn Stream<Item = (RoomName, Message)> + Send>>;
 struct Subscriptions {
     /// The ordering stream, once set up on this connection.
     stream: Option<JsStream>,
+    /// Counts the link's comings-up; answers about consumers of an earlier
+    /// one are dropped.
+    generation: u64,
     /// Every subscribed room.
     rooms: HashMap<RoomName, Subscribed>,
+    /// Rooms whose consumer is being made, with the lines said there
+    /// meanwhile, in order. Bounded like the queue they came from: they
+    /// count against it until they are sent.
+    pending: HashMap<RoomName, VecDeque<Outgoing>>,
+    /// Rooms the link waits for before it counts as up again.
+    coming_up: HashSet<RoomName>,
     /// Every subscribed room's lines, merged.
     arrivals: SelectAll<Arrivals>,
 }
@@ -108,6 +118,23 @@ struct Subscribed {
     subject: Subject,
     /// Cancelling drops the room's consumer.
     gone: CancellationToken,
+}
+
+impl Subscriptions {
+    /// The link was lost: consumers asked for on it will not be of use.
+    fn forget_requests(&mut self) {
+        self.generation += 1;
+        self.pending.clear();
+        self.coming_up.clear();
+    }
+}
+
+/// What the rooms task keeps between events.
+struct State {
+    subs: Subscriptions,
+    echoes: Echoes,
+    /// To the consumers task.
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 /// The rooms task's state.
@@ -131,12 +158,26 @@ pub(super) struct Rooms {
 impl Rooms {
     /// Runs until stopped.
     pub(super) async fn run(mut self) {
-        let mut subs = Subscriptions {
-            stream: None,
-            rooms: HashMap::new(),
-            arrivals: SelectAll::new(),
+        let (requests, requested) = mpsc::unbounded_channel();
+        let (made_tx, mut made) = mpsc::unbounded_channel();
+        tokio::spawn(consumers::run(
+            self.client.clone(),
+            requested,
+            made_tx,
+            self.stop.clone(),
+        ));
+        let mut state = State {
+            subs: Subscriptions {
+                stream: None,
+                generation: 0,
+                rooms: HashMap::new(),
+                pending: HashMap::new(),
+                coming_up: HashSet::new(),
+                arrivals: SelectAll::new(),
+            },
+            echoes: Echoes::default(),
+            requests,
         };
-        let mut echoes = Echoes::default();
         let mut phase = self.link.watch();
         let mut down = self.link.watch();
         let mut batch = Vec::with_capacity(BATCH);
@@ -149,33 +190,38 @@ impl Rooms {
                         return;
                     }
                     for line in batch.drain(..) {
-                        self.send(line, &mut subs, &mut echoes, &mut down).await;
+                        self.send(line, &mut state, &mut down).await;
                     }
                 }
-                Some((room, message)) = subs.arrivals.next(), if !subs.arrivals.is_empty() => {
-                    self.arrive(room, message, &mut echoes);
+                Some((room, message)) = state.subs.arrivals.next(), if !state.subs.arrivals.is_empty() => {
+                    self.arrive(room, message, &mut state.echoes);
                 }
-                _ = self.shared.emptied.notified() => self.sweep(&mut subs),
+                Some(made) = made.recv() => self.subscribed(made, &mut state, &mut down).await,
+                _ = self.shared.emptied.notified() => self.sweep(&mut state.subs),
                 changed = phase.changed() => {
                     if changed.is_err() {
                         return;
                     }
                     let now = *phase.borrow_and_update();
                     match now {
-                        Phase::Ready => self.resubscribe(&mut subs, &mut echoes).await,
-                        Phase::Down => self.settle(&mut echoes),
+                        Phase::Ready => self.resubscribe(&mut state).await,
+                        Phase::Down => {
+                            self.go_local(&mut state);
+                            state.subs.forget_requests();
+                        }
                         Phase::Connected | Phase::Up => {}
                     }
                 }
                 _ = retry.tick() => {
-                    if self.link.phase() == Phase::Ready {
-                        self.resubscribe(&mut subs, &mut echoes).await;
+                    let stuck = state.subs.stream.is_none() || state.subs.coming_up.is_empty();
+                    if self.link.phase() == Phase::Ready && stuck {
+                        self.resubscribe(&mut state).await;
                     }
-                    self.forget_old(&mut echoes);
+                    self.forget_old(&mut state.echoes);
                 }
                 Some(done) = self.flushes.recv() => {
                     while let Ok(line) = self.outgoing.try_recv() {
-                        self.send(line, &mut subs, &mut echoes, &mut down).await;
+                        self.send(line, &mut state, &mut down).await;
                     }
                     if self.shared.is_up() {
                         let _ = self.client.flush().await;
@@ -187,14 +233,24 @@ impl Rooms {
     }
 
     /// The link is back (or up for the first time): set the stream up and
-    /// subscribe anew to every room with members here, then let lines flow.
-    async fn resubscribe(&self, subs: &mut Subscriptions, echoes: &mut Echoes) {
+    /// ask for a consumer of every room with members here; the link counts
+    /// as up once they are all answered.
+    async fn resubscribe(&self, state: &mut State) {
         if self.link.phase() != Phase::Ready {
             return;
         }
         // Joins that went out on the old consumers' watch are not waited
-        // for any longer.
-        self.settle(echoes);
+        // for any longer, nor lines for rooms of the old connection.
+        self.go_local(state);
+        let subs = &mut state.subs;
+        subs.forget_requests();
+        subs.stream = None;
+        // Consumers from before the link dropped may be gone with the
+        // server; new ones are cheap.
+        for room in subs.rooms.values() {
+            room.gone.cancel();
+        }
+        subs.rooms.clear();
         let js = async_nats::jetstream::new(self.client.clone());
         let config = stream::Config {
             name: ROOMS_STREAM.to_owned(),
@@ -213,38 +269,116 @@ impl Rooms {
                 return;
             }
         }
-        // Consumers from before the link dropped may be gone with the
-        // server; new ones are cheap.
-        for room in subs.rooms.values() {
-            room.gone.cancel();
-        }
-        subs.rooms.clear();
         for room in self.hub.room_names() {
-            self.subscribe(room, subs).await;
+            state.subs.coming_up.insert(room);
+            self.request(room, state);
         }
-        self.link.rooms_subscribed();
+        if state.subs.coming_up.is_empty() {
+            self.link.rooms_subscribed();
+        }
+    }
+
+    /// Asks the consumers task for a consumer of `room`, unless one is
+    /// already on its way; lines for the room wait in `pending` meanwhile.
+    fn request(&self, room: RoomName, state: &mut State) {
+        let subs = &mut state.subs;
+        if subs.pending.contains_key(&room) {
+            return;
+        }
+        let Some(stream) = subs.stream.clone() else {
+            return;
+        };
+        subs.pending.insert(room, VecDeque::new());
+        let request = Request {
+            generation: subs.generation,
+            room,
+            stream,
+        };
+        if state.requests.send(request).is_err() {
+            // The consumers task is gone (shutting down): nothing will come.
+            if let Some(lines) = state.subs.pending.remove(&room) {
+                for line in lines {
+                    self.keep_local(line, state);
+                }
+            }
+        }
+    }
+
+    /// The consumers task answered: the room is read from now on (or could
+    /// not be), and the lines that waited for it go on, in order.
+    async fn subscribed(&self, made: Made, state: &mut State, down: &mut watch::Receiver<Phase>) {
+        let subs = &mut state.subs;
+        if made.generation != subs.generation {
+            return;
+        }
+        let room = made.room;
+        let waiting = subs.pending.remove(&room).unwrap_or_default();
+        let Some(messages) = made.messages else {
+            if subs.coming_up.remove(&room) && subs.coming_up.is_empty() {
+                self.link.rooms_subscribed();
+            }
+            // Its members, the senders included, would never see them come
+            // back; the next line there asks again.
+            for line in waiting {
+                self.keep_local(line, state);
+            }
+            return;
+        };
+        debug!(%room, "subscribed");
+        let gone = CancellationToken::new();
+        // Dropping the consumer's subscription when its room is swept away
+        // ends it.
+        let arrivals = messages
+            .take_until(gone.clone().cancelled_owned())
+            .filter_map(move |m| {
+                std::future::ready(match m {
+                    Ok(m) => Some((room, m.message)),
+                    Err(e) => {
+                        debug!(%room, error = %e, "room consumer hiccup");
+                        None
+                    }
+                })
+            });
+        subs.arrivals.push(Box::pin(arrivals));
+        let subject = Subject::from(subject::room(room));
+        subs.rooms.insert(room, Subscribed { subject, gone });
+        if subs.coming_up.remove(&room) && subs.coming_up.is_empty() {
+            self.link.rooms_subscribed();
+        }
+        for line in waiting {
+            self.send(line, state, down).await;
+        }
+        if !self.hub.has_room(room) {
+            self.sweep(&mut state.subs);
+        }
     }
 
     /// Publishes one line, or delivers it here if it cannot go through the
     /// stream: the link is not up, or the room could not be subscribed (its
     /// members, the sender included, would never see it come back), or the
     /// client refused it, or the link was lost while the client would not
-    /// take it.
-    async fn send(
-        &self,
-        line: Outgoing,
-        subs: &mut Subscriptions,
-        echoes: &mut Echoes,
-        down: &mut watch::Receiver<Phase>,
-    ) {
-        self.shared.dequeued(&line);
+    /// take it. A line for a room being subscribed waits for it.
+    async fn send(&self, line: Outgoing, state: &mut State, down: &mut watch::Receiver<Phase>) {
         if !self.shared.is_up() {
-            return self.keep_local(line, echoes);
+            return self.keep_local(line, state);
         }
-        self.subscribe(line.room, subs).await;
-        let Some(subject) = subs.rooms.get(&line.room).map(|r| r.subject.clone()) else {
-            return self.keep_local(line, echoes);
+        let room = line.room;
+        if let Some(waiting) = state.subs.pending.get_mut(&room) {
+            waiting.push_back(line);
+            return;
+        }
+        let Some(subject) = state.subs.rooms.get(&room).map(|r| r.subject.clone()) else {
+            if state.subs.stream.is_none() {
+                return self.keep_local(line, state);
+            }
+            self.request(room, state);
+            match state.subs.pending.get_mut(&room) {
+                Some(waiting) => waiting.push_back(line),
+                None => self.keep_local(line, state),
+            }
+            return;
         };
+        self.shared.dequeued(&line);
         let publish = async {
             match line.kind.headers() {
                 Some(headers) => {
@@ -259,7 +393,7 @@ impl Rooms {
             sent = publish => sent,
             _ = down.wait_for(|p| *p == Phase::Down) => {
                 // Dropping the publish took the line back from the client.
-                return self.keep_local(line, echoes);
+                return self.deliver_here(line, state);
             }
         };
         match sent {
@@ -267,35 +401,53 @@ impl Rooms {
                 self.shared.metrics.published.inc();
                 if let Kind::Join { node, user, tag } = &line.kind {
                     if *node == self.shared.node {
-                        echoes
+                        state
+                            .echoes
                             .in_flight
-                            .insert(*tag, (line.room, *user, Instant::now()));
+                            .insert(*tag, (room, *user, Instant::now()));
                     }
                 }
             }
             Err(e) => {
-                warn!(room = %line.room, error = %e, "publish failed");
-                self.keep_local(line, echoes);
+                warn!(%room, error = %e, "publish failed");
+                self.deliver_here(line, state);
             }
         }
     }
 
-    /// Delivers a line to this node's members only.
-    fn keep_local(&self, line: Outgoing, echoes: &mut Echoes) {
+    /// Delivers a queued line to this node's members only.
+    fn keep_local(&self, line: Outgoing, state: &mut State) {
+        self.shared.dequeued(&line);
+        self.deliver_here(line, state);
+    }
+
+    /// Delivers a line, already taken off the queue's count, to this
+    /// node's members only; with the link down, after whatever was said
+    /// before it that is still on its way.
+    fn deliver_here(&self, line: Outgoing, state: &mut State) {
         self.shared.metrics.kept_local.inc();
-        // Joins still travelling are completed first: they were said before.
-        self.settle(echoes);
-        self.deliver(line.room, &line.kind, line.line, echoes);
+        if !self.shared.is_up() {
+            self.go_local(state);
+        }
+        self.deliver(line.room, &line.kind, line.line, &mut state.echoes);
     }
 
     /// The link is lost (or was, and is back on new consumers): this
     /// node's joins still travelling are completed here, and skipped if
-    /// they come back after all.
-    fn settle(&self, echoes: &mut Echoes) {
+    /// they come back after all; lines waiting for a room's consumer are
+    /// delivered here, in order.
+    fn go_local(&self, state: &mut State) {
         let now = Instant::now();
-        for (tag, (room, user, _)) in std::mem::take(&mut echoes.in_flight) {
-            echoes.skip.insert(tag, now);
+        for (tag, (room, user, _)) in std::mem::take(&mut state.echoes.in_flight) {
+            state.echoes.skip.insert(tag, now);
             self.deliver_own_join(room, user, tag, reply::joined(user));
+        }
+        for (room, lines) in state.subs.pending.iter_mut() {
+            for line in lines.drain(..) {
+                self.shared.dequeued(&line);
+                self.shared.metrics.kept_local.inc();
+                self.deliver(*room, &line.kind, line.line, &mut state.echoes);
+            }
         }
     }
 
@@ -315,56 +467,6 @@ impl Rooms {
             if let Some((room, user, _)) = echoes.in_flight.remove(&tag) {
                 self.deliver_own_join(room, user, tag, reply::joined(user));
             }
-        }
-    }
-
-    /// Subscribes to `room` if it is not yet: an ordered consumer of the
-    /// stream, from the next line on.
-    async fn subscribe(&self, room: RoomName, subs: &mut Subscriptions) {
-        if subs.rooms.contains_key(&room) {
-            return;
-        }
-        let Some(stream) = &subs.stream else {
-            return;
-        };
-        let subject = subject::room(room);
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                filter_subject: subject.clone(),
-                deliver_policy: DeliverPolicy::New,
-                ..Default::default()
-            })
-            .await;
-        let messages = match consumer {
-            Ok(consumer) => consumer.messages().await,
-            Err(e) => {
-                warn!(%room, error = %e, "cannot subscribe to a room");
-                return;
-            }
-        };
-        match messages {
-            Ok(messages) => {
-                debug!(%room, "subscribed");
-                let gone = CancellationToken::new();
-                // Dropping the consumer's subscription when its room is
-                // swept away ends it.
-                let stream = messages
-                    .take_until(gone.clone().cancelled_owned())
-                    .filter_map(move |m| {
-                        std::future::ready(match m {
-                            Ok(m) => Some((room, m.message)),
-                            Err(e) => {
-                                debug!(%room, error = %e, "room consumer hiccup");
-                                None
-                            }
-                        })
-                    });
-                subs.arrivals.push(Box::pin(stream));
-                let subject = Subject::from(subject);
-                subs.rooms.insert(room, Subscribed { subject, gone });
-            }
-            Err(e) => warn!(%room, error = %e, "cannot subscribe to a room"),
         }
     }
 
