@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::ServerLines;
 use common::clients::Conn;
-use common::nats::{Nats, node, tcp_user};
+use common::nats::{Nats, Node, node, tcp_user};
+use common::netns::Netns;
 use common::{WAIT, error};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -253,4 +254,88 @@ async fn a_name_the_cluster_cannot_confirm_gets_cluster_busy_and_is_no_failed_at
     carol.send_line("JOIN lobby carol").await;
     carol.expect_line("carol has joined").await;
     bob.expect_line("carol has joined").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_a_burst_leaves_an_unbroken_prefix_and_its_users_leave() {
+    let nats = nats_or_skip!(Nats::start());
+    let a = node(&nats, "a", &[]).await;
+    let mut doomed = Node::start_with(&nats.url(), "doomed", &["--rate", "0"]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut zed = Conn::tcp(doomed.tcp).await;
+    zed.join("lobby", "zed").await;
+    alice.expect_line("zed has joined").await;
+
+    const BURST: usize = 2000;
+    let burst: String = (0..BURST).map(|n| format!("burst {n}\n")).collect();
+    zed.send_raw(burst.as_bytes()).await;
+    // Killed while the burst is on its way: some of it went out, the rest
+    // never will.
+    zed.expect_line("zed: burst 0").await;
+    let killed = Instant::now();
+    doomed.kill().await;
+
+    let mut heard = Vec::new();
+    loop {
+        let line = alice
+            .next_line_within(Duration::from_secs(30))
+            .await
+            .expect("alice's connection");
+        if line == "zed has left" {
+            break;
+        }
+        let n: usize = line
+            .strip_prefix("zed: burst ")
+            .unwrap_or_else(|| panic!("unexpected {line:?}"))
+            .parse()
+            .expect("a number");
+        heard.push(n);
+    }
+    assert!(killed.elapsed() <= Duration::from_secs(30));
+    // Whatever reached the other node is the burst's beginning, whole and
+    // in order: nothing skipped, nothing reordered.
+    assert!(!heard.is_empty());
+    assert!(heard.iter().copied().eq(0..heard.len()), "{heard:?}");
+    alice.send_line("/who").await;
+    alice.expect_line("*** users in lobby: alice").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_goes_alone_while_the_other_keeps_its_link() {
+    let Some(netns) = Netns::create(1) else {
+        return;
+    };
+    let nats = nats_or_skip!(Nats::start_on(netns.service));
+    let a = node(&nats, "a", &[]).await;
+    let b = Node::start_in(&netns, &nats.url(), "b").await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = Conn::tcp(b.tcp).await;
+    bob.join("lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+
+    let cut = Instant::now();
+    netns.partition();
+    bob.expect_line_within("*** cluster link lost", LINK_WITHIN + MARGIN)
+        .await;
+    assert!(cut.elapsed() <= LINK_WITHIN + MARGIN);
+    bob.send_line("can anyone hear me?").await;
+    bob.expect_line("bob: can anyone hear me?").await;
+    // Node a keeps its link: no notice there, and the silent node's user
+    // is shown leaving (PROTOCOL.md: within 30 seconds), with nothing of
+    // what was said behind the cut.
+    alice
+        .expect_line_within("bob has left", Duration::from_secs(30))
+        .await;
+    alice.send_line("/who").await;
+    alice.expect_line("*** users in lobby: alice").await;
+
+    let healed = Instant::now();
+    netns.heal();
+    bob.expect_line_within("*** cluster link restored", LINK_WITHIN + MARGIN)
+        .await;
+    assert!(healed.elapsed() <= LINK_WITHIN + MARGIN);
+    alice.expect_line("bob has joined").await;
+    bob.send_line("back").await;
+    alice.expect_line("bob: back").await;
+    bob.expect_line("bob: back").await;
 }

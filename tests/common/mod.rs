@@ -17,6 +17,7 @@ use std::time::Duration;
 pub mod clients;
 pub mod http;
 pub mod nats;
+pub mod netns;
 
 use chatgate::server::ListenerKind;
 use clap::Parser;

@@ -32,6 +32,8 @@ const RELOADED: &str = "Reloaded server configuration";
 
 /// A nats-server process, with JetStream unless started without.
 pub struct Nats {
+    /// The address it listens on: loopback, or one of a test's namespace.
+    host: std::net::Ipv4Addr,
     port: u16,
     jetstream: bool,
     /// Extra configuration, for tests that change the server's permissions
@@ -50,6 +52,14 @@ impl Nats {
     /// stderr) when it is not installed and this is not CI.
     pub async fn start() -> Option<Nats> {
         Nats::start_with(true, None).await
+    }
+
+    /// Starts nats-server with JetStream on `host` instead of loopback.
+    pub async fn start_on(host: std::net::Ipv4Addr) -> Option<Nats> {
+        let mut nats = Nats::start_with(true, None).await?;
+        nats.host = host;
+        nats.restart().await;
+        Some(nats)
     }
 
     /// Starts nats-server with core NATS only: every JetStream request
@@ -76,6 +86,7 @@ impl Nats {
         };
         let port = free_port();
         let mut nats = Nats {
+            host: std::net::Ipv4Addr::LOCALHOST,
             port,
             jetstream,
             config,
@@ -90,7 +101,7 @@ impl Nats {
 
     /// The URL for `--nats`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.host, self.port)
     }
 
     /// Stops the server with SIGSTOP: its sockets stay open and say
@@ -160,7 +171,7 @@ impl Nats {
         self.stop().await;
         self.write_config();
         let mut command = Command::new(&self.binary);
-        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        command.args(["-a", &self.host.to_string(), "-p", &self.port.to_string()]);
         if self.config.is_some() {
             command.arg("-c").arg(self.config_path());
         } else if self.jetstream {
@@ -265,9 +276,37 @@ impl Node {
     /// Starts `chatgate --nats <url> --node-name <name>` and waits for its
     /// `listening tcp` line, which comes once it joined the cluster.
     pub async fn start(url: &str, name: &str) -> Node {
-        let mut process = Command::new(env!("CARGO_BIN_EXE_chatgate"))
-            .args(["--tcp", "127.0.0.1:0", "--tls", "off", "--http", "off"])
+        Node::start_with(url, name, &[]).await
+    }
+
+    /// The same, with more flags.
+    pub async fn start_with(url: &str, name: &str, flags: &[&str]) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatgate"));
+        command.args(["--tcp", "127.0.0.1:0"]);
+        Node::spawn(command, url, name, flags, std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// A node run inside `netns`, reached at its address there.
+    pub async fn start_in(netns: &super::netns::Netns, url: &str, name: &str) -> Node {
+        let mut command = Command::new("ip");
+        command
+            .args(netns.exec_prefix())
+            .arg(env!("CARGO_BIN_EXE_chatgate"))
+            .args(["--tcp", "0.0.0.0:0"]);
+        Node::spawn(command, url, name, &[], netns.inside).await
+    }
+
+    async fn spawn(
+        mut command: Command,
+        url: &str,
+        name: &str,
+        flags: &[&str],
+        reached_at: std::net::Ipv4Addr,
+    ) -> Node {
+        let mut process = command
+            .args(["--tls", "off", "--http", "off"])
             .args(["--https", "off", "--nats", url, "--node-name", name])
+            .args(flags)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -282,10 +321,11 @@ impl Node {
             .expect("startup line in time")
             .expect("read stdout")
             .expect("a startup line");
-        let tcp = line
+        let tcp: SocketAddr = line
             .strip_prefix("listening tcp ")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected startup line {line:?}"));
+        let tcp = SocketAddr::new(reached_at.into(), tcp.port());
         Node { process, tcp }
     }
 
