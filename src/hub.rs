@@ -322,19 +322,11 @@ impl Membership {
 
     /// Sends a burst of `lines` whole lines, said one after another, to
     /// everyone in the room as one shared buffer: one push per member for
-    /// the whole burst. Through a relay, which carries one line per
-    /// message, each line is published on its own.
+    /// the whole burst, and through a relay, one message for all of it.
     pub fn broadcast_lines(&self, burst: Bytes, lines: usize) {
         let members = self.room.lock();
-        if self.hub.relay.is_none() {
+        if !self.relay_publish(RoomEvent::Said { lines }, &burst) {
             members.broadcast_lines(&burst, lines);
-            return;
-        }
-        // A relay carries one line per message.
-        for line in reply::lines_of(&burst) {
-            if !self.relay_publish(RoomEvent::Line, &line) {
-                members.broadcast(&line);
-            }
         }
     }
 

@@ -36,8 +36,12 @@ pub enum NameClaim {
 /// What a room line means, for a relay that must carry more than its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomEvent {
-    /// A message or `/me`: the text is everything.
-    Line,
+    /// Messages or `/me` lines said one after another by one member: one
+    /// or more whole lines, `lines` of them; the text is everything.
+    Said {
+        /// How many lines the buffer holds.
+        lines: usize,
+    },
     /// `<user> has joined`. The joiner receives nothing of the room until
     /// the relay admits it ([`Arrival::Admit`](crate::hub::Arrival::Admit))
     /// with this very line, so that its first room line is its own join, as
@@ -138,7 +142,8 @@ pub(crate) mod testing {
             let sent = std::mem::take(&mut *self.sent.lock().unwrap());
             for (room, event, line) in sent {
                 let arrival = match event {
-                    RoomEvent::Line | RoomEvent::Left { .. } => Arrival::Line,
+                    RoomEvent::Said { lines } => Arrival::Said { lines },
+                    RoomEvent::Left { .. } => Arrival::Line,
                     RoomEvent::Joined { user } => Arrival::Admit { user },
                     RoomEvent::Private { from, to } => Arrival::Private {
                         from: from.key(),

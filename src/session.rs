@@ -39,7 +39,7 @@ use crate::relay::NameClaim;
 /// Bytes of gathered lines after which a burst goes to the room even if more
 /// input is at hand: bounds the delay the burst adds to its first line and
 /// the size of the buffer every member shares.
-const MAX_BURST: usize = 16 * 1024;
+pub const MAX_BURST: usize = 16 * 1024;
 
 /// Burst buffer kept between bursts: room for a few ordinary lines, so a
 /// steady talker reuses it, while an idle connection holds nothing larger.

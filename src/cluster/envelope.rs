@@ -1,8 +1,10 @@
-//! How a room line travels: one NATS message whose payload is the encoded
-//! line itself, `\r\n` included, so that the receiving node hands the very
-//! buffer NATS read to all its members, and whose headers (for joins,
+//! How room lines travel: one NATS message whose payload is the encoded
+//! lines themselves, `\r\n` included, so that the receiving node hands the
+//! very buffer NATS read to all its members, and whose headers (for joins,
 //! leaves and private lines only) say what the hub and the presence replica
-//! need to know. A plain message or `/me` has no headers at all.
+//! need to know. Messages and `/me` lines have no headers at all, and what
+//! one member said in one burst travels as one message of several lines,
+//! as it reaches the members of a single node as one buffer.
 //!
 //! Everything that arrives is checked before use: a message that does not
 //! parse, or whose payload is not one clean line, is dropped, so that
@@ -16,6 +18,7 @@ use crate::protocol::MAX_LINE;
 use crate::protocol::names::{Name, UserName};
 use crate::protocol::reply::CRLF;
 use crate::protocol::text::is_removed;
+use crate::session::MAX_BURST;
 
 /// Tells one join on this node from every other: when a join line comes
 /// back from the stream, its tag shows whether it is the joiner's current
@@ -28,10 +31,15 @@ const USER: &str = "Chatgate-User";
 const TAG: &str = "Chatgate-Tag";
 const TO: &str = "Chatgate-To";
 
-/// Longest payload taken from the bus: a longest client line after clean-up
+/// Longest line taken from the bus: a longest client line after clean-up
 /// (where each invalid byte may become a three-byte U+FFFD) with a name in
-/// front. Anything longer did not come from a chatgate node.
-const MAX_PAYLOAD: usize = 3 * MAX_LINE + 64;
+/// front.
+const MAX_ONE_LINE: usize = 3 * MAX_LINE + 64;
+
+/// Longest payload taken from the bus: a burst, which is sent once it
+/// reaches [`MAX_BURST`] bytes, so with at most one line past that. Anything
+/// longer did not come from a chatgate node.
+const MAX_PAYLOAD: usize = MAX_BURST + MAX_ONE_LINE;
 
 /// What a room message means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,15 +164,23 @@ impl Kind {
     }
 }
 
-/// Whether a received payload is one clean encoded line: UTF-8, ended by
-/// `\r\n`, with no control character but tab before it (as the protocol's
-/// clean-up leaves every line).
-pub(super) fn is_clean_line(payload: &Bytes) -> bool {
-    payload.len() <= MAX_PAYLOAD
-        && payload
-            .strip_suffix(CRLF)
-            .and_then(|text| std::str::from_utf8(text).ok())
-            .is_some_and(|text| !text.chars().any(is_removed))
+/// How many clean encoded lines a received payload holds: UTF-8, each
+/// ended by `\r\n`, none empty and none longer than a line can be, with no
+/// control character but tab (as the protocol's clean-up leaves every
+/// line). `None` if it is anything else.
+pub(super) fn clean_lines(payload: &Bytes) -> Option<usize> {
+    if payload.len() > MAX_PAYLOAD {
+        return None;
+    }
+    let text = std::str::from_utf8(payload.strip_suffix(CRLF)?).ok()?;
+    let mut lines = 0;
+    for line in text.split("\r\n") {
+        if line.is_empty() || line.len() > MAX_ONE_LINE || line.chars().any(is_removed) {
+            return None;
+        }
+        lines += 1;
+    }
+    Some(lines)
 }
 
 #[cfg(test)]
@@ -227,20 +243,27 @@ mod tests {
     }
 
     #[test]
-    fn only_one_clean_line_is_delivered() {
-        assert!(is_clean_line(&Bytes::from_static(b"bob: hi\t!\r\n")));
+    fn only_clean_lines_are_delivered() {
+        assert_eq!(clean_lines(&Bytes::from_static(b"bob: hi\t!\r\n")), Some(1));
+        assert_eq!(
+            clean_lines(&Bytes::from_static(b"a: 1\r\n* a 2\r\n")),
+            Some(2)
+        );
         let c1 = "a\u{9b}b\r\n".as_bytes();
         for bad in [
             &b"bob: hi"[..],
-            b"a\r\nb\r\n",
+            b"\r\n",
+            b"a\r\n\r\nb\r\n",
             b"\x1b[2J\r\n",
             b"a\nb\r\n",
             c1,
             b"\xff\r\n",
         ] {
-            assert!(!is_clean_line(&Bytes::copy_from_slice(bad)), "{bad:?}");
+            assert_eq!(clean_lines(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
         }
-        let long = format!("{}\r\n", "x".repeat(MAX_PAYLOAD));
-        assert!(!is_clean_line(&Bytes::from(long)));
+        let long = format!("{}\r\n", "x".repeat(MAX_ONE_LINE + 1));
+        assert_eq!(clean_lines(&Bytes::from(long)), None);
+        let many = "xx\r\n".repeat(MAX_PAYLOAD / 4 + 1);
+        assert_eq!(clean_lines(&Bytes::from(many)), None);
     }
 }

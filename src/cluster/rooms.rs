@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::consumers::{self, Made, Request};
-use super::envelope::{JoinTag, Kind, is_clean_line};
+use super::envelope::{JoinTag, Kind, clean_lines};
 use super::link::{Link, Phase};
 use super::shared::{Outgoing, Shared};
 use super::subject;
@@ -429,7 +429,13 @@ impl Rooms {
         if !self.shared.is_up() {
             self.go_local(state);
         }
-        self.deliver(line.room, &line.kind, line.line, &mut state.echoes);
+        self.deliver(
+            line.room,
+            &line.kind,
+            line.line,
+            line.lines,
+            &mut state.echoes,
+        );
     }
 
     /// The link is lost (or was, and is back on new consumers): this
@@ -446,7 +452,7 @@ impl Rooms {
             for line in lines.drain(..) {
                 self.shared.dequeued(&line);
                 self.shared.metrics.kept_local.inc();
-                self.deliver(*room, &line.kind, line.line, &mut state.echoes);
+                self.deliver(*room, &line.kind, line.line, line.lines, &mut state.echoes);
             }
         }
     }
@@ -489,10 +495,14 @@ impl Rooms {
             debug!(%room, "dropped a message with bad headers");
             return;
         };
-        if !is_clean_line(&message.payload) {
-            debug!(%room, "dropped a message that is not one clean line");
-            return;
-        }
+        let lines = match clean_lines(&message.payload) {
+            Some(1) => 1,
+            Some(n) if kind == Kind::Line => n,
+            _ => {
+                debug!(%room, "dropped a message that is not clean lines of its kind");
+                return;
+            }
+        };
         let me = self.shared.node.as_str();
         {
             let mut replica = self.shared.replica();
@@ -506,11 +516,11 @@ impl Rooms {
                 _ => {}
             }
         }
-        self.deliver(room, &kind, message.payload, echoes);
+        self.deliver(room, &kind, message.payload, lines, echoes);
     }
 
     /// Hands a line of this kind to the hub, the way its kind says.
-    fn deliver(&self, room: RoomName, kind: &Kind, line: Bytes, echoes: &mut Echoes) {
+    fn deliver(&self, room: RoomName, kind: &Kind, line: Bytes, lines: usize, echoes: &mut Echoes) {
         let me = self.shared.node.as_str();
         let arrival = match kind {
             Kind::Join { node, user, tag } if node == me => {
@@ -527,11 +537,10 @@ impl Rooms {
                 from: *from,
                 to: *to,
             },
-            Kind::Line
-            | Kind::Join { .. }
-            | Kind::Leave { .. }
-            | Kind::Present { .. }
-            | Kind::Gone { .. } => Arrival::Line,
+            Kind::Line => Arrival::Said { lines },
+            Kind::Join { .. } | Kind::Leave { .. } | Kind::Present { .. } | Kind::Gone { .. } => {
+                Arrival::Line
+            }
         };
         self.hub.deliver(room, arrival, line);
     }

@@ -71,8 +71,10 @@ pub(super) struct Outgoing {
     pub room: RoomName,
     /// What it means.
     pub kind: Kind,
-    /// The encoded line.
+    /// The encoded line, or lines for [`Kind::Line`].
     pub line: Bytes,
+    /// How many lines `line` holds.
+    pub lines: usize,
 }
 
 impl Outgoing {
@@ -246,8 +248,12 @@ impl Shared {
 
 impl Relay for Shared {
     fn publish(&self, room: RoomName, event: RoomEvent, line: &Bytes) -> bool {
+        let mut lines = 1;
         let kind = match event {
-            RoomEvent::Line => Kind::Line,
+            RoomEvent::Said { lines: said } => {
+                lines = said;
+                Kind::Line
+            }
             RoomEvent::Joined { user } => {
                 if !self.is_up() {
                     // Joined while the link is not up (down, or coming back
@@ -285,6 +291,7 @@ impl Relay for Shared {
             room,
             kind,
             line: line.clone(),
+            lines,
         };
         if self.enqueue(line) {
             return true;
@@ -353,7 +360,7 @@ mod tests {
     fn a_join_made_while_the_link_is_down_is_registered_once_it_is_up() {
         let (shared, mut rooms) = shared();
         let line = Bytes::from_static(b"x\r\n");
-        assert!(shared.publish(n("r"), RoomEvent::Line, &line));
+        assert!(shared.publish(n("r"), RoomEvent::Said { lines: 1 }, &line));
         assert!(!shared.unregistered.load(Ordering::SeqCst));
         let joined = RoomEvent::Joined { user: n("amy") };
         assert!(shared.publish(n("r"), joined, &line), "queued in order");
@@ -408,7 +415,7 @@ mod tests {
         let line = Bytes::from(vec![b'x'; 64 * 1024]);
         assert!(shared.room_for_lines().now_or_never().is_some());
         while shared.queued.load(Ordering::Relaxed) < OUTGOING_HIGH {
-            shared.publish(n("r"), RoomEvent::Line, &line);
+            shared.publish(n("r"), RoomEvent::Said { lines: 1 }, &line);
         }
         let mut gate = Box::pin(shared.room_for_lines());
         assert!((&mut gate).now_or_never().is_none(), "closed");

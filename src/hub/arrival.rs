@@ -13,9 +13,14 @@ use crate::protocol::names::{Name, RoomName, UserName};
 /// What a line that came back from the relay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// A line for every member: a message, `/me`, a join or leave on
-    /// another node.
+    /// A line for every member: a join or leave on another node.
     Line,
+    /// Lines said one after another by one member, `lines` whole lines in
+    /// one buffer, for every member: one push per member for all of them.
+    Said {
+        /// How many lines the buffer holds.
+        lines: usize,
+    },
     /// The relayed `<user> has joined` of a member here who is waiting for
     /// it: the member starts receiving, with this line. The relay sends it
     /// once per join, for the join the member made last.
@@ -46,6 +51,7 @@ impl Hub {
         let mut members = room.lock();
         match arrival {
             Arrival::Line => members.broadcast(&line),
+            Arrival::Said { lines } => members.broadcast_lines(&line, lines),
             Arrival::Admit { user } => {
                 if let Some(joiner) = members.by_key.get_mut(&user.key()) {
                     if joiner.stage == Stage::Waiting {
@@ -139,10 +145,18 @@ mod tests {
         let relay = Arc::new(Recorder::default());
         let hub = Hub::with_relay(relay.clone());
         let (_alice, a) = joined(&hub, "alice");
-        hub.deliver(name("r"), Arrival::Line, reply::said(name("x"), "early"));
+        hub.deliver(
+            name("r"),
+            Arrival::Said { lines: 1 },
+            reply::said(name("x"), "early"),
+        );
         assert!(drain(&a).is_empty());
         relay.echo(&hub);
-        hub.deliver(name("r"), Arrival::Line, reply::said(name("x"), "late"));
+        hub.deliver(
+            name("r"),
+            Arrival::Said { lines: 1 },
+            reply::said(name("x"), "late"),
+        );
         assert_eq!(drain(&a), ["alice has joined", "x: late"]);
     }
 
