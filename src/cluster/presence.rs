@@ -460,9 +460,14 @@ impl Presence {
         match entry.operation {
             Operation::Put => {
                 let value = std::str::from_utf8(&entry.value).unwrap_or_default();
-                let parsed = value.split_once(' ').and_then(|(node, user)| {
-                    Some((node, crate::protocol::names::Name::parse(user)?))
-                });
+                // A value not as this module writes it (`<node id> <user>`,
+                // both valid) did not come from a chatgate node: ignored.
+                let parsed = value
+                    .split_once(' ')
+                    .filter(|(node, _)| subject::is_node_id(node))
+                    .and_then(|(node, user)| {
+                        Some((node, crate::protocol::names::Name::parse(user)?))
+                    });
                 if let Some((node, user)) = parsed {
                     if node != self.shared.node && user.key() == folded {
                         replica.put(room, user, node);
