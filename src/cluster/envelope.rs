@@ -70,7 +70,8 @@ pub(super) enum Kind {
         to: Name,
     },
     /// A repair after the cluster link came back: `user` on `node` is in the
-    /// room, which other nodes may not know. Shown only where it is news.
+    /// room, which other nodes may not know. Shown to every member of the
+    /// other nodes.
     Present {
         /// The node the user is on.
         node: String,
@@ -78,7 +79,7 @@ pub(super) enum Kind {
         user: UserName,
     },
     /// A repair: `user` on `node` is gone (the node died, or the user left
-    /// while the link was down). Shown only where it is news.
+    /// while the link was down). Shown to every member of the other nodes.
     Gone {
         /// The node the user was on.
         node: String,

@@ -80,26 +80,49 @@ impl Liveness {
 }
 
 /// This node's own beat on its way through the NATS server.
+///
+/// A beat late on a link that still brings messages in is not a lost link,
+/// only a congested one (the beat waits behind this node's own traffic in
+/// the client's queue): the link is looked at again a little later, and
+/// what holds the node back meanwhile is the back-pressure on its senders.
+/// A late beat with nothing received since it left is a silent link.
 #[derive(Debug, Default)]
 pub(super) struct RoundTrip {
-    /// When the oldest beat not yet answered was sent.
-    waiting_since: Option<Instant>,
+    /// When to look at the link next, and how many messages the connection
+    /// had received when the clock started; none while no beat is awaited.
+    waiting: Option<(Instant, u64)>,
 }
 
 impl RoundTrip {
-    /// A beat left.
-    pub(super) fn sent(&mut self, now: Instant) {
-        self.waiting_since.get_or_insert(now);
+    /// A beat left; `received` counts the messages received so far. Unless
+    /// an earlier beat is still awaited, the link is looked at `within`
+    /// from now.
+    pub(super) fn sent(&mut self, now: Instant, received: u64, within: Duration) {
+        self.waiting.get_or_insert((now + within, received));
     }
 
     /// A beat came back: the link carried it both ways.
     pub(super) fn answered(&mut self) {
-        self.waiting_since = None;
+        self.waiting = None;
     }
 
-    /// When the link counts as lost if no beat comes back first.
-    pub(super) fn deadline(&self, within: Duration) -> Option<Instant> {
-        self.waiting_since.map(|sent| sent + within)
+    /// When to look at the link, if no beat comes back first.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.waiting.map(|(at, _)| at)
+    }
+
+    /// The deadline passed with `received` messages received so far: true
+    /// if the link is silent; if it is only slow, it is looked at again
+    /// `recheck` from now.
+    pub(super) fn silent(&mut self, now: Instant, received: u64, recheck: Duration) -> bool {
+        match self.waiting {
+            Some((_, before)) if received > before => {
+                self.waiting = Some((now + recheck, received));
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 }
 
@@ -152,11 +175,25 @@ mod round_trip {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut trip = RoundTrip::default();
-        assert_eq!(trip.deadline(second), None);
-        trip.sent(start);
-        trip.sent(start + second);
-        assert_eq!(trip.deadline(second), Some(start + second));
+        assert_eq!(trip.deadline(), None);
+        trip.sent(start, 7, second);
+        trip.sent(start + second, 9, second);
+        assert_eq!(trip.deadline(), Some(start + second));
         trip.answered();
-        assert_eq!(trip.deadline(second), None);
+        assert_eq!(trip.deadline(), None);
+    }
+
+    #[test]
+    fn a_late_beat_on_a_link_that_still_brings_messages_is_not_silence() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut trip = RoundTrip::default();
+        trip.sent(start, 7, second * 3);
+        assert!(
+            !trip.silent(start + second * 3, 8, second),
+            "messages came in"
+        );
+        assert_eq!(trip.deadline(), Some(start + second * 4));
+        assert!(trip.silent(start + second * 4, 8, second), "nothing since");
     }
 }

@@ -39,6 +39,7 @@ mod subject;
 mod sweep;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, Event, ServerAddr};
@@ -90,9 +91,11 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Longest a joiner's connection waits for its join line to come back
 /// before it reads on: the line comes back within a round trip while the
-/// link is up, and a lost link is noticed (and the join completed here)
-/// within the heartbeat's bound, well inside this.
-const ADMISSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// link is up, a lost link is noticed (and the join completed here) within
+/// the heartbeat's bound, and a line that never comes is given up by the
+/// rooms task after `JOIN_ECHO_WAIT`; this is a beat of that task longer.
+const ADMISSION_TIMEOUT: Duration =
+    Duration::from_millis(rooms::JOIN_ECHO_WAIT.as_millis() as u64 + 1000);
 
 /// How long startup waits for the cluster link before serving anyway (as a
 /// node on its own until the link comes).
@@ -122,7 +125,7 @@ pub struct Cluster {
     claims: mpsc::Sender<Claim>,
     flushes: mpsc::Sender<oneshot::Sender<()>>,
     departs: mpsc::Sender<oneshot::Sender<()>>,
-    /// Ends both tasks.
+    /// Ends all its tasks.
     stop: CancellationToken,
 }
 
@@ -249,8 +252,9 @@ impl Cluster {
     /// busy when the link is up and no confirmation came in time.
     pub async fn claim(&self, room: RoomName, user: UserName) -> NameClaim {
         if !self.shared.is_up() {
-            // The join that follows is kept local, which marks the name
-            // for registration.
+            // Granted on this node's word: the name is registered once the
+            // link is up (even if that happens before the join is made).
+            self.shared.unregistered.store(true, Ordering::SeqCst);
             return NameClaim::Granted;
         }
         let (answer, granted) = oneshot::channel();

@@ -15,7 +15,7 @@
 //! member per refresh period, and the server this targets (2.9) removes an
 //! expired key silently, so nobody could show that member's `has left`.
 //! Instead every node says it is alive on a plain subject every
-//! two seconds, and a node not heard for ten seconds is dead (`liveness`):
+//! second, and a node not heard for ten seconds is dead (`liveness`):
 //! the surviving nodes delete its keys, each delete conditional on the
 //! revision seen, so that exactly one node wins each key and publishes that
 //! member's `has left` to the room.
@@ -393,6 +393,12 @@ impl Presence {
         let stale: Vec<(String, u64)> = bucket
             .iter()
             .filter(|(key, entry)| self.is_mine(entry) && !wanted.contains_key(*key))
+            .filter(|(key, _)| {
+                // A name reserved here and being claimed is not stale.
+                let reserved = subject::parse_presence_key(key)
+                    .is_some_and(|(room, user)| self.hub.holds_name(room, user));
+                !reserved
+            })
             .map(|(key, entry)| (key.clone(), entry.revision))
             .collect();
         for (key, revision) in stale {
@@ -428,17 +434,21 @@ impl Presence {
     }
 
     /// Publishes a repair line to a room.
+    /// Bounded by `KV_TIMEOUT`: a client too stuck to take it (a frozen
+    /// server) does not hold the presence task.
     async fn announce(&self, room: RoomName, kind: Kind, line: Bytes) {
         let subject = subject::room(room);
-        let sent = match kind.headers() {
-            Some(headers) => {
-                self.client
-                    .publish_with_headers(subject, headers, line)
-                    .await
+        let publish = async {
+            match kind.headers() {
+                Some(headers) => {
+                    self.client
+                        .publish_with_headers(subject, headers, line)
+                        .await
+                }
+                None => self.client.publish(subject, line).await,
             }
-            None => self.client.publish(subject, line).await,
         };
-        if sent.is_ok() {
+        if let Ok(Ok(())) = timeout(KV_TIMEOUT, publish).await {
             self.shared.metrics.published.inc();
         }
     }
@@ -476,10 +486,20 @@ impl Presence {
             }
             Operation::Delete | Operation::Purge => {
                 replica.remove(room, folded, None);
+                // A marker to sweep, whichever node left it (one that
+                // departs cannot sweep its own).
+                self.shared.deleted.store(true, Ordering::SeqCst);
                 // This node deletes its own keys before it forgets them, so
-                // a key still held here was deleted by another node that
-                // took this one for dead: register it again.
-                if state.owned.remove(&entry.key).is_some() {
+                // a key still held here, and written before this marker,
+                // was deleted by another node that took this one for dead:
+                // register it again. (A key written after the marker is
+                // this node's newer claim of a name it just released.)
+                let cleared = state
+                    .owned
+                    .get(&entry.key)
+                    .is_some_and(|owned| owned.revision < entry.revision);
+                if cleared {
+                    state.owned.remove(&entry.key);
                     warn!(%room, "this node's key was cleared by another node; registering again");
                     state.out_of_line = true;
                 }

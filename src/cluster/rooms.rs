@@ -33,13 +33,13 @@
 //! # What can be lost
 //!
 //! A line handed to the client in the moments before a loss is noticed
-//! (at most the heartbeat's bound, about 4 seconds) may never reach the
+//! (at most the heartbeat's bound, 4.5 seconds) may never reach the
 //! stream, or reach it after this node subscribed anew; then no node shows
 //! it, or the other nodes show it and this one does not. Its sender does
 //! not see it either (a sender's own line comes back through the stream
 //! like everyone's), so a missing line is never silent to its sender.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,8 +78,22 @@ const LINE_KEPT: Duration = Duration::from_secs(30);
 /// server's memory whatever the traffic.
 const STREAM_BYTES: i64 = 64 * 1024 * 1024;
 
-/// Pause before trying again to set the stream up after the link came back.
+/// Pause before trying again to set the stream up after the link came back,
+/// or to read a room whose consumer could not be made.
 const RETRY: Duration = Duration::from_millis(500);
+
+/// Longest wait for one of this node's join lines to come back before the
+/// join is completed here. A joiner's connection waits a little longer
+/// than this (see `Cluster::admitted`), so it reads on admitted.
+pub(super) const JOIN_ECHO_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest wait for the stream to be set up; past it, the next retry.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Consecutive failures to make a room's consumer after which the lines
+/// waiting for it are delivered here only (and the next line there asks
+/// again), rather than held from the room's members any longer.
+const CONSUMER_TRIES: u32 = 3;
 
 type Arrivals = Pin<Box<dyn Stream<Item = (RoomName, Message)> + Send>>;
 
@@ -98,6 +112,11 @@ struct Subscriptions {
     pending: HashMap<RoomName, VecDeque<Outgoing>>,
     /// Rooms the link waits for before it counts as up again.
     coming_up: HashSet<RoomName>,
+    /// Rooms whose consumer could not be made, with how many times in a
+    /// row.
+    failed: HashMap<RoomName, u32>,
+    /// Of those, the ones to ask for again on the next retry tick.
+    retry: HashSet<RoomName>,
     /// Every subscribed room's lines, merged.
     arrivals: SelectAll<Arrivals>,
 }
@@ -105,8 +124,9 @@ struct Subscriptions {
 /// This node's join lines on their way through the stream.
 #[derive(Default)]
 struct Echoes {
-    /// Published and not back yet, with when they were published.
-    in_flight: HashMap<JoinTag, (RoomName, UserName, Instant)>,
+    /// Published and not back yet, with when they were published; by tag,
+    /// which is the order they were said in.
+    in_flight: BTreeMap<JoinTag, (RoomName, UserName, Instant)>,
     /// Completed here when the link was lost; dropped if they come back.
     /// Forgotten after [`LINE_KEPT`], when the stream no longer has them.
     skip: HashMap<JoinTag, Instant>,
@@ -126,6 +146,8 @@ impl Subscriptions {
         self.generation += 1;
         self.pending.clear();
         self.coming_up.clear();
+        self.failed.clear();
+        self.retry.clear();
     }
 }
 
@@ -173,6 +195,8 @@ impl Rooms {
                 rooms: HashMap::new(),
                 pending: HashMap::new(),
                 coming_up: HashSet::new(),
+                failed: HashMap::new(),
+                retry: HashSet::new(),
                 arrivals: SelectAll::new(),
             },
             echoes: Echoes::default(),
@@ -214,8 +238,10 @@ impl Rooms {
                 }
                 _ = retry.tick() => {
                     let stuck = state.subs.stream.is_none() || state.subs.coming_up.is_empty();
-                    if self.link.phase() == Phase::Ready && stuck {
-                        self.resubscribe(&mut state).await;
+                    match self.link.phase() {
+                        Phase::Ready if stuck => self.resubscribe(&mut state).await,
+                        Phase::Up => self.read_every_room(&mut state),
+                        _ => {}
                     }
                     self.forget_old(&mut state.echoes);
                 }
@@ -262,10 +288,14 @@ impl Rooms {
             discard: stream::DiscardPolicy::Old,
             ..Default::default()
         };
-        match js.get_or_create_stream(config).await {
-            Ok(stream) => subs.stream = Some(stream),
-            Err(e) => {
+        match tokio::time::timeout(STREAM_TIMEOUT, js.get_or_create_stream(config)).await {
+            Ok(Ok(stream)) => subs.stream = Some(stream),
+            Ok(Err(e)) => {
                 warn!(error = %e, "cannot set up the rooms stream; retrying");
+                return;
+            }
+            Err(_) => {
+                warn!("setting up the rooms stream timed out; retrying");
                 return;
             }
         }
@@ -289,8 +319,13 @@ impl Rooms {
             return;
         };
         subs.pending.insert(room, VecDeque::new());
+        self.ask(room, stream, state);
+    }
+
+    /// Sends the consumers task a request for `room`.
+    fn ask(&self, room: RoomName, stream: JsStream, state: &mut State) {
         let request = Request {
-            generation: subs.generation,
+            generation: state.subs.generation,
             room,
             stream,
         };
@@ -304,6 +339,25 @@ impl Rooms {
         }
     }
 
+    /// While the link is up: every room with members here is read, or
+    /// asked for. Catches rooms first joined while the link was coming
+    /// back, and rooms whose consumer could not be made last time.
+    fn read_every_room(&self, state: &mut State) {
+        let Some(stream) = state.subs.stream.clone() else {
+            return;
+        };
+        for room in std::mem::take(&mut state.subs.retry) {
+            if state.subs.pending.contains_key(&room) {
+                self.ask(room, stream.clone(), state);
+            }
+        }
+        for room in self.hub.room_names() {
+            if !state.subs.rooms.contains_key(&room) && !state.subs.pending.contains_key(&room) {
+                self.request(room, state);
+            }
+        }
+    }
+
     /// The consumers task answered: the room is read from now on (or could
     /// not be), and the lines that waited for it go on, in order.
     async fn subscribed(&self, made: Made, state: &mut State, down: &mut watch::Receiver<Phase>) {
@@ -312,18 +366,29 @@ impl Rooms {
             return;
         }
         let room = made.room;
-        let waiting = subs.pending.remove(&room).unwrap_or_default();
         let Some(messages) = made.messages else {
             if subs.coming_up.remove(&room) && subs.coming_up.is_empty() {
                 self.link.rooms_subscribed();
             }
+            let tries = subs.failed.entry(room).or_default();
+            *tries += 1;
+            if *tries < CONSUMER_TRIES {
+                // Its lines wait, in order, for the next try.
+                subs.retry.insert(room);
+                return;
+            }
             // Its members, the senders included, would never see them come
             // back; the next line there asks again.
+            subs.failed.remove(&room);
+            let waiting = subs.pending.remove(&room).unwrap_or_default();
+            warn!(%room, lines = waiting.len(), "room cannot be read; its waiting lines stay on this node");
             for line in waiting {
                 self.keep_local(line, state);
             }
             return;
         };
+        subs.failed.remove(&room);
+        let waiting = subs.pending.remove(&room).unwrap_or_default();
         debug!(%room, "subscribed");
         let gone = CancellationToken::new();
         // Dropping the consumer's subscription when its room is swept away
@@ -341,7 +406,9 @@ impl Rooms {
             });
         subs.arrivals.push(Box::pin(arrivals));
         let subject = Subject::from(subject::room(room));
-        subs.rooms.insert(room, Subscribed { subject, gone });
+        if let Some(old) = subs.rooms.insert(room, Subscribed { subject, gone }) {
+            old.gone.cancel();
+        }
         if subs.coming_up.remove(&room) && subs.coming_up.is_empty() {
             self.link.rooms_subscribed();
         }
@@ -367,16 +434,21 @@ impl Rooms {
             waiting.push_back(line);
             return;
         }
-        let Some(subject) = state.subs.rooms.get(&room).map(|r| r.subject.clone()) else {
-            if state.subs.stream.is_none() {
-                return self.keep_local(line, state);
+        let subject = match state.subs.rooms.get(&room) {
+            Some(subscribed) => subscribed.subject.clone(),
+            None if state.subs.stream.is_none() => return self.keep_local(line, state),
+            // Nobody here is in the room any more (this is its last local
+            // member's leave): nothing needs to come back, so nothing waits
+            // for a consumer.
+            None if !self.hub.has_room(room) => Subject::from(subject::room(room)),
+            None => {
+                self.request(room, state);
+                match state.subs.pending.get_mut(&room) {
+                    Some(waiting) => waiting.push_back(line),
+                    None => self.keep_local(line, state),
+                }
+                return;
             }
-            self.request(room, state);
-            match state.subs.pending.get_mut(&room) {
-                Some(waiting) => waiting.push_back(line),
-                None => self.keep_local(line, state),
-            }
-            return;
         };
         self.shared.dequeued(&line);
         let publish = async {
@@ -446,8 +518,14 @@ impl Rooms {
         let now = Instant::now();
         for (tag, (room, user, _)) in std::mem::take(&mut state.echoes.in_flight) {
             state.echoes.skip.insert(tag, now);
-            self.deliver_own_join(room, user, tag, reply::joined(user));
+            self.complete_join(room, user, tag);
         }
+        // Lines that come back from before the loss would be shown after
+        // lines kept here since: the old consumers go now.
+        for subscribed in state.subs.rooms.values() {
+            subscribed.gone.cancel();
+        }
+        state.subs.rooms.clear();
         for (room, lines) in state.subs.pending.iter_mut() {
             for line in lines.drain(..) {
                 self.shared.dequeued(&line);
@@ -457,22 +535,35 @@ impl Rooms {
         }
     }
 
-    /// Forgets joins skipped or in flight for longer than the stream keeps
-    /// lines: they cannot come back any more. A join in flight that long is
-    /// completed here.
+    /// Forgets skipped joins once the stream no longer has them, and
+    /// completes here a join whose line has not come back within
+    /// [`JOIN_ECHO_WAIT`] while the link stayed up (the stream dropped it,
+    /// or this node was starved): its joiner is not left hearing nothing.
     fn forget_old(&self, echoes: &mut Echoes) {
         let now = Instant::now();
         echoes.skip.retain(|_, at| now - *at < LINE_KEPT);
         let lost: Vec<JoinTag> = echoes
             .in_flight
             .iter()
-            .filter(|(_, (_, _, at))| now - *at >= LINE_KEPT)
+            .filter(|(_, (_, _, at))| now - *at >= JOIN_ECHO_WAIT)
             .map(|(tag, _)| *tag)
             .collect();
         for tag in lost {
             if let Some((room, user, _)) = echoes.in_flight.remove(&tag) {
-                self.deliver_own_join(room, user, tag, reply::joined(user));
+                echoes.skip.insert(tag, now);
+                self.complete_join(room, user, tag);
             }
+        }
+    }
+
+    /// Completes here a join of this node whose line did not come back: if
+    /// it is still the joiner's current join, the joiner is admitted and
+    /// this node's members see the line; a join since replaced (its user
+    /// left and came back) is over, and shown to nobody.
+    fn complete_join(&self, room: RoomName, user: UserName, tag: JoinTag) {
+        if self.shared.admit(room, user, tag) {
+            self.hub
+                .deliver(room, Arrival::Admit { user }, reply::joined(user));
         }
     }
 
