@@ -79,6 +79,14 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// slack for a moment of CPU starvation; it bounds what a room can pin.
 const SUBSCRIPTION_CAPACITY: usize = 4096;
 
+/// Commands (publishes, mostly) the NATS client queues before a publish
+/// waits. Kept well below the client's default of 2048, since bursts of up
+/// to 16 KiB each go through it: the heartbeats share this queue, and a
+/// short one keeps them from waiting behind megabytes of room lines, while
+/// what does not fit waits in this node's own queue, where the senders'
+/// back-pressure is counted.
+const CLIENT_CAPACITY: usize = 256;
+
 /// Claims waiting for the presence task. A session waits for its claim, so
 /// at most one per connection is ever queued; this bounds the queue for
 /// the unlikely rush, and a session past it waits its turn.
@@ -157,6 +165,7 @@ impl Cluster {
                 (Duration::from_millis(100) * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY)
             })
             .subscription_capacity(SUBSCRIPTION_CAPACITY)
+            .client_capacity(CLIENT_CAPACITY)
             .request_timeout(Some(presence::KV_TIMEOUT))
             .event_callback(move |event| {
                 let link = events.clone();
