@@ -201,6 +201,17 @@ async fn without_jetstream_every_node_serves_its_own_users() {
 async fn what_nats_keeps_does_not_grow_with_the_joins_ever_made() {
     let nats = nats_or_skip!(Nats::start());
     let a = node(&nats, "a", &["--rate", "0"]).await;
+    // A node whose users come and go, and which then stops: it deletes its
+    // keys on the way out and cannot sweep the markers itself.
+    let b = node(&nats, "b", &["--rate", "0"]).await;
+    let mut ted = tcp_user(&b, "t0", "ted").await;
+    let hops: String = (1..=20).map(|i| format!("/join t{i}\n")).collect();
+    ted.send_raw(hops.as_bytes()).await;
+    for _ in 0..20 {
+        ted.expect_line("ted has joined").await;
+    }
+    b.stop();
+    ted.expect_line("*** server shutting down").await;
     let mut sam = tcp_user(&a, "r0", "sam").await;
     const JOINS: usize = 200;
     let joins: String = (1..=JOINS).map(|i| format!("/join r{i}\n")).collect();
