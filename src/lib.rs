@@ -41,8 +41,11 @@
 //!
 //! - All members of a room see its lines in one order: a broadcast runs
 //!   under that room's lock, and only that room's. In a cluster, each line
-//!   is published once to NATS and every node delivers what comes back, so
-//!   nodes on one nats-server share one order.
+//!   (or burst of lines) is published once to NATS and every node delivers
+//!   what comes back, so nodes on one nats-server share one order; a node's
+//!   lines go through one queue in the order said, kept local in their turn
+//!   while the link is down, and its senders are not read while NATS cannot
+//!   keep up.
 //! - Memory is bounded whatever a client does: lines are capped at
 //!   [`protocol::MAX_LINE`] bytes and each outbox at `--max-queue-bytes`; a
 //!   reader that falls behind is disconnected, not buffered for.

@@ -20,18 +20,25 @@
 //! revision seen, so that exactly one node wins each key and publishes that
 //! member's `has left` to the room.
 //!
-//! Every operation on the bucket runs here, one at a time, so that a
-//! node's claims and releases never race each other. The bucket is watched
-//! to keep the [`Replica`](super::replica::Replica) of the other nodes'
-//! members.
+//! Every write to the bucket's keys runs here, one at a time, so that a
+//! node's claims and releases never race each other (the `sweep` task only
+//! purges markers of deleted keys). The bucket is watched to keep the
+//! [`Replica`](super::replica::Replica) of the other nodes' members.
 //!
 //! # While the link is down
 //!
 //! Claims are granted locally (the hub has checked the name here) and
 //! releases wait. When the link is back, the bucket is brought in line with
-//! the hub: keys of members who joined meanwhile are created (and announced
-//! to the other nodes), keys of members who left meanwhile are deleted (and
-//! their leaving announced).
+//! the hub from one read of the whole bucket: keys of members who joined
+//! meanwhile are created (and announced to the other nodes), keys of
+//! members who left meanwhile are deleted (and their leaving announced).
+//!
+//! # While the link is up
+//!
+//! A claim the bucket does not answer within `KV_TIMEOUT` is refused as
+//! busy (`ERROR cluster busy, try again`), never granted on this node's
+//! word; whether the write happened after all is found out by the next
+//! line-up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
