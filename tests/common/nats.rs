@@ -288,12 +288,22 @@ impl Node {
 
     /// A node run inside `netns`, reached at its address there.
     pub async fn start_in(netns: &super::netns::Netns, url: &str, name: &str) -> Node {
+        Node::start_in_with(netns, url, name, &[]).await
+    }
+
+    /// The same, with more flags.
+    pub async fn start_in_with(
+        netns: &super::netns::Netns,
+        url: &str,
+        name: &str,
+        flags: &[&str],
+    ) -> Node {
         let mut command = Command::new("ip");
         command
             .args(netns.exec_prefix())
             .arg(env!("CARGO_BIN_EXE_chatgate"))
             .args(["--tcp", "0.0.0.0:0"]);
-        Node::spawn(command, url, name, &[], netns.inside).await
+        Node::spawn(command, url, name, flags, netns.inside).await
     }
 
     async fn spawn(

@@ -25,6 +25,8 @@ pub struct Netns {
     pub service: Ipv4Addr,
     /// The namespace's address on the pair.
     pub inside: Ipv4Addr,
+    /// The namespace's end of the pair.
+    inner: String,
 }
 
 impl Netns {
@@ -35,14 +37,16 @@ impl Netns {
         let pid = std::process::id();
         // One /24 per process and tag, away from common private ranges.
         let net = [10, 213, (pid % 200) as u8 + tag, 0];
-        let netns = Netns {
+        let mut netns = Netns {
             name: format!("chatgate-{pid}-{tag}"),
             host: Ipv4Addr::new(net[0], net[1], net[2], 1),
             service: Ipv4Addr::new(net[0], net[1], net[2], 9),
             inside: Ipv4Addr::new(net[0], net[1], net[2], 2),
+            inner: String::new(),
         };
         let outer = format!("cgo{pid}{tag}");
         let inner = format!("cgi{pid}{tag}");
+        netns.inner = inner.clone();
         let steps: Vec<Vec<String>> = vec![
             vec!["netns".into(), "add".into(), netns.name.clone()],
             split(&format!("link add {outer} type veth peer name {inner}")),
@@ -85,6 +89,17 @@ impl Netns {
         ip(&self.inside_args(&route)).expect("heal");
     }
 
+    /// Limits what leaves the namespace to `rate` (`tc` syntax, such as
+    /// `8mbit`) with a token bucket: a slow link, not a dead one.
+    pub fn limit_rate(&self, rate: &str) {
+        let mut args = vec!["-n".to_owned(), self.name.clone()];
+        args.extend(split(&format!(
+            "qdisc add dev {} root tbf rate {rate} burst 32kbit latency 400ms",
+            self.inner
+        )));
+        tc(&args).expect("limit the rate");
+    }
+
     fn inside_args(&self, command: &str) -> Vec<String> {
         let mut args = vec!["-n".to_owned(), self.name.clone()];
         args.extend(split(command));
@@ -106,15 +121,24 @@ fn split(command: &str) -> Vec<String> {
 
 /// Runs `ip` with `args`; the error says what failed.
 fn ip(args: &[String]) -> Result<(), String> {
-    let out = Command::new("ip")
+    run("ip", args)
+}
+
+/// Runs `tc` (traffic control, from iproute2) with `args`.
+fn tc(args: &[String]) -> Result<(), String> {
+    run("tc", args)
+}
+
+fn run(tool: &str, args: &[String]) -> Result<(), String> {
+    let out = Command::new(tool)
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
+        .map_err(|e| format!("cannot run {tool}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "ip {}: {}",
+            "{tool} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
