@@ -1,17 +1,23 @@
 //! The heartbeat task: this node says it is alive, hears the other nodes,
 //! and times its own NATS link.
 //!
-//! Every [`HEARTBEAT_EVERY`] the node publishes its id on
-//! [`subject::HEARTBEAT`], to which it also subscribes. The other nodes'
-//! beats feed [`Liveness`]; the node's own beat coming back is a round trip
-//! through the NATS server, timed here. A beat not back within
+//! Every [`HEARTBEAT_EVERY`] the node publishes its id twice. Once on
+//! [`subject::HEARTBEAT`], over a connection of its own that carries
+//! nothing else, to tell the other nodes it is alive (their beats, heard
+//! there too, feed [`Liveness`]): a node busy with room lines, or on a
+//! congested link, is never taken for dead because its beats queued behind
+//! its lines. And once on its own probe subject over the connection the
+//! room lines use: that beat coming back is a round trip through the NATS
+//! server on the very path the lines take, timed here. A beat not back within
 //! [`LINK_DEADLINE`], with no message at all received meanwhile, means the
 //! link is lost, whatever the NATS client believes: async-nats sends its own
 //! PING only when nothing else was written for a while, so a busy
 //! connection to a frozen or unreachable server would never find out. (A
 //! late beat while messages still come in is congestion, not loss: the beat
 //! shares the client's queue with this node's room lines, and the senders'
-//! back-pressure deals with that; see `liveness::RoundTrip`.) The link is then declared down at once
+//! back-pressure deals with that; see `liveness::RoundTrip`. So that
+//! something always comes in from a live server, the lines' connection also
+//! hears every node's alive beats, which do not pass through its queue.) The link is then declared down at once
 //! (users told, lines kept local) and the client is made to reconnect; the
 //! link counts as connected again when a beat comes back or the client
 //! reports a new connection.
@@ -62,6 +68,16 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest wait for the client to take a reconnection request.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How far up a phase is, for telling a fall from a rise.
+fn rank(phase: Phase) -> u8 {
+    match phase {
+        Phase::Down => 0,
+        Phase::Connected => 1,
+        Phase::Ready => 2,
+        Phase::Up => 3,
+    }
+}
+
 /// Messages the connection has received so far.
 fn received(client: &Client) -> u64 {
     client
@@ -72,8 +88,13 @@ fn received(client: &Client) -> u64 {
 
 /// The heartbeat task's state.
 pub(super) struct Heartbeat {
-    /// The NATS connection, shared with the other tasks.
+    /// The NATS connection the room lines use, shared with the other
+    /// tasks: its round trip is what is timed.
     pub client: Client,
+    /// A connection of its own for saying this node is alive and hearing
+    /// the others: no room line is ever queued ahead of a beat there, so a
+    /// node busy sending (or receiving) lines is never taken for dead.
+    pub alive: Client,
     /// The node id, the liveness table.
     pub shared: Arc<Shared>,
     /// Told when a beat is overdue or back.
@@ -87,8 +108,19 @@ impl Heartbeat {
     pub(super) async fn run(self) {
         // A subscription is only a queued command: it is made (again) by the
         // client whenever it (re)connects.
-        let mut beats = match self.client.subscribe(subject::HEARTBEAT).await {
-            Ok(beats) => beats,
+        let probe_subject = subject::probe(&self.shared.node);
+        let subscribed = async {
+            let beats = self.alive.subscribe(subject::HEARTBEAT).await?;
+            let probes = self.client.subscribe(probe_subject.clone()).await?;
+            // Every node's beats, this one's included, reach the lines'
+            // connection too, without passing through its outgoing queue:
+            // while they keep arriving, the server is alive and a late
+            // probe means congestion, not loss (see `RoundTrip`).
+            let pulse = self.client.subscribe(subject::HEARTBEAT).await?;
+            Ok::<_, async_nats::SubscribeError>((beats, probes, pulse))
+        };
+        let (mut beats, mut probes, mut pulse) = match subscribed.await {
+            Ok(both) => both,
             Err(e) => {
                 warn!(error = %e, "cannot subscribe to heartbeats; the cluster link stays down");
                 return;
@@ -109,18 +141,24 @@ impl Heartbeat {
                 _ = self.stop.cancelled() => return,
                 _ = tick.tick() => {
                     trip.sent(Instant::now(), received(&self.client), LINK_DEADLINE);
-                    let beat = self.client.publish(subject::HEARTBEAT, me.clone());
-                    if timeout(PUBLISH_TIMEOUT, beat).await.is_err() {
+                    let probe = self.client.publish(probe_subject.clone(), me.clone());
+                    let alive = self.alive.publish(subject::HEARTBEAT, me.clone());
+                    let (probe, alive) = tokio::join!(
+                        timeout(PUBLISH_TIMEOUT, probe),
+                        timeout(PUBLISH_TIMEOUT, alive),
+                    );
+                    if probe.is_err() || alive.is_err() {
                         debug!("heartbeat not taken by the client in time");
                     }
                 }
+                Some(_) = probes.next() => {
+                    trip.answered();
+                    self.link.answered(self.client.connection_state() == State::Connected);
+                }
+                Some(_) = pulse.next() => {}
                 Some(beat) = beats.next() => {
-                    let now = Instant::now();
-                    if beat.payload == me {
-                        trip.answered();
-                        self.link.answered(self.client.connection_state() == State::Connected);
-                    } else {
-                        self.shared.liveness().heard(&beat.payload, now);
+                    if beat.payload != me {
+                        self.shared.liveness().heard(&beat.payload, Instant::now());
                     }
                 }
                 _ = sleep_until(overdue.unwrap_or_else(Instant::now)), if overdue.is_some() => {
@@ -146,10 +184,14 @@ impl Heartbeat {
                     // may have happened in between.
                     let now = *phase.borrow_and_update();
                     let mut liveness = self.shared.liveness();
-                    if now == Phase::Down {
+                    // A fall (to down, or to a lower phase with the down in
+                    // between missed) ends the link as it was; the way back
+                    // up starts afresh.
+                    if now == Phase::Down || rank(now) < rank(was) {
                         liveness.link_down();
-                    } else if was == Phase::Down {
-                        // Beats sent while down tell nothing of the new
+                    }
+                    if now != Phase::Down && (was == Phase::Down || rank(now) < rank(was)) {
+                        // Beats sent before tell nothing of the new
                         // connection, and nobody could be heard before it.
                         trip = RoundTrip::default();
                         liveness.link_up(Instant::now());

@@ -117,8 +117,10 @@ impl Link {
         if self.phase() != Phase::Down {
             warn!(node = %self.shared.node, why, "nats link lost; lines stay on this node until it is back");
         }
-        self.phase.send_replace(Phase::Down);
+        // Cleared before the phase is published, so that a task woken by
+        // the fall never still sees the link as up.
         let was_up = self.shared.up.swap(false, Ordering::SeqCst);
+        self.phase.send_replace(Phase::Down);
         self.shared.metrics.link_up.set(0);
         if was_up {
             self.hub.notice(&reply::CLUSTER_LINK_LOST);

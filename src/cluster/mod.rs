@@ -12,9 +12,10 @@
 //! - the presence task (`presence`) keeps names unique across nodes in a
 //!   JetStream key-value bucket, watches it for `/who` and `/rooms`, and
 //!   clears the members of nodes that die;
-//! - the heartbeat task (`heartbeat`) says that this node is alive, hears
-//!   the others, and times its own beats through the NATS server, so that
-//!   a silent link is noticed within seconds whatever the traffic;
+//! - the heartbeat task (`heartbeat`) says that this node is alive and
+//!   hears the others over a NATS connection of its own, and times its own
+//!   beats through the NATS server on the lines' connection, so that a
+//!   silent link is noticed within seconds whatever the traffic;
 //! - the sweep task (`sweep`) purges the delete markers the presence bucket
 //!   collects, so that it holds no more than the members of the moment.
 //!
@@ -120,6 +121,9 @@ pub enum ClusterError {
     /// A `--nats` URL that cannot be used.
     #[error("bad --nats URL")]
     Url(#[source] async_nats::ConnectError),
+    /// A `--nats` URL that does not parse.
+    #[error("bad --nats URL {0:?}")]
+    BadUrl(String, #[source] std::io::Error),
 }
 
 /// This node's membership in a cluster.
@@ -155,15 +159,10 @@ impl Cluster {
         let hub = Hub::with_relay(shared.clone());
         let link = Arc::new(Link::new(hub.clone(), shared.clone()));
 
+        let (servers, credentials) = servers(&config.nats)?;
         let events = link.clone();
-        let client = credentials(&config.nats)
+        let client = options(&credentials)
             .name(format!("chatgate {node}"))
-            .retry_on_initial_connect()
-            .ping_interval(PING_INTERVAL)
-            .connection_timeout(CONNECTION_TIMEOUT)
-            .reconnect_delay_callback(|attempts| {
-                (Duration::from_millis(100) * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY)
-            })
             .subscription_capacity(SUBSCRIPTION_CAPACITY)
             .client_capacity(CLIENT_CAPACITY)
             .request_timeout(Some(presence::KV_TIMEOUT))
@@ -177,7 +176,12 @@ impl Cluster {
                     }
                 }
             })
-            .connect(config.nats.join(","))
+            .connect(servers.clone())
+            .await
+            .map_err(ClusterError::Url)?;
+        let alive = options(&credentials)
+            .name(format!("chatgate {node} heartbeat"))
+            .connect(servers)
             .await
             .map_err(ClusterError::Url)?;
 
@@ -185,6 +189,7 @@ impl Cluster {
         tokio::spawn(
             Heartbeat {
                 client: client.clone(),
+                alive,
                 shared: shared.clone(),
                 link: link.clone(),
                 stop: stop.clone(),
@@ -317,27 +322,107 @@ impl Cluster {
     }
 }
 
-/// Connection options carrying the credentials written in a `--nats` URL
-/// (`nats://user:password@host` or `nats://token@host`), which the client
-/// does not take from the URL by itself. The first URL with any is used:
-/// the servers of one NATS cluster share their accounts.
-fn credentials(urls: &[String]) -> ConnectOptions {
-    let found = urls
-        .iter()
-        .filter_map(|url| url.parse::<ServerAddr>().ok())
-        .find_map(|addr| {
-            let user = addr.username().filter(|u| !u.is_empty())?.to_owned();
-            Some((user, addr.password().map(str::to_owned)))
-        });
-    match found {
-        Some((user, Some(password))) => ConnectOptions::with_user_and_password(user, password),
-        Some((token, None)) => ConnectOptions::with_token(token),
-        None => ConnectOptions::new(),
+/// What both of a node's NATS connections share: reconnecting by
+/// themselves, pinging, giving up on a silent server, and the credentials
+/// of the `--nats` URLs.
+fn options(credentials: &Credentials) -> ConnectOptions {
+    let options = match credentials {
+        Credentials::None => ConnectOptions::new(),
+        Credentials::Token(token) => ConnectOptions::with_token(token.clone()),
+        Credentials::User(user, password) => {
+            ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+    };
+    options
+        .retry_on_initial_connect()
+        .ping_interval(PING_INTERVAL)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .reconnect_delay_callback(|attempts| {
+            (Duration::from_millis(100) * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY)
+        })
+}
+
+/// Credentials written in a `--nats` URL.
+enum Credentials {
+    None,
+    /// `nats://token@host`.
+    Token(String),
+    /// `nats://user:password@host`.
+    User(String, String),
+}
+
+/// The servers of the `--nats` URLs, without the credentials written in
+/// them, and those credentials, percent-decoded. The client does not take
+/// credentials from a URL by itself, and would log a URL whole at debug
+/// level. The first URL with any is used: the servers of one NATS cluster
+/// share their accounts.
+fn servers(urls: &[String]) -> Result<(Vec<ServerAddr>, Credentials), ClusterError> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut credentials = Credentials::None;
+    let mut servers = Vec::with_capacity(urls.len());
+    for text in urls {
+        let addr: ServerAddr = text
+            .parse()
+            .map_err(|e| ClusterError::BadUrl(without_credentials(text), e))?;
+        let mut url = addr.into_inner();
+        if matches!(credentials, Credentials::None) && !url.username().is_empty() {
+            let user = decode(url.username());
+            credentials = match url.password() {
+                Some(password) => Credentials::User(user, decode(password)),
+                None => Credentials::Token(user),
+            };
+        }
+        // Neither fails on a URL that already has a host, as these do.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let addr = ServerAddr::from_url(url)
+            .map_err(|e| ClusterError::BadUrl(without_credentials(text), e))?;
+        servers.push(addr);
+    }
+    Ok((servers, credentials))
+}
+
+/// A URL for an error message, with whatever stands before an `@` hidden.
+fn without_credentials(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((before, after)) => match before.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***@{after}"),
+            None => format!("***@{after}"),
+        },
+        None => url.to_owned(),
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_taken_out_of_the_urls_and_decoded() {
+        let urls = ["nats://us%40er:p%3As@a:4222".to_owned(), "b".to_owned()];
+        let (addrs, credentials) = servers(&urls).unwrap();
+        assert!(matches!(credentials, Credentials::User(u, p) if u == "us@er" && p == "p:s"));
+        for server in &addrs {
+            assert!(!server.has_user_pass());
+            assert!(!server.as_url_str().contains('@'));
+        }
+        let (_, token) = servers(&["nats://s3cret@a".to_owned()]).unwrap();
+        assert!(matches!(token, Credentials::Token(t) if t == "s3cret"));
+        let (_, none) = servers(&["nats://a".to_owned()]).unwrap();
+        assert!(matches!(none, Credentials::None));
+        match servers(&["nats://u:pw@[bad".to_owned()]) {
+            Err(e) => assert!(!e.to_string().contains("pw"), "{e}"),
+            Ok(_) => panic!("a bad URL was taken"),
+        }
     }
 }

@@ -286,7 +286,9 @@ impl Presence {
                 );
                 return NameClaim::Granted;
             }
-            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => return NameClaim::Taken,
+            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => {
+                return self.adopt(state, &kv, key, room, user).await;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => "no answer in time".to_owned(),
         };
@@ -310,6 +312,45 @@ impl Presence {
         for ((room, _), user) in releases.names {
             self.release(state, room, user).await;
         }
+    }
+
+    /// The key exists: taken, unless it is this node's own (a claim whose
+    /// answer was lost, kept for a member who is back), which is then
+    /// this node's again.
+    async fn adopt(
+        &self,
+        state: &mut State,
+        kv: &Store,
+        key: String,
+        room: RoomName,
+        user: UserName,
+    ) -> NameClaim {
+        let entry = match timeout(KV_TIMEOUT, kv.entry(key.as_str())).await {
+            Ok(Ok(Some(entry))) => entry,
+            Ok(Ok(None)) => return NameClaim::Taken,
+            _ => {
+                state.out_of_line = true;
+                return NameClaim::Busy;
+            }
+        };
+        if entry.operation != Operation::Put || !self.is_mine(&entry) {
+            return NameClaim::Taken;
+        }
+        let mut revision = entry.revision;
+        if value_user(&entry) != Some(user.as_str()) {
+            let value = Bytes::from(format!("{} {user}", self.shared.node));
+            match timeout(KV_TIMEOUT, kv.update(&key, value, revision)).await {
+                Ok(Ok(updated)) => revision = updated,
+                _ => state.out_of_line = true,
+            }
+        }
+        let owned = Owned {
+            room,
+            user,
+            revision,
+        };
+        state.owned.insert(key, owned);
+        NameClaim::Granted
     }
 
     /// A membership ended here; its key goes unless the name is in use here
@@ -397,14 +438,29 @@ impl Presence {
         }
         // This node's keys with no member here: members who left while the
         // link was down, or claims given up before they were answered.
+        let mut kept: Vec<(String, Owned)> = Vec::new();
         let stale: Vec<(String, u64)> = bucket
             .iter()
             .filter(|(key, entry)| self.is_mine(entry) && !wanted.contains_key(*key))
-            .filter(|(key, _)| {
-                // A name reserved here and being claimed is not stale.
+            .filter(|(key, entry)| {
+                // A name reserved here and being claimed is not stale: it
+                // is kept as this node's, for the claim to find.
                 let reserved = subject::parse_presence_key(key)
-                    .is_some_and(|(room, user)| self.hub.holds_name(room, user));
-                !reserved
+                    .filter(|(room, user)| self.hub.holds_name(*room, *user))
+                    .and_then(|(room, _)| {
+                        let user =
+                            value_user(entry).and_then(crate::protocol::names::Name::parse)?;
+                        Some((room, user))
+                    });
+                if let Some((room, user)) = reserved {
+                    let owned = Owned {
+                        room,
+                        user,
+                        revision: entry.revision,
+                    };
+                    kept.push(((*key).clone(), owned));
+                }
+                reserved.is_none()
             })
             .map(|(key, entry)| (key.clone(), entry.revision))
             .collect();
@@ -433,6 +489,7 @@ impl Presence {
         // Keys this node remembers for members gone, which the bucket no
         // longer has as this node's.
         state.owned.retain(|key, _| wanted.contains_key(key));
+        state.owned.extend(kept);
     }
 
     /// Whether a bucket entry is a live key written by this node.
@@ -615,6 +672,12 @@ impl Presence {
 fn owner(entry: &kv::Entry) -> Option<&str> {
     let value = std::str::from_utf8(&entry.value).ok()?;
     Some(value.split_once(' ')?.0)
+}
+
+/// The user name, as written, in a bucket entry's value.
+fn value_user(entry: &kv::Entry) -> Option<&str> {
+    let value = std::str::from_utf8(&entry.value).ok()?;
+    Some(value.split_once(' ')?.1)
 }
 
 /// Deletes `key` if it is still at `revision`; `Err(Elapsed)` when the

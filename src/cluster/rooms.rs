@@ -44,6 +44,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::push::OrderedErrorKind;
 use async_nats::jetstream::stream::{self, Stream as JsStream};
 use async_nats::{Client, Message, Subject};
 use bytes::Bytes;
@@ -95,7 +96,9 @@ const STREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// again), rather than held from the room's members any longer.
 const CONSUMER_TRIES: u32 = 3;
 
-type Arrivals = Pin<Box<dyn Stream<Item = (RoomName, Message)> + Send>>;
+/// What a room's consumer brings: a message, or `None` once the consumer
+/// is gone on the server's side; with the consumer's number.
+type Arrivals = Pin<Box<dyn Stream<Item = (RoomName, u64, Option<Message>)> + Send>>;
 
 /// The room subscriptions and what they bring.
 struct Subscriptions {
@@ -119,6 +122,8 @@ struct Subscriptions {
     retry: HashSet<RoomName>,
     /// Every subscribed room's lines, merged.
     arrivals: SelectAll<Arrivals>,
+    /// The next consumer's number.
+    next_id: u64,
 }
 
 /// This node's join lines on their way through the stream.
@@ -134,6 +139,8 @@ struct Echoes {
 
 /// A room this node reads.
 struct Subscribed {
+    /// This consumer's number, to tell its news from an earlier one's.
+    id: u64,
     /// The room's subject, built once: every line here is published to it.
     subject: Subject,
     /// Cancelling drops the room's consumer.
@@ -141,6 +148,16 @@ struct Subscribed {
 }
 
 impl Subscriptions {
+    /// The consumer numbered `id` of `room` is gone on the server: the room
+    /// is read anew on the next retry tick (see `Rooms::read_every_room`).
+    fn consumer_gone(&mut self, room: RoomName, id: u64) {
+        if self.rooms.get(&room).is_some_and(|r| r.id == id) {
+            if let Some(subscribed) = self.rooms.remove(&room) {
+                subscribed.gone.cancel();
+            }
+        }
+    }
+
     /// The link was lost: consumers asked for on it will not be of use.
     fn forget_requests(&mut self) {
         self.generation += 1;
@@ -153,6 +170,8 @@ impl Subscriptions {
 
 /// What the rooms task keeps between events.
 struct State {
+    /// The link was up when this task last looked; cleared by [`Rooms::lose`].
+    up: bool,
     subs: Subscriptions,
     echoes: Echoes,
     /// To the consumers task.
@@ -189,6 +208,7 @@ impl Rooms {
             self.stop.clone(),
         ));
         let mut state = State {
+            up: false,
             subs: Subscriptions {
                 stream: None,
                 generation: 0,
@@ -198,6 +218,7 @@ impl Rooms {
                 failed: HashMap::new(),
                 retry: HashSet::new(),
                 arrivals: SelectAll::new(),
+                next_id: 0,
             },
             echoes: Echoes::default(),
             requests,
@@ -217,8 +238,11 @@ impl Rooms {
                         self.send(line, &mut state, &mut down).await;
                     }
                 }
-                Some((room, message)) = state.subs.arrivals.next(), if !state.subs.arrivals.is_empty() => {
-                    self.arrive(room, message, &mut state.echoes);
+                Some((room, id, message)) = state.subs.arrivals.next(), if !state.subs.arrivals.is_empty() => {
+                    match message {
+                        Some(message) => self.arrive(room, message, &mut state.echoes),
+                        None => state.subs.consumer_gone(room, id),
+                    }
                 }
                 Some(made) = made.recv() => self.subscribed(made, &mut state, &mut down).await,
                 _ = self.shared.emptied.notified() => self.sweep(&mut state.subs),
@@ -226,14 +250,16 @@ impl Rooms {
                     if changed.is_err() {
                         return;
                     }
+                    // Only the latest phase is seen: any fall from up is a
+                    // loss, even if the down in between was missed.
                     let now = *phase.borrow_and_update();
+                    if now != Phase::Up && state.up {
+                        self.lose(&mut state);
+                    }
                     match now {
                         Phase::Ready => self.resubscribe(&mut state).await,
-                        Phase::Down => {
-                            self.go_local(&mut state);
-                            state.subs.forget_requests();
-                        }
-                        Phase::Connected | Phase::Up => {}
+                        Phase::Up => state.up = true,
+                        Phase::Down | Phase::Connected => {}
                     }
                 }
                 _ = retry.tick() => {
@@ -304,7 +330,7 @@ impl Rooms {
             self.request(room, state);
         }
         if state.subs.coming_up.is_empty() {
-            self.link.rooms_subscribed();
+            self.all_read(state);
         }
     }
 
@@ -339,6 +365,13 @@ impl Rooms {
         }
     }
 
+    /// Every room asked for when the link came back is answered: lines go
+    /// through NATS from now on.
+    fn all_read(&self, state: &mut State) {
+        self.link.rooms_subscribed();
+        state.up = self.shared.is_up();
+    }
+
     /// While the link is up: every room with members here is read, or
     /// asked for. Catches rooms first joined while the link was coming
     /// back, and rooms whose consumer could not be made last time.
@@ -368,8 +401,9 @@ impl Rooms {
         let room = made.room;
         let Some(messages) = made.messages else {
             if subs.coming_up.remove(&room) && subs.coming_up.is_empty() {
-                self.link.rooms_subscribed();
+                self.all_read(state);
             }
+            let subs = &mut state.subs;
             let tries = subs.failed.entry(room).or_default();
             *tries += 1;
             if *tries < CONSUMER_TRIES {
@@ -378,12 +412,13 @@ impl Rooms {
                 return;
             }
             // Its members, the senders included, would never see them come
-            // back; the next line there asks again.
+            // back: they go to the other nodes and are shown here at once.
+            // The next line there asks again.
             subs.failed.remove(&room);
             let waiting = subs.pending.remove(&room).unwrap_or_default();
-            warn!(%room, lines = waiting.len(), "room cannot be read; its waiting lines stay on this node");
+            warn!(%room, lines = waiting.len(), "room cannot be read; its lines are shown here as they are sent");
             for line in waiting {
-                self.keep_local(line, state);
+                self.publish_unread(line, state, down).await;
             }
             return;
         };
@@ -393,11 +428,20 @@ impl Rooms {
         let gone = CancellationToken::new();
         // Dropping the consumer's subscription when its room is swept away
         // ends it.
+        let id = subs.next_id;
+        subs.next_id += 1;
         let arrivals = messages
             .take_until(gone.clone().cancelled_owned())
             .filter_map(move |m| {
                 std::future::ready(match m {
-                    Ok(m) => Some((room, m.message)),
+                    Ok(m) => Some((room, id, Some(m.message))),
+                    // The consumer no longer exists on the server (deleted,
+                    // or its stream lost); the async-nats consumer does not
+                    // make a new one, so this node must.
+                    Err(e) if !matches!(e.kind(), OrderedErrorKind::Other) => {
+                        warn!(%room, error = %e, "room consumer gone; reading the room anew");
+                        Some((room, id, None))
+                    }
                     Err(e) => {
                         debug!(%room, error = %e, "room consumer hiccup");
                         None
@@ -406,11 +450,11 @@ impl Rooms {
             });
         subs.arrivals.push(Box::pin(arrivals));
         let subject = Subject::from(subject::room(room));
-        if let Some(old) = subs.rooms.insert(room, Subscribed { subject, gone }) {
+        if let Some(old) = subs.rooms.insert(room, Subscribed { id, subject, gone }) {
             old.gone.cancel();
         }
         if subs.coming_up.remove(&room) && subs.coming_up.is_empty() {
-            self.link.rooms_subscribed();
+            self.all_read(state);
         }
         for line in waiting {
             self.send(line, state, down).await;
@@ -451,22 +495,8 @@ impl Rooms {
             }
         };
         self.shared.dequeued(&line);
-        let publish = async {
-            match line.kind.headers() {
-                Some(headers) => {
-                    self.client
-                        .publish_with_headers(subject, headers, line.line.clone())
-                        .await
-                }
-                None => self.client.publish(subject, line.line.clone()).await,
-            }
-        };
-        let sent = tokio::select! {
-            sent = publish => sent,
-            _ = down.wait_for(|p| *p == Phase::Down) => {
-                // Dropping the publish took the line back from the client.
-                return self.deliver_here(line, state);
-            }
+        let Some(sent) = self.publish(subject, &line, down).await else {
+            return self.deliver_here(line, state);
         };
         match sent {
             Ok(()) => {
@@ -487,6 +517,48 @@ impl Rooms {
         }
     }
 
+    /// Publishes a line of a room this node cannot read, and shows it to
+    /// this node's members at once, since it will not come back.
+    async fn publish_unread(
+        &self,
+        line: Outgoing,
+        state: &mut State,
+        down: &mut watch::Receiver<Phase>,
+    ) {
+        self.shared.dequeued(&line);
+        if self.shared.is_up() {
+            let subject = Subject::from(subject::room(line.room));
+            if let Some(Ok(())) = self.publish(subject, &line, down).await {
+                self.shared.metrics.published.inc();
+            }
+        }
+        self.deliver_here(line, state);
+    }
+
+    /// Hands a line to the client; `None` if the link fell while the client
+    /// would not take it (dropping the publish took the line back).
+    async fn publish(
+        &self,
+        subject: Subject,
+        line: &Outgoing,
+        down: &mut watch::Receiver<Phase>,
+    ) -> Option<Result<(), async_nats::PublishError>> {
+        let publish = async {
+            match line.kind.headers() {
+                Some(headers) => {
+                    self.client
+                        .publish_with_headers(subject, headers, line.line.clone())
+                        .await
+                }
+                None => self.client.publish(subject, line.line.clone()).await,
+            }
+        };
+        tokio::select! {
+            sent = publish => Some(sent),
+            _ = down.wait_for(|p| *p != Phase::Up) => None,
+        }
+    }
+
     /// Delivers a queued line to this node's members only.
     fn keep_local(&self, line: Outgoing, state: &mut State) {
         self.shared.dequeued(&line);
@@ -499,7 +571,11 @@ impl Rooms {
     fn deliver_here(&self, line: Outgoing, state: &mut State) {
         self.shared.metrics.kept_local.inc();
         if !self.shared.is_up() {
-            self.go_local(state);
+            if state.up {
+                self.lose(state);
+            } else {
+                self.go_local(state);
+            }
         }
         self.deliver(
             line.room,
@@ -520,12 +596,6 @@ impl Rooms {
             state.echoes.skip.insert(tag, now);
             self.complete_join(room, user, tag);
         }
-        // Lines that come back from before the loss would be shown after
-        // lines kept here since: the old consumers go now.
-        for subscribed in state.subs.rooms.values() {
-            subscribed.gone.cancel();
-        }
-        state.subs.rooms.clear();
         for (room, lines) in state.subs.pending.iter_mut() {
             for line in lines.drain(..) {
                 self.shared.dequeued(&line);
@@ -533,6 +603,20 @@ impl Rooms {
                 self.deliver(*room, &line.kind, line.line, line.lines, &mut state.echoes);
             }
         }
+    }
+
+    /// The link was up and is not any more: everything on its way is
+    /// delivered here, and the old consumers go, since lines that came back
+    /// through them from before the loss would be shown after lines kept
+    /// here since.
+    fn lose(&self, state: &mut State) {
+        state.up = false;
+        self.go_local(state);
+        for subscribed in state.subs.rooms.values() {
+            subscribed.gone.cancel();
+        }
+        state.subs.rooms.clear();
+        state.subs.forget_requests();
     }
 
     /// Forgets skipped joins once the stream no longer has them, and

@@ -25,6 +25,12 @@ pub(super) const PRESENCE_BUCKET: &str = "chatgate_presence";
 /// Where every node says it is alive.
 pub(super) const HEARTBEAT: &str = "chatgate.nodes.alive";
 
+/// Where node `node` sends the beats that time its own link; only it
+/// listens.
+pub(super) fn probe(node: &str) -> String {
+    format!("{PREFIX}.nodes.probe.{node}")
+}
+
 /// The subject carrying `room`'s lines.
 pub(super) fn room(room: RoomName) -> String {
     format!("{PREFIX}.room.{}", hex(room))

@@ -90,7 +90,8 @@ impl Netns {
     }
 
     /// Limits what leaves the namespace to `rate` (`tc` syntax, such as
-    /// `8mbit`) with a token bucket: a slow link, not a dead one.
+    /// `8mbit`) with a token bucket whose queue holds 400 ms of traffic, as
+    /// a router's would: a slow link, not a dead one.
     pub fn limit_rate(&self, rate: &str) {
         let mut args = vec!["-n".to_owned(), self.name.clone()];
         args.extend(split(&format!(
