@@ -49,11 +49,13 @@ pub(super) struct Link {
     shared: Arc<Shared>,
 }
 
-/// What the users were last told.
+/// What the users were last told, and why the link is not up.
 #[derive(Debug, Default)]
 struct Told {
     /// They heard the link was lost and have not heard it is back.
     lost: bool,
+    /// The client's last error (a refused login, say), for the logs.
+    last_error: Option<String>,
 }
 
 impl Link {
@@ -99,6 +101,18 @@ impl Link {
             info!(node = %self.shared.node, "nats link connected");
             self.phase.send_replace(Phase::Connected);
         }
+    }
+
+    /// async-nats reports an error of its own (a refused login, a server
+    /// that cannot be reached); kept so that the node can say why it has
+    /// no link.
+    pub(super) fn failed(&self, error: String) {
+        self.lock().last_error = Some(error);
+    }
+
+    /// The client's last error, if any.
+    pub(super) fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
     }
 
     /// async-nats lost the connection; it is already trying again.

@@ -172,6 +172,7 @@ impl Cluster {
                     match event {
                         Event::Connected => link.connected(),
                         Event::Disconnected => link.disconnected(),
+                        Event::ClientError(e) => link.failed(e.to_string()),
                         _ => {}
                     }
                 }
@@ -250,6 +251,7 @@ impl Cluster {
             Ok(_) => info!(node = %self.node, "joined the cluster"),
             Err(_) => warn!(
                 node = %self.node,
+                last_error = self.link.last_error().as_deref().unwrap_or("none"),
                 "no cluster link yet; serving this node's users alone until it comes"
             ),
         }
