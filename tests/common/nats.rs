@@ -1,8 +1,8 @@
 //! A real `nats-server` for the cluster tests, and chatgate nodes run as
 //! processes (for what only a process can show, like being SIGKILLed).
 //!
-//! The server listens on a free loopback port with JetStream in a
-//! temporary store, and can be stopped and started again on the same port
+//! The server listens on a free loopback port (or on an address of a
+//! network namespace the test made) with JetStream in a temporary store, and can be stopped and started again on the same port
 //! and store, as an operator restarting it would. Every process is stopped
 //! by its own id when its value is dropped.
 //!
@@ -10,7 +10,7 @@
 //! fail instead.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -33,7 +33,7 @@ const RELOADED: &str = "Reloaded server configuration";
 /// A nats-server process, with JetStream unless started without.
 pub struct Nats {
     /// The address it listens on: loopback, or one of a test's namespace.
-    host: std::net::Ipv4Addr,
+    host: Ipv4Addr,
     port: u16,
     jetstream: bool,
     /// Extra configuration, for tests that change the server's permissions
@@ -51,30 +51,27 @@ impl Nats {
     /// Starts nats-server on a free port, or returns `None` (saying so on
     /// stderr) when it is not installed and this is not CI.
     pub async fn start() -> Option<Nats> {
-        Nats::start_with(true, None).await
+        Nats::start_with(true, None, Ipv4Addr::LOCALHOST).await
     }
 
     /// Starts nats-server with JetStream on `host` instead of loopback.
-    pub async fn start_on(host: std::net::Ipv4Addr) -> Option<Nats> {
-        let mut nats = Nats::start_with(true, None).await?;
-        nats.host = host;
-        nats.restart().await;
-        Some(nats)
+    pub async fn start_on(host: Ipv4Addr) -> Option<Nats> {
+        Nats::start_with(true, None, host).await
     }
 
     /// Starts nats-server with core NATS only: every JetStream request
     /// fails, as on a server whose operator did not enable it.
     pub async fn start_without_jetstream() -> Option<Nats> {
-        Nats::start_with(false, None).await
+        Nats::start_with(false, None, Ipv4Addr::LOCALHOST).await
     }
 
     /// Starts nats-server with JetStream and `config` (nats-server's
     /// configuration syntax) in a configuration file.
     pub async fn start_with_config(config: &str) -> Option<Nats> {
-        Nats::start_with(true, Some(config.to_owned())).await
+        Nats::start_with(true, Some(config.to_owned()), Ipv4Addr::LOCALHOST).await
     }
 
-    async fn start_with(jetstream: bool, config: Option<String>) -> Option<Nats> {
+    async fn start_with(jetstream: bool, config: Option<String>, host: Ipv4Addr) -> Option<Nats> {
         let Some(binary) = find_binary() else {
             let help = "the cluster tests need nats-server (Debian: apt-get install nats-server)";
             assert!(
@@ -84,9 +81,9 @@ impl Nats {
             let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {help} ***\n");
             return None;
         };
-        let port = free_port();
+        let port = free_port(host);
         let mut nats = Nats {
-            host: std::net::Ipv4Addr::LOCALHOST,
+            host,
             port,
             jetstream,
             config,
@@ -224,16 +221,16 @@ impl Nats {
 /// server is down for a restart, and the restart would then fail.
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
 
-/// A port of [`PORTS`] that is free now, starting the search somewhere
+/// A port of [`PORTS`] that is free on `host` now, starting the search somewhere
 /// different for every test so that tests running side by side rarely meet.
-fn free_port() -> u16 {
+fn free_port(host: Ipv4Addr) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let span = PORTS.end - PORTS.start;
     let start = (std::process::id() as u16).wrapping_mul(97) % span;
     (0..span)
         .map(|i| PORTS.start + (start + NEXT.fetch_add(1, Ordering::Relaxed) + i) % span)
-        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .find(|&port| TcpListener::bind((host, port)).is_ok())
         .expect("a free port")
 }
 
@@ -283,7 +280,7 @@ impl Node {
     pub async fn start_with(url: &str, name: &str, flags: &[&str]) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_chatgate"));
         command.args(["--tcp", "127.0.0.1:0"]);
-        Node::spawn(command, url, name, flags, std::net::Ipv4Addr::LOCALHOST).await
+        Node::spawn(command, url, name, flags, Ipv4Addr::LOCALHOST).await
     }
 
     /// A node run inside `netns`, reached at its address there.
@@ -311,7 +308,7 @@ impl Node {
         url: &str,
         name: &str,
         flags: &[&str],
-        reached_at: std::net::Ipv4Addr,
+        reached_at: Ipv4Addr,
     ) -> Node {
         let mut process = command
             .args(["--tls", "off", "--http", "off"])
