@@ -258,7 +258,10 @@ async fn a_restarted_nats_server_costs_no_restart_of_the_nodes() {
     let b = node(&nats, "b", &[]).await;
     let mut alice = tcp_user(&a, "lobby", "alice").await;
     let mut bob = tcp_user(&b, "lobby", "bob").await;
+    let carol = tcp_user(&b, "lobby", "carol").await;
     alice.expect_line("bob has joined").await;
+    alice.expect_line("carol has joined").await;
+    bob.expect_line("carol has joined").await;
 
     nats.stop().await;
     for user in [&mut alice, &mut bob] {
@@ -267,12 +270,25 @@ async fn a_restarted_nats_server_costs_no_restart_of_the_nodes() {
     }
     alice.send_line("only my node hears this").await;
     alice.expect_line("alice: only my node hears this").await;
+    drop(carol);
+    bob.expect_line("carol has left").await;
 
     nats.restart().await;
-    for user in [&mut alice, &mut bob] {
-        user.expect_line_within("*** cluster link restored", LINK_BACK_WITHIN)
-            .await;
+    bob.expect_line_within("*** cluster link restored", LINK_BACK_WITHIN)
+        .await;
+    // Alice hears carol left while the link was down, once, whichever of
+    // node b's repair and node a's own return came first.
+    let mut told = Vec::new();
+    for _ in 0..2 {
+        told.push(
+            alice
+                .next_line_within(LINK_BACK_WITHIN)
+                .await
+                .expect("alice's connection"),
+        );
     }
+    told.sort();
+    assert_eq!(told, ["*** cluster link restored", "carol has left"]);
     alice.send_line("back").await;
     alice.expect_line("alice: back").await;
     bob.expect_line("alice: back").await;

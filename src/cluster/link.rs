@@ -137,6 +137,7 @@ impl Link {
         self.phase.send_replace(Phase::Down);
         self.shared.metrics.link_up.set(0);
         if was_up {
+            self.shared.replica().lost();
             self.hub.notice(&reply::CLUSTER_LINK_LOST);
             told.lost = true;
         }

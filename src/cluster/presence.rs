@@ -61,7 +61,7 @@ use super::link::{Link, Phase};
 use super::shared::Shared;
 use super::subject;
 use super::sweep::{SNAPSHOT_TIMEOUT, snapshot};
-use crate::hub::Hub;
+use crate::hub::{Arrival, Hub};
 use crate::protocol::names::{RoomName, UserName};
 use crate::protocol::reply;
 use crate::relay::NameClaim;
@@ -531,6 +531,9 @@ impl Presence {
             return;
         };
         let mut replica = self.shared.replica();
+        // After a loss, what the bucket says changed meanwhile, as lines
+        // for this node's users (once each: see `replica`).
+        let mut tell: Option<Bytes> = None;
         match entry.operation {
             Operation::Put => {
                 let value = std::str::from_utf8(&entry.value).unwrap_or_default();
@@ -545,11 +548,17 @@ impl Presence {
                 if let Some((node, user)) = parsed {
                     if node != self.shared.node && user.key() == folded {
                         replica.put(room, user, node);
+                        if replica.repairing() && replica.tell_joined(room, user, node) {
+                            tell = Some(reply::joined(user));
+                        }
                     }
                 }
             }
             Operation::Delete | Operation::Purge => {
                 replica.remove(room, folded, None);
+                if let Some(user) = replica.tell_left(room, folded, None, None) {
+                    tell = Some(reply::left(user));
+                }
                 // A marker to sweep, whichever node left it (one that
                 // departs cannot sweep its own).
                 self.shared.deleted.store(true, Ordering::SeqCst);
@@ -573,11 +582,16 @@ impl Presence {
             state.syncing = false;
             replica.finish();
         }
+        drop(replica);
+        if let Some(line) = tell {
+            self.hub.deliver(room, Arrival::Line, line);
+        }
     }
 
     /// Every [`HEARTBEAT_EVERY`]: clear dead nodes, retry what the link
     /// kept from being done.
     async fn tick(&self, state: &mut State) {
+        self.shared.replica().expire(std::time::Instant::now());
         self.shared
             .metrics
             .presence_entries

@@ -13,9 +13,23 @@
 //!
 //! After the link comes back, the watch starts over; [`Replica::begin`]
 //! and [`Replica::finish`] drop whatever the new pass did not confirm.
+//!
+//! # What this node's users were told
+//!
+//! While the link is down, the other nodes' joins and leaves reach nobody
+//! here, and when every node lost it at once (nats-server itself went
+//! away), each repairs on its return with `present` and `gone` lines that a
+//! node still resubscribing misses. So from a loss until [`TOLD_GRACE`]
+//! after the bucket was read again, the replica also keeps what this
+//! node's users were last told, and both the repair lines and the watch's
+//! pass turn a difference into a `has joined` or `has left` line, once:
+//! whichever of the two comes first is shown, the other finds nothing new.
+//! Changes the bucket no longer shows (a marker already swept, a bucket
+//! that nats-server lost) are seen in `/who` but not as lines.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::protocol::names::{Name, RoomName, UserName};
 
@@ -28,6 +42,22 @@ pub(super) struct Replica {
     /// The current pass of the watch; entries seen in an older one are
     /// dropped when the current one is complete.
     pass: u64,
+    /// From a link loss until a little after the bucket was read again.
+    told: Option<Told>,
+}
+
+/// How long after the bucket was read again repair lines are still checked
+/// against what this node's users were told: the other nodes repair as
+/// soon as their own link is back, which on one nats-server is within a
+/// few seconds of this node's.
+pub(super) const TOLD_GRACE: Duration = Duration::from_secs(10);
+
+/// The other nodes' members as this node's users last heard of them.
+#[derive(Debug)]
+struct Told {
+    members: HashMap<(RoomName, Name), (UserName, Arc<str>)>,
+    /// Set once the bucket was read again: when to stop checking.
+    until: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,9 +167,94 @@ impl Replica {
         self.pass += 1;
     }
 
+    /// The link was lost: from now on, remember what this node's users were
+    /// told (if a loss before is still being repaired, that is kept).
+    pub(super) fn lost(&mut self) {
+        if let Some(told) = &mut self.told {
+            told.until = None;
+            return;
+        }
+        let members = self
+            .rooms
+            .iter()
+            .flat_map(|(room, m)| {
+                m.iter()
+                    .map(|(key, e)| ((*room, *key), (e.user, e.node.clone())))
+            })
+            .collect();
+        self.told = Some(Told {
+            members,
+            until: None,
+        });
+    }
+
+    /// Whether this node's users are to be shown that `user` on `node`
+    /// joined `room`: always, unless a loss is being repaired and they
+    /// already know.
+    pub(super) fn tell_joined(&mut self, room: RoomName, user: UserName, node: &str) -> bool {
+        let Some(told) = &mut self.told else {
+            return true;
+        };
+        let known = told
+            .members
+            .get(&(room, user.key()))
+            .is_some_and(|(_, n)| &**n == node);
+        if !known {
+            told.members.insert((room, user.key()), (user, node.into()));
+        }
+        !known
+    }
+
+    /// Whether this node's users are to be shown that the member with
+    /// folded name `user` left `room` (from `node`, if given), and as whom:
+    /// `Some` always when no loss is being repaired (with `fallback`), and
+    /// otherwise only if they knew the member was there.
+    pub(super) fn tell_left(
+        &mut self,
+        room: RoomName,
+        user: Name,
+        node: Option<&str>,
+        fallback: Option<UserName>,
+    ) -> Option<UserName> {
+        let Some(told) = &mut self.told else {
+            return fallback;
+        };
+        let key = (room, user);
+        let matches = told
+            .members
+            .get(&key)
+            .is_some_and(|(_, n)| node.is_none_or(|node| &**n == node));
+        if matches {
+            told.members.remove(&key).map(|(user, _)| user)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a loss is being repaired.
+    pub(super) fn repairing(&self) -> bool {
+        self.told.is_some()
+    }
+
+    /// Stops checking once [`TOLD_GRACE`] has passed since the bucket was
+    /// read again.
+    pub(super) fn expire(&mut self, now: Instant) {
+        if self
+            .told
+            .as_ref()
+            .and_then(|t| t.until)
+            .is_some_and(|until| now >= until)
+        {
+            self.told = None;
+        }
+    }
+
     /// The current pass has seen the whole bucket: whatever it did not
     /// confirm is gone.
     pub(super) fn finish(&mut self) {
+        if let Some(told) = &mut self.told {
+            told.until = Some(Instant::now() + TOLD_GRACE);
+        }
         let pass = self.pass;
         let mut dropped = 0;
         self.rooms.retain(|_, members| {
@@ -185,5 +300,39 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r.nodes().len(), 1);
         assert_eq!(r.members_of("y"), [(n("r"), n("b"))]);
+    }
+
+    #[test]
+    fn after_a_loss_each_change_is_told_once() {
+        let mut r = Replica::default();
+        r.put(n("r"), n("Bob"), "b");
+        r.put(n("r"), n("carol"), "b");
+        assert!(r.tell_joined(n("r"), n("eve"), "b"), "no loss: always told");
+        r.lost();
+        assert!(r.repairing());
+        assert!(
+            !r.tell_joined(n("r"), n("bob"), "b"),
+            "known before the loss"
+        );
+        assert!(r.tell_joined(n("r"), n("dave"), "b"));
+        assert!(!r.tell_joined(n("r"), n("dave"), "b"), "told once");
+        assert_eq!(r.tell_left(n("r"), n("carol"), Some("c"), None), None);
+        assert_eq!(
+            r.tell_left(n("r"), n("carol"), Some("b"), None),
+            Some(n("carol"))
+        );
+        assert_eq!(r.tell_left(n("r"), n("carol"), None, None), None);
+        assert_eq!(r.tell_left(n("r"), n("bob"), None, None), Some(n("Bob")));
+        let now = Instant::now();
+        r.expire(now + TOLD_GRACE * 2);
+        assert!(r.repairing(), "kept until the bucket was read again");
+        r.begin();
+        r.finish();
+        r.expire(Instant::now() + TOLD_GRACE);
+        assert!(!r.repairing());
+        assert_eq!(
+            r.tell_left(n("r"), n("zed"), None, Some(n("zed"))),
+            Some(n("zed"))
+        );
     }
 }

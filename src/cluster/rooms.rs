@@ -679,17 +679,26 @@ impl Rooms {
             }
         };
         let me = self.shared.node.as_str();
-        {
+        let news = {
             let mut replica = self.shared.replica();
             match &kind {
                 Kind::Join { node, user, .. } | Kind::Present { node, user } if node != me => {
                     replica.put(room, *user, node);
+                    replica.tell_joined(room, *user, node)
                 }
                 Kind::Leave { node, user } | Kind::Gone { node, user } if node != me => {
                     replica.remove(room, user.key(), Some(node));
+                    replica
+                        .tell_left(room, user.key(), Some(node), Some(*user))
+                        .is_some()
                 }
-                _ => {}
+                _ => true,
             }
+        };
+        if !news {
+            // After a loss, this node's users were already told (the
+            // watch's pass came first): see `replica`.
+            return;
         }
         self.deliver(room, &kind, message.payload, lines, echoes);
     }

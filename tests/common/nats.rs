@@ -336,6 +336,35 @@ impl Node {
         Node { process, tcp }
     }
 
+    /// Stops the node with SIGSTOP, as a paused VM or a stalled host would.
+    pub fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a frozen node go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    /// Its resident memory in KiB, from `/proc` (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.process.id().expect("a live process");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self
+            .process
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        rustix::process::kill_process(pid.expect("a live process"), signal).expect("signal");
+    }
+
     /// Kills the node with SIGKILL: no goodbye of any kind.
     pub async fn kill(&mut self) {
         self.process.start_kill().expect("SIGKILL the node");
