@@ -104,7 +104,10 @@ async fn a_frozen_nats_server_is_noticed_while_a_node_is_busy_and_chat_goes_on_l
     assert!(frozen.elapsed() <= LINK_WITHIN + MARGIN);
 
     // While it is lost, each node is a server on its own, at once.
+    // Carol, who comes meanwhile, hears it as she joins, so that the
+    // notice she hears later makes sense.
     let mut carol = tcp_user(&a, "lobby", "carol").await;
+    carol.expect_line("*** cluster link lost").await;
     alice.expect_line("carol has joined").await;
     alice.send_line("anyone there?").await;
     alice.expect_line("alice: anyone there?").await;
@@ -295,6 +298,50 @@ async fn a_name_the_cluster_cannot_confirm_gets_cluster_busy_and_is_no_failed_at
     carol.send_line("JOIN lobby carol").await;
     carol.expect_line("carol has joined").await;
     bob.expect_line("carol has joined").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_joins_into_rooms_that_cannot_be_read_holds_up_no_other_room() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut nats = nats_or_skip!(Nats::start_with_config(&permissions(&[])));
+    let url = format!("nats://chatgate:secret@127.0.0.1:{}", nats.port());
+    let a = common::TestServer::start(&["--nats", &url, "--node-name", "a"]).await;
+    let b = common::TestServer::start(&["--nats", &url, "--node-name", "b"]).await;
+    let mut alice = tcp_user(&a, "lobby", "alice").await;
+    let mut bob = tcp_user(&b, "lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+
+    // No room can get a new consumer: each try takes its full timeout.
+    nats.reconfigure(&permissions(&[
+        "$JS.API.CONSUMER.CREATE.CHATGATE_ROOMS",
+        "$JS.API.CONSUMER.CREATE.CHATGATE_ROOMS.>",
+    ]))
+    .await;
+    const JOINERS: usize = 60;
+    let mut joiners = Vec::new();
+    for i in 0..JOINERS {
+        let mut joiner = Conn::tcp(a.addr(chatgate::server::ListenerKind::Tcp)).await;
+        joiner.send_line(&format!("JOIN fresh{i} user{i}")).await;
+        joiners.push(joiner);
+    }
+    // Were rooms read on the task that carries every line, the lobby would
+    // wait behind a minute of timeouts; it does not wait at all.
+    for n in 0..10 {
+        bob.send_line(&format!("ping {n}")).await;
+        alice
+            .expect_line_within(&format!("bob: ping {n}"), Duration::from_secs(1))
+            .await;
+    }
+    // Nothing is lost: each joiner is let in, its room read after all or
+    // its lines kept on this node.
+    nats.reconfigure(&permissions(&[])).await;
+    for (i, joiner) in joiners.iter_mut().enumerate() {
+        joiner.expect_line("Welcome! Use the command:").await;
+        joiner.expect_line("JOIN <ROOMNAME> <USERNAME>").await;
+        joiner
+            .expect_line_within(&format!("user{i} has joined"), Duration::from_secs(20))
+            .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,6 +167,15 @@ impl Link {
         }
     }
 
+    /// Runs `admit`, which lets a joiner in, told whether the users heard
+    /// the link is lost and not yet that it is back. Both notices are sent
+    /// under the same lock, so the joiner hears each exactly once: with the
+    /// members already in, or from `admit`.
+    pub(super) fn admitting(&self, admit: impl FnOnce(bool)) {
+        let told = self.lock();
+        admit(told.lost);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Told> {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
     }

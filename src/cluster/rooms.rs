@@ -646,8 +646,7 @@ impl Rooms {
     /// left and came back) is over, and shown to nobody.
     fn complete_join(&self, room: RoomName, user: UserName, tag: JoinTag) {
         if self.shared.admit(room, user, tag) {
-            self.hub
-                .deliver(room, Arrival::Admit { user }, reply::joined(user));
+            self.admit(room, user, reply::joined(user));
         }
     }
 
@@ -732,11 +731,27 @@ impl Rooms {
     /// This node's join line: it admits its joiner if that join is the one
     /// waiting; otherwise it is only a line.
     fn deliver_own_join(&self, room: RoomName, user: UserName, tag: JoinTag, line: Bytes) {
-        let arrival = if self.shared.admit(room, user, tag) {
-            Arrival::Admit { user }
+        if self.shared.admit(room, user, tag) {
+            self.admit(room, user, line);
         } else {
-            Arrival::Line
-        };
-        self.hub.deliver(room, arrival, line);
+            self.hub.deliver(room, Arrival::Line, line);
+        }
+    }
+
+    /// Lets a joiner in with its join line. One let in while the link is
+    /// lost hears so at once, as the members already there did, so that
+    /// the `*** cluster link restored` it hears later makes sense.
+    fn admit(&self, room: RoomName, user: UserName, line: Bytes) {
+        self.link.admitting(|lost| {
+            self.hub.deliver(room, Arrival::Admit { user }, line);
+            if lost {
+                let to = user.key();
+                self.hub.deliver(
+                    room,
+                    Arrival::Private { from: to, to },
+                    reply::CLUSTER_LINK_LOST,
+                );
+            }
+        });
     }
 }
