@@ -60,7 +60,7 @@ use super::link::{Link, Phase};
 use super::shared::{Outgoing, Shared};
 use super::subject;
 use crate::hub::{Arrival, Hub};
-use crate::protocol::names::{RoomName, UserName};
+use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
 
 /// Lines taken from the queue at a time: enough to amortise the wake-ups
@@ -135,6 +135,23 @@ struct Echoes {
     /// Completed here when the link was lost; dropped if they come back.
     /// Forgotten after [`LINE_KEPT`], when the stream no longer has them.
     skip: HashMap<JoinTag, Instant>,
+    /// This node's leave lines published and not back yet, by room and
+    /// folded user: a join of that user into that room is not completed
+    /// here ahead of them (see [`Rooms::forget_old`]). With how many, and
+    /// when the last was published.
+    leaving: HashMap<(RoomName, Name), (u32, Instant)>,
+}
+
+impl Echoes {
+    /// One of this node's leave lines came back (or never will).
+    fn left(&mut self, room: RoomName, user: Name) {
+        if let Some((n, _)) = self.leaving.get_mut(&(room, user)) {
+            *n -= 1;
+            if *n == 0 {
+                self.leaving.remove(&(room, user));
+            }
+        }
+    }
 }
 
 /// A room this node reads.
@@ -501,13 +518,20 @@ impl Rooms {
         match sent {
             Ok(()) => {
                 self.shared.metrics.published.inc();
-                if let Kind::Join { node, user, tag } = &line.kind {
-                    if *node == self.shared.node {
+                match &line.kind {
+                    Kind::Join { node, user, tag } if *node == self.shared.node => {
                         state
                             .echoes
                             .in_flight
                             .insert(*tag, (room, *user, Instant::now()));
                     }
+                    Kind::Leave { node, user } if *node == self.shared.node => {
+                        let leaving = state.echoes.leaving.entry((room, user.key()));
+                        let (n, at) = leaving.or_insert((0, Instant::now()));
+                        *n += 1;
+                        *at = Instant::now();
+                    }
+                    _ => {}
                 }
             }
             Err(e) => {
@@ -592,6 +616,7 @@ impl Rooms {
     /// delivered here, in order.
     fn go_local(&self, state: &mut State) {
         let now = Instant::now();
+        state.echoes.leaving.clear();
         for (tag, (room, user, _)) in std::mem::take(&mut state.echoes.in_flight) {
             state.echoes.skip.insert(tag, now);
             self.complete_join(room, user, tag);
@@ -623,13 +648,21 @@ impl Rooms {
     /// completes here a join whose line has not come back within
     /// [`JOIN_ECHO_WAIT`] while the link stayed up (the stream dropped it,
     /// or this node was starved): its joiner is not left hearing nothing.
+    /// A join behind its user's own leave of that room waits for the leave
+    /// to come back (or to be dropped from the stream, after [`LINE_KEPT`]),
+    /// so that nobody here is shown the user joining before
+    /// leaving.
     fn forget_old(&self, echoes: &mut Echoes) {
         let now = Instant::now();
         echoes.skip.retain(|_, at| now - *at < LINE_KEPT);
+        echoes.leaving.retain(|_, (_, at)| now - *at < LINE_KEPT);
         let lost: Vec<JoinTag> = echoes
             .in_flight
             .iter()
-            .filter(|(_, (_, _, at))| now - *at >= JOIN_ECHO_WAIT)
+            .filter(|(_, (room, user, at))| {
+                let age = now - *at;
+                age >= JOIN_ECHO_WAIT && !echoes.leaving.contains_key(&(*room, user.key()))
+            })
             .map(|(tag, _)| *tag)
             .collect();
         for tag in lost {
@@ -712,6 +745,10 @@ impl Rooms {
                     self.deliver_own_join(room, *user, *tag, line);
                 }
                 return;
+            }
+            Kind::Leave { node, user } if node == me => {
+                echoes.left(room, user.key());
+                Arrival::Line
             }
             // A repair made by this node: its members saw the change when
             // it happened.
