@@ -13,6 +13,10 @@
 //! Membership is a value, [`Membership`]: dropping it leaves the room, so a
 //! connection that ends for any reason cannot leave a ghost behind.
 //!
+//! A room's message lines are also kept in its [`RoomLog`] for `/history`
+//! (see `history`), under the room's lock, so that history has the room's
+//! order.
+//!
 //! With a [`Relay`] (a cluster of nodes), room lines are handed to the relay
 //! instead of being broadcast here, and come back through [`Hub::deliver`]
 //! (see the `arrival` module); names, `/who` and `/rooms` then also count
@@ -28,6 +32,7 @@ use bytes::Bytes;
 
 pub use arrival::Arrival;
 
+use crate::history::{History, RoomLog};
 use crate::outbox::Outbox;
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
@@ -43,12 +48,16 @@ pub struct Hub {
     closing: AtomicBool,
     /// The cluster this node belongs to, if any.
     relay: Option<Arc<dyn Relay>>,
+    /// What rooms remember, if anything.
+    history: Option<Arc<History>>,
 }
 
 /// One room: its members behind its own lock.
 #[derive(Debug)]
 pub struct Room {
     name: RoomName,
+    /// Its history, and where it goes back to when the room is dropped.
+    log: Option<(Arc<History>, Arc<RoomLog>)>,
     /// Locked for every broadcast, join, leave and member look-up.
     members: Mutex<Members>,
     /// Joined members, readable without the lock for `/rooms`.
@@ -122,10 +131,22 @@ impl Hub {
 
     /// An empty hub whose rooms span a cluster through `relay`.
     pub fn with_relay(relay: Arc<dyn Relay>) -> Arc<Hub> {
+        Hub::with(Some(relay), None)
+    }
+
+    /// An empty hub, in a cluster through `relay` if given, whose rooms
+    /// keep `history` if given.
+    pub fn with(relay: Option<Arc<dyn Relay>>, history: Option<Arc<History>>) -> Arc<Hub> {
         Arc::new(Hub {
-            relay: Some(relay),
+            relay,
+            history: history.filter(|h| h.is_on()),
             ..Hub::default()
         })
+    }
+
+    /// What rooms remember; `None` when history is off.
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
     }
 
     /// Whether rooms span a cluster: a join must then claim its name
@@ -212,8 +233,17 @@ impl Hub {
         }
         write(&self.rooms)
             .entry(name)
-            .or_insert_with(|| Room::new(name))
+            .or_insert_with(|| self.new_room(name))
             .clone()
+    }
+
+    fn new_room(&self, name: RoomName) -> Arc<Room> {
+        Arc::new(Room {
+            name,
+            log: self.history.as_ref().map(|h| (h.clone(), h.open(name))),
+            members: Mutex::default(),
+            joined: AtomicUsize::new(0),
+        })
     }
 
     /// `stale` emptied and was marked removed; make sure the index holds a
@@ -222,9 +252,9 @@ impl Hub {
         let mut rooms = write(&self.rooms);
         let slot = rooms
             .entry(stale.name)
-            .or_insert_with(|| Room::new(stale.name));
+            .or_insert_with(|| self.new_room(stale.name));
         if Arc::ptr_eq(slot, stale) {
-            *slot = Room::new(stale.name);
+            *slot = self.new_room(stale.name);
         }
         slot.clone()
     }
@@ -240,16 +270,31 @@ impl Hub {
 }
 
 impl Room {
-    fn new(name: RoomName) -> Arc<Room> {
-        Arc::new(Room {
-            name,
-            members: Mutex::default(),
-            joined: AtomicUsize::new(0),
-        })
-    }
-
     fn lock(&self) -> MutexGuard<'_, Members> {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a burst of message lines in the room's history; called under
+    /// the room's lock.
+    fn keep(&self, burst: &[u8]) {
+        if let Some((history, log)) = &self.log {
+            history.keep(log, burst);
+        }
+    }
+
+    /// Brings all history under its byte cap; called outside the lock.
+    fn trim_history(&self) {
+        if let Some((history, _)) = &self.log {
+            history.trim();
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        if let Some((history, log)) = &self.log {
+            history.close(self.name, log);
+        }
     }
 }
 
@@ -290,13 +335,17 @@ impl Membership {
     }
 
     /// Turns a reservation into a membership: the room, the user included,
-    /// receives `<user> has joined`.
-    pub fn join(&mut self) {
+    /// receives `<user> has joined`. `first`: the connection comes from no
+    /// other room here (a JOIN, not a `/join`).
+    pub fn join(&mut self, first: bool) {
         if self.joined {
             return;
         }
         let line = reply::joined(self.user);
-        let event = RoomEvent::Joined { user: self.user };
+        let event = RoomEvent::Joined {
+            user: self.user,
+            first,
+        };
         // Published under the room lock, so that this node's lines of the
         // room enter the relay in the order its members sent them.
         let mut members = self.room.lock();
@@ -327,7 +376,15 @@ impl Membership {
         let members = self.room.lock();
         if !self.relay_publish(RoomEvent::Said { lines }, &burst) {
             members.broadcast_lines(&burst, lines);
+            self.room.keep(&burst);
+            drop(members);
+            self.room.trim_history();
         }
+    }
+
+    /// The room's history, if rooms keep one.
+    pub fn history(&self) -> Option<(&History, &RoomLog)> {
+        self.room.log.as_ref().map(|(h, log)| (&**h, &**log))
     }
 
     /// The names in the room, on every node, unsorted.
@@ -458,7 +515,7 @@ mod tests {
     fn join(hub: &Arc<Hub>, room: &str, user: &str) -> (Membership, Arc<Outbox>) {
         let outbox = Arc::new(Outbox::new(0));
         let mut m = hub.reserve(name(room), name(user), &outbox).unwrap();
-        m.join();
+        m.join(true);
         (m, outbox)
     }
 
@@ -511,7 +568,7 @@ mod tests {
         alice.broadcast(reply::said(name("alice"), "hi"));
         assert!(drain(&outbox).is_empty());
         assert_eq!(alice.who(), vec![name("alice")]);
-        moving.join();
+        moving.join(false);
         drain(&a);
         assert_eq!(drain(&outbox), ["bob has joined"]);
     }

@@ -22,6 +22,7 @@
 //! | [`protocol`] | framing, clean-up, names, commands, reply lines, rate limit; pure |
 //! | [`session`] | one user's state machine: welcome, JOIN attempts, commands |
 //! | [`hub`] | rooms and membership; the only shared state |
+//! | [`history`] | what each room remembers for `/history`, bounded in lines, time and bytes |
 //! | [`outbox`] | a connection's bounded outgoing queue |
 //! | [`relay`] | the hook through which a cluster carries the hub's room lines |
 //! | `cluster` | nodes joined through NATS: room subjects, presence, the link (feature `server`) |
@@ -76,6 +77,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod history;
 pub mod hub;
 pub mod outbox;
 pub mod protocol;

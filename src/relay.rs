@@ -49,6 +49,9 @@ pub enum RoomEvent {
     Joined {
         /// Who joined, as written.
         user: UserName,
+        /// Whether this is the connection's first room here (a JOIN, not
+        /// a `/join` from another room).
+        first: bool,
     },
     /// `<user> has left`.
     Left {
@@ -144,7 +147,7 @@ pub(crate) mod testing {
                 let arrival = match event {
                     RoomEvent::Said { lines } => Arrival::Said { lines },
                     RoomEvent::Left { .. } => Arrival::Line,
-                    RoomEvent::Joined { user } => Arrival::Admit { user },
+                    RoomEvent::Joined { user, .. } => Arrival::Admit { user },
                     RoomEvent::Private { from, to } => Arrival::Private {
                         from: from.key(),
                         to,

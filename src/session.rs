@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use crate::hub::{Hub, Membership};
 use crate::outbox::Outbox;
-use crate::protocol::command::{self, Command, Login};
+use crate::protocol::command::{self, Command, HistoryAsk, Login};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::rate::{TokenBucket, Verdict};
 use crate::protocol::reply::{self, reason};
@@ -190,8 +190,9 @@ impl Session {
         };
         match (answer, from) {
             (NameClaim::Granted, from) => {
+                let first = from.is_none();
                 drop(from);
-                self.enter(next);
+                self.enter(next, first);
                 Flow::Continue
             }
             (NameClaim::Taken | NameClaim::Busy, Some(from)) => {
@@ -302,13 +303,14 @@ impl Session {
                     };
                     return Flow::Claim;
                 }
-                self.enter(next);
+                self.enter(next, true);
                 Flow::Continue
             }
             Login::Rooms => self.reply(reply::rooms(self.hub.rooms(), self.answer_budget())),
             Login::Help => self.reply_all(reply::help()),
             Login::Quit => self.close(CloseReason::Quit),
             Login::Usage(syntax) => self.reply(reply::usage(syntax)),
+            Login::InRoomOnly => self.reply(reply::error(reason::JOIN_FIRST)),
             Login::Http if !self.settings.hint_browsers => self.failed_attempt(reason::NOT_JOIN),
             Login::Http => {
                 let hint = match self.settings.page_port {
@@ -377,10 +379,51 @@ impl Session {
             Command::Who => self.reply(reply::who(me.room(), me.who(), self.answer_budget())),
             Command::Rooms => self.reply(reply::rooms(self.hub.rooms(), self.answer_budget())),
             Command::Help => self.reply_all(reply::help()),
+            Command::History(ask) => self.history(ask),
             Command::Quit => self.close(CloseReason::Quit),
             Command::Usage(syntax) => self.reply(reply::usage(syntax)),
             Command::Unknown => self.reply(reply::error(reason::UNKNOWN_COMMAND)),
         }
+    }
+
+    /// `/history`: the room's kept lines the request covers, newest kept
+    /// when they do not all fit the answer budget (the header then says
+    /// some are missing).
+    fn history(&self, ask: HistoryAsk<'_>) -> Flow {
+        let State::Joined(me) = &self.state else {
+            return Flow::Continue;
+        };
+        let Some((history, log)) = me.history() else {
+            return self.reply(reply::error(reason::HISTORY_OFF));
+        };
+        let page = history.read(log, ask);
+        let budget = match self.answer_budget() {
+            0 => usize::MAX,
+            n => n,
+        };
+        let mut room_left =
+            budget.saturating_sub(reply::MAX_HISTORY_HEADER + reply::END_OF_HISTORY.len());
+        let fitting = page
+            .lines
+            .iter()
+            .rev()
+            .take_while(|line| {
+                let size = line.text.len() + reply::HISTORY_LINE_EXTRA;
+                let fits = size <= room_left;
+                room_left = room_left.saturating_sub(size);
+                fits
+            })
+            .count();
+        let shown = &page.lines[page.lines.len() - fitting..];
+        let complete = page.complete && fitting == page.lines.len();
+        let header = reply::history_header(me.room(), shown.len(), complete);
+        let lines = shown.iter().map(|l| reply::history_line(l.at, &l.text));
+        self.outbox.push_all(
+            std::iter::once(header)
+                .chain(lines)
+                .chain([reply::END_OF_HISTORY]),
+        );
+        Flow::Continue
     }
 
     /// `/join`: the new place is reserved first, so a failure changes
@@ -412,14 +455,14 @@ impl Session {
             }
         }
         drop(old);
-        self.enter(next);
+        self.enter(next, false);
         Flow::Continue
     }
 
     /// Joins the reserved room: the room, the user included, sees the user
     /// join.
-    fn enter(&mut self, mut next: Membership) {
-        next.join();
+    fn enter(&mut self, mut next: Membership, first: bool) {
+        next.join(first);
         self.state = State::Joined(next);
     }
 

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::shared::Shared;
-use crate::hub::Hub;
+use crate::hub::{Arrival, Hub};
 use crate::protocol::reply;
 
 /// How far up the link is.
@@ -136,8 +136,12 @@ impl Link {
         let was_up = self.shared.up.swap(false, Ordering::SeqCst);
         self.phase.send_replace(Phase::Down);
         self.shared.metrics.link_up.set(0);
-        if was_up {
+        if was_up || told.lost {
+            // Also a fall while coming back: what users were told is kept
+            // until the link is really up again.
             self.shared.replica().lost();
+        }
+        if was_up {
             self.hub.notice(&reply::CLUSTER_LINK_LOST);
             told.lost = true;
         }
@@ -164,6 +168,12 @@ impl Link {
         info!(node = %self.shared.node, "cluster link up");
         if std::mem::take(&mut told.lost) {
             self.hub.notice(&reply::CLUSTER_LINK_RESTORED);
+        }
+        // What the users missed meanwhile, found in the presence bucket,
+        // after the notice that the link is back.
+        let held = self.shared.replica().up();
+        for (room, line) in held {
+            self.hub.deliver(room, Arrival::Line, line);
         }
     }
 

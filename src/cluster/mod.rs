@@ -102,9 +102,10 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
 /// before it reads on: the line comes back within a round trip while the
 /// link is up, a lost link is noticed (and the join completed here) within
 /// the heartbeat's bound, and a line that never comes is given up by the
-/// rooms task after `JOIN_ECHO_WAIT`; this is a beat of that task longer.
+/// rooms task after `JOIN_ECHO_WAIT` (`JOIN_HOLD` behind its user's own
+/// leave of that room); this is a beat of that task longer.
 const ADMISSION_TIMEOUT: Duration =
-    Duration::from_millis(rooms::JOIN_ECHO_WAIT.as_millis() as u64 + 1000);
+    Duration::from_millis(rooms::JOIN_HOLD.as_millis() as u64 + 1000);
 
 /// How long startup waits for the cluster link before serving anyway (as a
 /// node on its own until the link comes).

@@ -531,8 +531,10 @@ impl Presence {
             return;
         };
         let mut replica = self.shared.replica();
-        // After a loss, what the bucket says changed meanwhile, as lines
-        // for this node's users (once each: see `replica`).
+        // After a loss, until this node reads its rooms again, what the
+        // bucket says changed meanwhile, as lines for this node's users
+        // (once each: see `replica`).
+        let telling = replica.repairing() && (state.syncing || !self.shared.is_up());
         let mut tell: Option<Bytes> = None;
         match entry.operation {
             Operation::Put => {
@@ -548,7 +550,7 @@ impl Presence {
                 if let Some((node, user)) = parsed {
                     if node != self.shared.node && user.key() == folded {
                         replica.put(room, user, node);
-                        if replica.repairing() && replica.tell_joined(room, user, node) {
+                        if telling && replica.tell_joined(room, user, node) {
                             tell = Some(reply::joined(user));
                         }
                     }
@@ -556,8 +558,10 @@ impl Presence {
             }
             Operation::Delete | Operation::Purge => {
                 replica.remove(room, folded, None);
-                if let Some(user) = replica.tell_left(room, folded, None, None) {
-                    tell = Some(reply::left(user));
+                if telling {
+                    if let Some(user) = replica.tell_left(room, folded, None, None) {
+                        tell = Some(reply::left(user));
+                    }
                 }
                 // A marker to sweep, whichever node left it (one that
                 // departs cannot sweep its own).
@@ -582,9 +586,15 @@ impl Presence {
             state.syncing = false;
             replica.finish();
         }
-        drop(replica);
         if let Some(line) = tell {
-            self.hub.deliver(room, Arrival::Line, line);
+            // Checked under the replica's lock, as the link takes the held
+            // lines under it once up: none is left behind.
+            if self.shared.is_up() {
+                drop(replica);
+                self.hub.deliver(room, Arrival::Line, line);
+            } else {
+                replica.hold(room, line);
+            }
         }
     }
 

@@ -20,16 +20,25 @@
 //! here, and when every node lost it at once (nats-server itself went
 //! away), each repairs on its return with `present` and `gone` lines that a
 //! node still resubscribing misses. So from a loss until [`TOLD_GRACE`]
-//! after the bucket was read again, the replica also keeps what this
-//! node's users were last told, and both the repair lines and the watch's
-//! pass turn a difference into a `has joined` or `has left` line, once:
-//! whichever of the two comes first is shown, the other finds nothing new.
-//! Changes the bucket no longer shows (a marker already swept, a bucket
-//! that nats-server lost) are seen in `/who` but not as lines.
+//! after the link is up again, the replica also keeps what this node's
+//! users were last told of the other nodes' members ([`Told`]):
+//!
+//! - until this node reads its rooms again (the link is up), the presence
+//!   watch tells them, from the bucket, of every difference, and those
+//!   lines are held until `*** cluster link restored` has gone out;
+//! - `present` and `gone` lines are shown only if they are news to them;
+//! - join and leave lines that arrive once the link is up are always
+//!   shown, as they happen.
+//!
+//! Each change is so shown once, whichever way it comes first. Changes the
+//! bucket no longer shows (a marker already swept, a bucket that
+//! nats-server lost) are seen in `/who` but not as lines.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::protocol::names::{Name, RoomName, UserName};
 
@@ -46,7 +55,7 @@ pub(super) struct Replica {
     told: Option<Told>,
 }
 
-/// How long after the bucket was read again repair lines are still checked
+/// How long after the link is up again repair lines are still checked
 /// against what this node's users were told: the other nodes repair as
 /// soon as their own link is back, which on one nats-server is within a
 /// few seconds of this node's.
@@ -56,7 +65,9 @@ pub(super) const TOLD_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 struct Told {
     members: HashMap<(RoomName, Name), (UserName, Arc<str>)>,
-    /// Set once the bucket was read again: when to stop checking.
+    /// Lines the watch found to tell, held until the link is up: by room.
+    held: Vec<(RoomName, Bytes)>,
+    /// Set once the link is up again: when to stop checking.
     until: Option<Instant>,
 }
 
@@ -167,7 +178,7 @@ impl Replica {
         self.pass += 1;
     }
 
-    /// The link was lost: from now on, remember what this node's users were
+    /// The link fell: from now on, remember what this node's users were
     /// told (if a loss before is still being repaired, that is kept).
     pub(super) fn lost(&mut self) {
         if let Some(told) = &mut self.told {
@@ -184,13 +195,14 @@ impl Replica {
             .collect();
         self.told = Some(Told {
             members,
+            held: Vec::new(),
             until: None,
         });
     }
 
     /// Whether this node's users are to be shown that `user` on `node`
     /// joined `room`: always, unless a loss is being repaired and they
-    /// already know.
+    /// already know. Either way, from now on they know.
     pub(super) fn tell_joined(&mut self, room: RoomName, user: UserName, node: &str) -> bool {
         let Some(told) = &mut self.told else {
             return true;
@@ -207,8 +219,9 @@ impl Replica {
 
     /// Whether this node's users are to be shown that the member with
     /// folded name `user` left `room` (from `node`, if given), and as whom:
-    /// `Some` always when no loss is being repaired (with `fallback`), and
-    /// otherwise only if they knew the member was there.
+    /// `Some` always when no loss is being repaired (as `fallback`), and
+    /// otherwise only if they knew the member was there. Either way, from
+    /// now on they know it is gone.
     pub(super) fn tell_left(
         &mut self,
         room: RoomName,
@@ -236,8 +249,25 @@ impl Replica {
         self.told.is_some()
     }
 
-    /// Stops checking once [`TOLD_GRACE`] has passed since the bucket was
-    /// read again.
+    /// Holds a line the watch found to tell until the link is up.
+    pub(super) fn hold(&mut self, room: RoomName, line: Bytes) {
+        if let Some(told) = &mut self.told {
+            told.held.push((room, line));
+        }
+    }
+
+    /// The link is up: the held lines, to deliver now; repair lines are
+    /// checked for [`TOLD_GRACE`] more.
+    pub(super) fn up(&mut self) -> Vec<(RoomName, Bytes)> {
+        let Some(told) = &mut self.told else {
+            return Vec::new();
+        };
+        told.until = Some(Instant::now() + TOLD_GRACE);
+        std::mem::take(&mut told.held)
+    }
+
+    /// Stops checking once [`TOLD_GRACE`] has passed since the link was up
+    /// again.
     pub(super) fn expire(&mut self, now: Instant) {
         if self
             .told
@@ -252,9 +282,6 @@ impl Replica {
     /// The current pass has seen the whole bucket: whatever it did not
     /// confirm is gone.
     pub(super) fn finish(&mut self) {
-        if let Some(told) = &mut self.told {
-            told.until = Some(Instant::now() + TOLD_GRACE);
-        }
         let pass = self.pass;
         let mut dropped = 0;
         self.rooms.retain(|_, members| {
@@ -323,11 +350,12 @@ mod tests {
         );
         assert_eq!(r.tell_left(n("r"), n("carol"), None, None), None);
         assert_eq!(r.tell_left(n("r"), n("bob"), None, None), Some(n("Bob")));
+        r.hold(n("r"), Bytes::from_static(b"dave has joined\r\n"));
         let now = Instant::now();
         r.expire(now + TOLD_GRACE * 2);
-        assert!(r.repairing(), "kept until the bucket was read again");
-        r.begin();
-        r.finish();
+        assert!(r.repairing(), "kept until the link is up again");
+        assert_eq!(r.up().len(), 1, "held lines go out once up");
+        assert!(r.up().is_empty());
         r.expire(Instant::now() + TOLD_GRACE);
         assert!(!r.repairing());
         assert_eq!(

@@ -88,6 +88,10 @@ const RETRY: Duration = Duration::from_millis(500);
 /// than this (see `Cluster::admitted`), so it reads on admitted.
 pub(super) const JOIN_ECHO_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest wait for a join line behind its user's own leave of that room
+/// (see [`Rooms::forget_old`]).
+pub(super) const JOIN_HOLD: Duration = Duration::from_secs(10);
+
 /// Longest wait for the stream to be set up; past it, the next retry.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -525,7 +529,9 @@ impl Rooms {
                             .in_flight
                             .insert(*tag, (room, *user, Instant::now()));
                     }
-                    Kind::Leave { node, user } if *node == self.shared.node => {
+                    Kind::Leave { node, user }
+                        if *node == self.shared.node && state.subs.rooms.contains_key(&room) =>
+                    {
                         let leaving = state.echoes.leaving.entry((room, user.key()));
                         let (n, at) = leaving.or_insert((0, Instant::now()));
                         *n += 1;
@@ -649,19 +655,19 @@ impl Rooms {
     /// [`JOIN_ECHO_WAIT`] while the link stayed up (the stream dropped it,
     /// or this node was starved): its joiner is not left hearing nothing.
     /// A join behind its user's own leave of that room waits for the leave
-    /// to come back (or to be dropped from the stream, after [`LINE_KEPT`]),
-    /// so that nobody here is shown the user joining before
+    /// to come back, up to [`JOIN_HOLD`], so that nobody here is shown the user joining before
     /// leaving.
     fn forget_old(&self, echoes: &mut Echoes) {
         let now = Instant::now();
         echoes.skip.retain(|_, at| now - *at < LINE_KEPT);
-        echoes.leaving.retain(|_, (_, at)| now - *at < LINE_KEPT);
+        echoes.leaving.retain(|_, (_, at)| now - *at < JOIN_HOLD);
         let lost: Vec<JoinTag> = echoes
             .in_flight
             .iter()
             .filter(|(_, (room, user, at))| {
                 let age = now - *at;
-                age >= JOIN_ECHO_WAIT && !echoes.leaving.contains_key(&(*room, user.key()))
+                age >= JOIN_HOLD
+                    || (age >= JOIN_ECHO_WAIT && !echoes.leaving.contains_key(&(*room, user.key())))
             })
             .map(|(tag, _)| *tag)
             .collect();
@@ -678,8 +684,8 @@ impl Rooms {
     /// this node's members see the line; a join since replaced (its user
     /// left and came back) is over, and shown to nobody.
     fn complete_join(&self, room: RoomName, user: UserName, tag: JoinTag) {
-        if self.shared.admit(room, user, tag) {
-            self.admit(room, user, reply::joined(user));
+        if let Some(first) = self.shared.admit(room, user, tag) {
+            self.admit(room, user, reply::joined(user), first);
         }
     }
 
@@ -711,25 +717,33 @@ impl Rooms {
             }
         };
         let me = self.shared.node.as_str();
+        if let Kind::Leave { node, user } = &kind {
+            if node == me {
+                echoes.left(room, user.key());
+            }
+        }
+        // Once the link is up, joins and leaves are shown as they happen;
+        // repairs, and anything before, only if news (see `replica`).
+        let live = self.shared.is_up();
         let news = {
             let mut replica = self.shared.replica();
             match &kind {
                 Kind::Join { node, user, .. } | Kind::Present { node, user } if node != me => {
                     replica.put(room, *user, node);
-                    replica.tell_joined(room, *user, node)
+                    let news = replica.tell_joined(room, *user, node);
+                    news || (live && matches!(kind, Kind::Join { .. }))
                 }
                 Kind::Leave { node, user } | Kind::Gone { node, user } if node != me => {
                     replica.remove(room, user.key(), Some(node));
-                    replica
+                    let news = replica
                         .tell_left(room, user.key(), Some(node), Some(*user))
-                        .is_some()
+                        .is_some();
+                    news || (live && matches!(kind, Kind::Leave { .. }))
                 }
                 _ => true,
             }
         };
         if !news {
-            // After a loss, this node's users were already told (the
-            // watch's pass came first): see `replica`.
             return;
         }
         self.deliver(room, &kind, message.payload, lines, echoes);
@@ -745,10 +759,6 @@ impl Rooms {
                     self.deliver_own_join(room, *user, *tag, line);
                 }
                 return;
-            }
-            Kind::Leave { node, user } if node == me => {
-                echoes.left(room, user.key());
-                Arrival::Line
             }
             // A repair made by this node: its members saw the change when
             // it happened.
@@ -768,20 +778,21 @@ impl Rooms {
     /// This node's join line: it admits its joiner if that join is the one
     /// waiting; otherwise it is only a line.
     fn deliver_own_join(&self, room: RoomName, user: UserName, tag: JoinTag, line: Bytes) {
-        if self.shared.admit(room, user, tag) {
-            self.admit(room, user, line);
+        if let Some(first) = self.shared.admit(room, user, tag) {
+            self.admit(room, user, line, first);
         } else {
             self.hub.deliver(room, Arrival::Line, line);
         }
     }
 
-    /// Lets a joiner in with its join line. One let in while the link is
-    /// lost hears so at once, as the members already there did, so that
-    /// the `*** cluster link restored` it hears later makes sense.
-    fn admit(&self, room: RoomName, user: UserName, line: Bytes) {
+    /// Lets a joiner in with its join line. A connection let into its first
+    /// room here while the link is lost hears so at once, as the members
+    /// already there did, so that the `*** cluster link restored` it hears
+    /// later makes sense (one moving in from another room heard it there).
+    fn admit(&self, room: RoomName, user: UserName, line: Bytes, first: bool) {
         self.link.admitting(|lost| {
             self.hub.deliver(room, Arrival::Admit { user }, line);
-            if lost {
+            if lost && first {
                 let to = user.key();
                 self.hub.deliver(
                     room,

@@ -97,6 +97,8 @@ struct Joins {
 #[derive(Debug)]
 struct Waiting {
     tag: JoinTag,
+    /// The connection's first room here (see `RoomEvent::Joined`).
+    first: bool,
     /// Wakes the joiner's connection once it is admitted.
     admitted: Arc<Notify>,
 }
@@ -220,18 +222,18 @@ impl Shared {
     }
 
     /// A join line of this node came back (or is delivered here without
-    /// the stream): true if it is the join waiting for it, which is then
-    /// admitted and its connection woken.
-    pub(super) fn admit(&self, room: RoomName, user: UserName, tag: JoinTag) -> bool {
+    /// the stream): if it is the join waiting for it, that join is
+    /// admitted, its connection woken, and whether it was the connection's
+    /// first room here returned.
+    pub(super) fn admit(&self, room: RoomName, user: UserName, tag: JoinTag) -> Option<bool> {
         let mut joins = self.joins();
         let key = (room, user.key());
         if joins.waiting.get(&key).is_none_or(|w| w.tag != tag) {
-            return false;
+            return None;
         }
-        if let Some(waiting) = joins.waiting.remove(&key) {
-            waiting.admitted.notify_one();
-        }
-        true
+        let waiting = joins.waiting.remove(&key)?;
+        waiting.admitted.notify_one();
+        Some(waiting.first)
     }
 
     /// Queues a line for the rooms task; false once it has stopped.
@@ -254,7 +256,7 @@ impl Relay for Shared {
                 lines = said;
                 Kind::Line
             }
-            RoomEvent::Joined { user } => {
+            RoomEvent::Joined { user, first } => {
                 if !self.is_up() {
                     // Joined while the link is not up (down, or coming back
                     // and past the presence snapshot): the name still has
@@ -265,9 +267,14 @@ impl Relay for Shared {
                 let tag = joins.next_tag;
                 joins.next_tag += 1;
                 let admitted = Arc::new(Notify::new());
-                joins
-                    .waiting
-                    .insert((room, user.key()), Waiting { tag, admitted });
+                joins.waiting.insert(
+                    (room, user.key()),
+                    Waiting {
+                        tag,
+                        first,
+                        admitted,
+                    },
+                );
                 Kind::Join {
                     node: self.node.clone(),
                     user,
@@ -362,7 +369,10 @@ mod tests {
         let line = Bytes::from_static(b"x\r\n");
         assert!(shared.publish(n("r"), RoomEvent::Said { lines: 1 }, &line));
         assert!(!shared.unregistered.load(Ordering::SeqCst));
-        let joined = RoomEvent::Joined { user: n("amy") };
+        let joined = RoomEvent::Joined {
+            user: n("amy"),
+            first: true,
+        };
         assert!(shared.publish(n("r"), joined, &line), "queued in order");
         assert!(shared.unregistered.load(Ordering::SeqCst));
         assert_eq!(rooms.try_recv().unwrap().kind, Kind::Line);
@@ -394,7 +404,14 @@ mod tests {
         let line = Bytes::from_static(b"amy has joined\r\n");
         let tags: Vec<JoinTag> = (0..2)
             .map(|_| {
-                shared.publish(n("r"), RoomEvent::Joined { user: n("amy") }, &line);
+                shared.publish(
+                    n("r"),
+                    RoomEvent::Joined {
+                        user: n("amy"),
+                        first: true,
+                    },
+                    &line,
+                );
                 match rooms.try_recv().unwrap().kind {
                     Kind::Join { tag, .. } => tag,
                     other => panic!("{other:?}"),
@@ -402,8 +419,12 @@ mod tests {
             })
             .collect();
         let admitted = shared.admission(n("r"), n("AMY")).expect("waiting");
-        assert!(!shared.admit(n("r"), n("amy"), tags[0]), "an older join");
-        assert!(shared.admit(n("r"), n("amy"), tags[1]));
+        assert_eq!(
+            shared.admit(n("r"), n("amy"), tags[0]),
+            None,
+            "an older join"
+        );
+        assert_eq!(shared.admit(n("r"), n("amy"), tags[1]), Some(true));
         assert!(shared.admission(n("r"), n("amy")).is_none());
         // The wake-up is kept for a connection that was not waiting yet.
         assert!(admitted.notified().now_or_never().is_some());

@@ -51,7 +51,12 @@ impl Hub {
         let mut members = room.lock();
         match arrival {
             Arrival::Line => members.broadcast(&line),
-            Arrival::Said { lines } => members.broadcast_lines(&line, lines),
+            Arrival::Said { lines } => {
+                members.broadcast_lines(&line, lines);
+                room.keep(&line);
+                drop(members);
+                room.trim_history();
+            }
             Arrival::Admit { user } => {
                 if let Some(joiner) = members.by_key.get_mut(&user.key()) {
                     if joiner.stage == Stage::Waiting {
@@ -136,7 +141,7 @@ mod tests {
     fn joined(hub: &Arc<Hub>, user: &str) -> (crate::hub::Membership, Arc<Outbox>) {
         let outbox = Arc::new(Outbox::new(0));
         let mut m = hub.reserve(name("r"), name(user), &outbox).unwrap();
-        m.join();
+        m.join(true);
         (m, outbox)
     }
 

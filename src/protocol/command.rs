@@ -27,6 +27,8 @@ pub enum Command<'a> {
     Rooms,
     /// `/help`.
     Help,
+    /// `/history [N]` or `/history since <id>`.
+    History(HistoryAsk<'a>),
     /// `/quit`.
     Quit,
     /// A known command with missing or extra arguments; holds its syntax.
@@ -34,6 +36,24 @@ pub enum Command<'a> {
     /// A `/word` that is not a command.
     Unknown,
 }
+
+/// Which lines of a room's history `/history` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryAsk<'a> {
+    /// The last `n`, 1 to [`MAX_HISTORY_ASKED`].
+    Last(usize),
+    /// Those after the line with this id (opaque, as the server gave it).
+    Since(&'a str),
+}
+
+/// Most lines `/history N` may ask for (PROTOCOL.md, History).
+pub const MAX_HISTORY_ASKED: usize = 1000;
+
+/// Lines `/history` asks for when it does not say (PROTOCOL.md, History).
+pub const DEFAULT_HISTORY_ASKED: usize = 20;
+
+/// The syntax of `/history`, as its usage error shows it.
+pub const HISTORY_SYNTAX: &str = "/history [N] | /history since <id>";
 
 /// A line from a user who has not joined yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +73,9 @@ pub enum Login<'a> {
     Quit,
     /// `/rooms`, `/help` or `/quit` with arguments; not a JOIN attempt.
     Usage(&'static str),
+    /// A command that works only in a room (`/history`); not a JOIN
+    /// attempt.
+    InRoomOnly,
     /// An HTTP request line (`GET / HTTP/1.1`): a browser pointed at a chat
     /// port, to be told where the page is.
     Http,
@@ -98,6 +121,8 @@ pub fn parse(line: &str) -> Command<'_> {
         none(Command::Help, "/help")
     } else if is("quit") {
         none(Command::Quit, "/quit")
+    } else if is("history") {
+        parse_history(args)
     } else if is("me") {
         if args.is_empty() {
             Command::Usage("/me <text>")
@@ -119,6 +144,30 @@ pub fn parse(line: &str) -> Command<'_> {
     }
 }
 
+/// The arguments of `/history`: none, a count from 1 to
+/// [`MAX_HISTORY_ASKED`] in decimal digits, or `since` and an id.
+fn parse_history(args: &str) -> Command<'_> {
+    let usage = Command::Usage(HISTORY_SYNTAX);
+    let (first, rest) = token(args);
+    if first.is_empty() {
+        return Command::History(HistoryAsk::Last(DEFAULT_HISTORY_ASKED));
+    }
+    if first.eq_ignore_ascii_case("since") {
+        return match token(rest) {
+            (id, "") if !id.is_empty() => Command::History(HistoryAsk::Since(id)),
+            _ => usage,
+        };
+    }
+    let n = Some(first)
+        .filter(|f| rest.is_empty() && f.len() <= 4 && f.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|f| f.parse::<usize>().ok())
+        .filter(|n| (1..=MAX_HISTORY_ASKED).contains(n));
+    match n {
+        Some(n) => Command::History(HistoryAsk::Last(n)),
+        None => usage,
+    }
+}
+
 /// Parses a clean, non-empty line from a user who has not joined.
 pub fn parse_login(line: &str) -> Login<'_> {
     if line.starts_with('/') {
@@ -127,6 +176,7 @@ pub fn parse_login(line: &str) -> Login<'_> {
             Command::Help => Login::Help,
             Command::Quit => Login::Quit,
             Command::Usage(syntax @ ("/rooms" | "/help" | "/quit")) => Login::Usage(syntax),
+            Command::History(_) | Command::Usage(HISTORY_SYNTAX) => Login::InRoomOnly,
             _ => Login::NotJoin,
         };
     }
@@ -192,6 +242,32 @@ mod tests {
         assert_eq!(parse("/me"), Command::Usage("/me <text>"));
         assert_eq!(parse("/msg bob"), Command::Usage("/msg <user> <text>"));
         assert_eq!(parse("/nope"), Command::Unknown);
+        assert_eq!(
+            parse("/history"),
+            Command::History(HistoryAsk::Last(DEFAULT_HISTORY_ASKED))
+        );
+        assert_eq!(
+            parse("/HISTORY 1000"),
+            Command::History(HistoryAsk::Last(1000))
+        );
+        assert_eq!(parse("/history 007"), Command::History(HistoryAsk::Last(7)));
+        assert_eq!(
+            parse("/history SINCE\t a-b-c"),
+            Command::History(HistoryAsk::Since("a-b-c"))
+        );
+        for bad in [
+            "/history 0",
+            "/history 1001",
+            "/history -1",
+            "/history +5",
+            "/history 5 6",
+            "/history x",
+            "/history since",
+            "/history since a b",
+            "/history 99999999999999999999",
+        ] {
+            assert_eq!(parse(bad), Command::Usage(HISTORY_SYNTAX), "{bad}");
+        }
         assert_eq!(parse("/"), Command::Unknown);
     }
 
@@ -231,6 +307,8 @@ mod tests {
         assert_eq!(parse_login("/rooms"), Login::Rooms);
         assert_eq!(parse_login("/help me"), Login::Usage("/help"));
         assert_eq!(parse_login("/QUIT"), Login::Quit);
+        assert_eq!(parse_login("/history"), Login::InRoomOnly);
+        assert_eq!(parse_login("/history 0"), Login::InRoomOnly);
     }
 
     #[test]

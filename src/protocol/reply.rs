@@ -232,6 +232,8 @@ pub fn help() -> Vec<Bytes> {
         "***   /join <room>         move to another room",
         "***   /msg <user> <text>   send a private message to a user in your room",
         "***   /me <text>           say what you are doing: * you <text>",
+        "***   /history [N]         the last N lines said in your room (default 20, at most 1000)",
+        "***   /history since <id>  the lines after the one with that id (ids come with JSON events)",
         "***   /help                this help",
         "***   /quit                leave and disconnect",
         "*** any other line is sent to your room; start it with // to send a line beginning with /",
@@ -246,6 +248,69 @@ pub fn help() -> Vec<Bytes> {
         ")",
     ])])
     .collect()
+}
+
+/// `*** end of history`, the last line of a `/history` answer.
+pub const END_OF_HISTORY: Bytes = Bytes::from_static(b"*** end of history\r\n");
+
+/// One kept line as `/history` shows it: `[<time>] <room line>`, the time
+/// in UTC to the second (PROTOCOL.md, History).
+pub fn history_line(at: crate::history::Millis, text: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(HISTORY_LINE_EXTRA + text.len());
+    buf.push(b'[');
+    put_utc_seconds(&mut buf, at);
+    buf.extend_from_slice(b"] ");
+    buf.extend_from_slice(text);
+    buf.extend_from_slice(CRLF);
+    Bytes::from(buf)
+}
+
+/// What [`history_line`] adds to a line's text, in bytes.
+pub const HISTORY_LINE_EXTRA: usize = "[2026-11-29T18:44:19Z] ".len() + CRLF.len();
+
+/// `*** history of <room>: <k> lines`, with `, some missing` when lines
+/// the request covers were not kept.
+pub fn history_header(room: Name, lines: usize, complete: bool) -> Bytes {
+    let count = lines.to_string();
+    let noun = if lines == 1 { " line" } else { " lines" };
+    let missing = if complete { "" } else { ", some missing" };
+    line(&[
+        "*** history of ",
+        room.as_str(),
+        ": ",
+        &count,
+        noun,
+        missing,
+    ])
+}
+
+/// Longest [`history_header`], for answer budgets.
+pub const MAX_HISTORY_HEADER: usize =
+    "*** history of : 1000 lines, some missing\r\n".len() + crate::protocol::names::MAX_NAME;
+
+/// Writes `at` (milliseconds since the Unix epoch) as
+/// `2026-11-29T18:44:19Z`: RFC 3339 in UTC, to the second.
+fn put_utc_seconds(buf: &mut Vec<u8>, at: crate::history::Millis) {
+    use std::io::Write;
+    let time = utc(at);
+    let _ = write!(
+        buf,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+}
+
+/// `at`, milliseconds since the Unix epoch, as a UTC date and time; times
+/// past what the calendar holds are shown as its end.
+pub fn utc(at: crate::history::Millis) -> time::OffsetDateTime {
+    let nanos = i128::from(at) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
 }
 
 /// The reasons an `ERROR` line gives, in one place so every transport and
@@ -272,6 +337,10 @@ pub mod reason {
     pub const NO_SUCH_USER: &str = "no such user";
     /// A `/word` that is not a command.
     pub const UNKNOWN_COMMAND: &str = "unknown command";
+    /// `/history` on a server started with `--history 0`.
+    pub const HISTORY_OFF: &str = "history is off";
+    /// A command that works only in a room, before joining.
+    pub const JOIN_FIRST: &str = "join a room first";
     /// More lines than the rate limit allows.
     pub const RATE_LIMITED: &str = "rate limited";
     /// A line over the length limit.
