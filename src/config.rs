@@ -40,6 +40,18 @@ pub const DEFAULT_MAX_QUEUE_BYTES: usize = 256 * 1024;
 /// connections that never join cannot hold slots for long.
 pub const DEFAULT_LOGIN_TIMEOUT: u64 = 30;
 
+/// Message lines each room keeps for `/history` (PROTOCOL.md, History):
+/// enough to show someone who joins what the room is talking about.
+pub const DEFAULT_HISTORY: usize = 100;
+
+/// Seconds a room's history outlives the room: a day, so that a room
+/// everyone left overnight still has its conversation in the morning.
+pub const DEFAULT_HISTORY_TTL: u64 = 86_400;
+
+/// Bytes of line text all rooms' history holds together: 64 MiB, a
+/// fixed ceiling on history's memory however many rooms there are.
+pub const DEFAULT_HISTORY_BYTES: u64 = 64 << 20;
+
 /// Seconds between WebSocket pings. Well under the idle timeouts of common
 /// proxies and load balancers (60 s), so a quiet chat is not cut, and rare
 /// enough to cost nothing.
@@ -155,6 +167,23 @@ pub struct Config {
     #[arg(long, value_name = "S", default_value_t = DEFAULT_LOGIN_TIMEOUT)]
     pub login_timeout: u64,
 
+    /// Message lines each room keeps for /history; 0 turns history off
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY)]
+    pub history: usize,
+
+    /// Seconds a room's history outlives the room; 0: it goes with the room
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_HISTORY_TTL)]
+    pub history_ttl: u64,
+
+    /// Bytes of line text all rooms' history holds together, oldest lines dropped first
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_HISTORY_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub history_bytes: u64,
+
     /// Seconds between pings to each WebSocket peer; one that misses a ping is dropped
     #[arg(long, value_name = "S", default_value_t = DEFAULT_WS_PING_INTERVAL)]
     pub ws_ping_interval: u64,
@@ -224,6 +253,15 @@ impl Config {
     /// Whether any listener needs the certificate.
     pub fn needs_certificate(&self) -> bool {
         self.tls != Listen::Off || self.https != Listen::Off
+    }
+
+    /// What history keeps.
+    pub fn history(&self) -> crate::history::HistorySettings {
+        crate::history::HistorySettings {
+            lines: self.history,
+            ttl: self.history_ttl.saturating_mul(1000),
+            bytes: usize::try_from(self.history_bytes).unwrap_or(usize::MAX),
+        }
     }
 
     /// The login timeout, if on.

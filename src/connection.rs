@@ -39,6 +39,8 @@ use crate::limits::{Permit, REFUSAL_TIMEOUT};
 use crate::metrics::DropReason;
 use crate::outbox::{KEEP_IDLE_CAPACITY, Next, Outbox};
 use crate::protocol::CloseReason;
+use crate::protocol::answer;
+use crate::protocol::json::Format;
 use crate::protocol::reply;
 use crate::relay::NameClaim;
 use crate::session::{Flow, Session, SessionSettings};
@@ -71,8 +73,9 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let kind = transport.kind();
     debug!(%peer, transport = kind, "connected");
     let _gauge = ctx.metrics.connection(kind);
+    let format = transport.format();
     let (mut reader, writer) = transport.split();
-    let outbox = Arc::new(Outbox::new(ctx.max_queue_bytes));
+    let outbox = Arc::new(Outbox::with_format(ctx.max_queue_bytes, format));
     let mut writer = tokio::spawn(write_loop(writer, outbox.clone(), ctx.clone()));
 
     let now = Instant::now();
@@ -252,7 +255,7 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, ctx: Arc<
                         }
                     }
                     reason = poll_fn(|cx| outbox.poll_killed_while_writing(cx)) => {
-                        return last_word(&mut writer, reason).await;
+                        return last_word(&mut writer, reason, outbox.format()).await;
                     }
                 }
                 let busy = outbox.written(bytes);
@@ -271,17 +274,17 @@ async fn write_loop<W: LineWriter>(mut writer: W, outbox: Arc<Outbox>, ctx: Arc<
                 let _ = timeout(CLOSE_TIMEOUT, writer.close(reason)).await;
                 return;
             }
-            Next::Kill(reason) => return last_word(&mut writer, reason).await,
+            Next::Kill(reason) => return last_word(&mut writer, reason, outbox.format()).await,
         }
     }
 }
 
 /// Tells a killed connection why, if its socket still takes it.
-async fn last_word<W: LineWriter>(writer: &mut W, reason: CloseReason) {
+async fn last_word<W: LineWriter>(writer: &mut W, reason: CloseReason, format: Format) {
     let word = async {
         if reason == CloseReason::TooSlow {
             writer
-                .send(&[reply::error(reply::reason::TOO_SLOW)])
+                .send(&[answer::error(format, reply::reason::TOO_SLOW)])
                 .await?;
         }
         writer.close(reason).await
@@ -302,9 +305,10 @@ pub(crate) async fn refuse<T: Transport>(
     let told = timeout(REFUSAL_TIMEOUT, async {
         let transport = transport.await?;
         debug!(peer = %transport.peer_addr(), why, "refused");
+        let format = transport.format();
         let (mut reader, mut writer) = transport.split();
         let goodbye = async {
-            writer.send(&[reply::error(why)]).await?;
+            writer.send(&[answer::error(format, why)]).await?;
             writer.close(CloseReason::Overloaded).await
         };
         if goodbye.await.is_ok() {

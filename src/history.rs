@@ -3,9 +3,11 @@
 //! A room's log keeps the text of its last `--history` message lines
 //! (`<user>: <text>` and `* <user> <text>`, without the line end), each
 //! with the time it was said and an id. The text of all of a log's lines
-//! lives in one ring of bytes and each line costs one `u64` more (its time
-//! and length packed), so a kept line costs its own bytes and little else,
-//! and the bytes counted against `--history-bytes` are the bytes held.
+//! lives in one ring of bytes; each line costs two bytes more (its length)
+//! and each burst of lines said together one [`Run`] (its time and its
+//! place in the order of all bursts), so a kept line costs its own bytes
+//! and little else, and the bytes counted against `--history-bytes` are
+//! the bytes held.
 //! Lines are copied in: keeping the shared buffer a burst was broadcast in
 //! would hold a whole burst, its reference count and a pointer per line for
 //! every line kept, twice a short line's own size.
@@ -77,6 +79,8 @@ pub struct History {
     bytes: AtomicUsize,
     /// The next log's number.
     next_log: AtomicU64,
+    /// The next burst's place in the order of all bursts.
+    next_run: AtomicU64,
     /// Taken by whoever brings all history back under its byte cap, so
     /// that two senders do not both evict.
     evicting: Mutex<()>,
@@ -103,14 +107,39 @@ struct Kept {
     first: u64,
     /// Every kept line's text, oldest first, back to back.
     text: VecDeque<u8>,
-    /// Per kept line, oldest first: when it was said, in the upper 48
-    /// bits, and its length, in the lower 16.
-    lines: VecDeque<u64>,
+    /// Every kept line's length, oldest first.
+    lines: VecDeque<u16>,
+    /// The bursts the kept lines came in, oldest first.
+    runs: VecDeque<Run>,
     /// Rooms that hold this log; when the last lets go, it starts to
     /// expire.
     holders: usize,
     /// When it expires, if no room holds it.
     expires: Option<Millis>,
+}
+
+/// Lines kept together: one burst of one room.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// Its place among all bursts kept, in every room: what "oldest"
+    /// means when all history is over its byte cap.
+    order: u64,
+    /// When the server received it.
+    at: Millis,
+    /// How many of its lines are still kept.
+    lines: u32,
+}
+
+/// When a burst of lines was kept, and the number of its first line in its
+/// log: the lines' ids follow from it ([`History::id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// When the server received the lines.
+    pub at: Millis,
+    /// The log's number.
+    log: u64,
+    /// The first line's number in the log; the others follow.
+    first: u64,
 }
 
 /// One kept line, as `/history` hands it out.
@@ -138,14 +167,6 @@ pub struct Page {
 /// far shorter (a cleaned line of at most `MAX_LINE` bytes with a name).
 const MAX_KEPT_LINE: usize = u16::MAX as usize;
 
-fn pack(at: Millis, len: usize) -> u64 {
-    (at << 16) | len as u64
-}
-
-fn unpack(entry: u64) -> (Millis, usize) {
-    (entry >> 16, (entry & 0xffff) as usize)
-}
-
 impl History {
     /// History with `settings`, telling the time with `clock`; `boot`
     /// must differ from every earlier life of this server (its start time
@@ -161,13 +182,32 @@ impl History {
             index: Mutex::default(),
             bytes: AtomicUsize::new(0),
             next_log: AtomicU64::new(0),
+            next_run: AtomicU64::new(0),
             evicting: Mutex::new(()),
         }
+    }
+
+    /// History turned off, with a clock that always says 0: for a hub
+    /// without a server around it (tests, embedding).
+    pub fn off() -> Self {
+        History::new(
+            HistorySettings {
+                lines: 0,
+                ..HistorySettings::default()
+            },
+            || 0,
+            0,
+        )
     }
 
     /// Whether rooms keep anything (`--history` is not 0).
     pub fn is_on(&self) -> bool {
         self.settings.lines > 0
+    }
+
+    /// The time, by history's clock.
+    pub fn now(&self) -> Millis {
+        (self.clock)()
     }
 
     /// The settings, as given.
@@ -234,6 +274,7 @@ impl History {
                 let freed = kept.text.len();
                 kept.text = VecDeque::new();
                 kept.lines = VecDeque::new();
+                kept.runs = VecDeque::new();
                 drop(kept);
                 self.bytes.fetch_sub(freed, Ordering::Relaxed);
             }
@@ -241,35 +282,56 @@ impl History {
     }
 
     /// Keeps the message lines of `burst` (whole lines, each ending in
-    /// `\r\n`), said now, in `log`. Called under the room's lock, so that
-    /// the log's order is the room's.
-    pub fn keep(&self, log: &RoomLog, burst: &[u8]) {
-        if !self.is_on() {
-            return;
-        }
+    /// `\r\n`), said now, in `log`, and tells when and under which ids.
+    /// Called under the room's lock, so that the log's order is the room's.
+    /// With history off, nothing is kept but the lines still get ids.
+    pub fn keep(&self, log: &RoomLog, burst: &[u8]) -> Stamp {
         let now = (self.clock)();
         let mut kept = log.lock();
         // A clock set back does not reorder a log.
-        let at = kept
-            .lines
-            .back()
-            .map_or(now, |&last| now.max(unpack(last).0));
+        let at = kept.runs.back().map_or(now, |last| now.max(last.at));
+        let stamp = Stamp {
+            at,
+            log: log.number,
+            first: kept.first + kept.lines.len() as u64,
+        };
+        let lines = crate::protocol::reply::texts_of(burst);
+        if !self.is_on() {
+            kept.first += lines.count() as u64;
+            return stamp;
+        }
+        kept.runs.push_back(Run {
+            order: self.next_run.fetch_add(1, Ordering::Relaxed),
+            at,
+            lines: 0,
+        });
         let mut added = 0usize;
         let mut dropped = 0usize;
-        for line in crate::protocol::reply::texts_of(burst) {
-            if line.is_empty() || line.len() > MAX_KEPT_LINE {
-                continue;
+        for line in lines {
+            // Every line is kept, so that ids follow one another; none is
+            // ever this long (a line is at most `MAX_LINE` before clean-up).
+            let line = &line[..line.len().min(MAX_KEPT_LINE)];
+            kept.text.extend(line);
+            kept.lines.push_back(line.len() as u16);
+            if let Some(run) = kept.runs.back_mut() {
+                run.lines += 1;
             }
-            if kept.lines.len() == self.settings.lines {
+            added += line.len();
+            // Dropped after the new line is in, so that the run being
+            // filled always holds a line.
+            if kept.lines.len() > self.settings.lines {
                 dropped += kept.drop_oldest();
             }
-            kept.text.extend(line);
-            kept.lines.push_back(pack(at, line.len()));
-            added += line.len();
         }
         drop(kept);
         self.bytes.fetch_add(added, Ordering::Relaxed);
         self.bytes.fetch_sub(dropped, Ordering::Relaxed);
+        stamp
+    }
+
+    /// The id of the `i`th line of a burst kept with `stamp`.
+    pub fn id(&self, stamp: Stamp, i: usize) -> String {
+        self.format_id(stamp.log, stamp.first + i as u64)
     }
 
     /// Brings all history back under `--history-bytes`, dropping the oldest
@@ -285,7 +347,7 @@ impl History {
         }
         let logs: Vec<Arc<RoomLog>> = self.lock_index().logs.values().cloned().collect();
         // Oldest first across logs: a heap of each log's oldest line.
-        let mut heap: BinaryHeap<std::cmp::Reverse<(Millis, usize)>> = logs
+        let mut heap: BinaryHeap<std::cmp::Reverse<(u64, usize)>> = logs
             .iter()
             .enumerate()
             .filter_map(|(i, log)| Some(std::cmp::Reverse((log.lock().oldest()?, i))))
@@ -322,22 +384,29 @@ impl History {
         };
         let from = from.max(kept.first);
         let skip = (from - kept.first) as usize;
-        let mut offset: usize = kept.lines.iter().take(skip).map(|&e| unpack(e).1).sum();
+        let mut offset: usize = kept.lines.iter().take(skip).map(|&l| usize::from(l)).sum();
         let mut lines = Vec::with_capacity(kept.lines.len() - skip);
-        for (i, &entry) in kept.lines.iter().enumerate().skip(skip) {
-            let (at, len) = unpack(entry);
+        // Each line's time is its run's.
+        let mut times = kept
+            .runs
+            .iter()
+            .flat_map(|run| std::iter::repeat_n(run.at, run.lines as usize))
+            .skip(skip);
+        for (i, &len) in kept.lines.iter().enumerate().skip(skip) {
+            let len = usize::from(len);
+            let at = times.next().unwrap_or_default();
             let text: Vec<u8> = kept.text.range(offset..offset + len).copied().collect();
             offset += len;
             lines.push(Line {
                 at,
-                id: self.id(log.number, kept.first + i as u64),
+                id: self.format_id(log.number, kept.first + i as u64),
                 text,
             });
         }
         Page { lines, complete }
     }
 
-    fn id(&self, log: u64, seq: u64) -> String {
+    fn format_id(&self, log: u64, seq: u64) -> String {
         format!("{:x}-{log:x}-{seq:x}", self.boot)
     }
 
@@ -368,12 +437,18 @@ impl RoomLog {
 impl Kept {
     /// Drops the oldest line; returns its length (0 if there was none).
     fn drop_oldest(&mut self) -> usize {
-        let Some(entry) = self.lines.pop_front() else {
+        let Some(len) = self.lines.pop_front() else {
             return 0;
         };
-        let len = unpack(entry).1;
+        let len = usize::from(len);
         self.text.drain(..len);
         self.first += 1;
+        if let Some(run) = self.runs.front_mut() {
+            run.lines -= 1;
+            if run.lines == 0 {
+                self.runs.pop_front();
+            }
+        }
         if self.lines.is_empty() {
             // Give the memory back, not only the bytes.
             self.text = VecDeque::new();
@@ -382,9 +457,12 @@ impl Kept {
         len
     }
 
-    /// When the oldest line was said.
-    fn oldest(&self) -> Option<Millis> {
-        self.lines.front().map(|&e| unpack(e).0)
+    /// The place of the oldest kept line's burst among all bursts.
+    fn oldest(&self) -> Option<u64> {
+        self.runs
+            .iter()
+            .find(|run| run.lines > 0)
+            .map(|run| run.order)
     }
 }
 
@@ -471,6 +549,28 @@ mod tests {
         assert_eq!(h.bytes(), 16);
         assert_eq!(texts(&h.read(&a, Ask::Last(9))), ["a: 2"]);
         assert_eq!(texts(&h.read(&b, Ask::Last(9))), ["b: 1", "b: 2", "b: 3"]);
+    }
+
+    #[test]
+    fn one_line_per_room_and_ties_in_time_keep_the_order_said() {
+        let h = history(1, 0, 7);
+        let (a, b) = (h.open(room("a")), h.open(room("b")));
+        h.keep(&a, b"a: 1\r\na: 2\r\n");
+        assert_eq!(texts(&h.read(&a, Ask::Last(5))), ["a: 2"]);
+        // Same millisecond: the order said decides which is older.
+        h.keep(&b, b"b: 1\r\n");
+        h.keep(&a, b"a: 3\r\n");
+        h.trim();
+        assert_eq!(h.bytes(), 4);
+        assert!(h.read(&b, Ask::Last(5)).lines.is_empty());
+        assert_eq!(texts(&h.read(&a, Ask::Last(5))), ["a: 3"]);
+        let ids: Vec<String> = h
+            .read(&a, Ask::Last(5))
+            .lines
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(ids, ["7-0-2"]);
     }
 
     #[test]

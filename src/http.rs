@@ -24,6 +24,7 @@ use tracing::debug;
 
 use crate::connection;
 use crate::context::Shared;
+use crate::protocol::json::{self, Format};
 use crate::transport::ws::Ws;
 use crate::web;
 
@@ -137,6 +138,13 @@ fn upgrade(
         return web::plain(StatusCode::FORBIDDEN, format!("{refused}\n"));
     }
     let accept = derive_accept_key(key.as_bytes());
+    // RFC 6455, 4.2.2: the server picks one of the subprotocols the client
+    // offers, or none; ours is the JSON events.
+    let format = if offers(headers, json::SUBPROTOCOL) {
+        Format::Json
+    } else {
+        Format::Lines
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
@@ -149,6 +157,7 @@ fn upgrade(
             peer,
             secure,
             task_shared.ws_ping_interval,
+            format,
         )
         .await;
         match task_shared.limiter.acquire(peer.ip()) {
@@ -161,13 +170,28 @@ fn upgrade(
             }
         }
     });
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "Upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if format == Format::Json {
+        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, json::SUBPROTOCOL);
+    }
+    response
         .body(Full::new(Bytes::new()))
         .unwrap_or_else(|_| web::plain(StatusCode::INTERNAL_SERVER_ERROR, "error\n"))
+}
+
+/// Whether the client offers the subprotocol `name` (RFC 6455, 4.1: a
+/// comma-separated list in `Sec-WebSocket-Protocol`, compared exactly).
+fn offers(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == name)
 }
 
 /// Whether a comma-separated header holds `token`, in any case.

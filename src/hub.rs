@@ -17,6 +17,10 @@
 //! (see `history`), under the room's lock, so that history has the room's
 //! order.
 //!
+//! Members get lines or JSON events, as their [`Outbox`] says. A broadcast
+//! encodes each form at most once, the JSON one only if a member wants it,
+//! and every member of a form shares that one buffer.
+//!
 //! With a [`Relay`] (a cluster of nodes), room lines are handed to the relay
 //! instead of being broadcast here, and come back through [`Hub::deliver`]
 //! (see the `arrival` module); names, `/who` and `/rooms` then also count
@@ -32,14 +36,15 @@ use bytes::Bytes;
 
 pub use arrival::Arrival;
 
-use crate::history::{History, RoomLog};
+use crate::history::{History, Millis, RoomLog, Stamp};
 use crate::outbox::Outbox;
+use crate::protocol::json::{self, Event, Format, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
 use crate::relay::{Relay, RoomEvent};
 
 /// All rooms.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     /// Room index. Write-locked only to add or remove a room.
     rooms: RwLock<HashMap<RoomName, Arc<Room>>>,
@@ -48,8 +53,8 @@ pub struct Hub {
     closing: AtomicBool,
     /// The cluster this node belongs to, if any.
     relay: Option<Arc<dyn Relay>>,
-    /// What rooms remember, if anything.
-    history: Option<Arc<History>>,
+    /// What rooms remember, and the clock events are stamped by.
+    history: Arc<History>,
 }
 
 /// One room: its members behind its own lock.
@@ -57,7 +62,7 @@ pub struct Hub {
 pub struct Room {
     name: RoomName,
     /// Its history, and where it goes back to when the room is dropped.
-    log: Option<(Arc<History>, Arc<RoomLog>)>,
+    log: (Arc<History>, Arc<RoomLog>),
     /// Locked for every broadcast, join, leave and member look-up.
     members: Mutex<Members>,
     /// Joined members, readable without the lock for `/rooms`.
@@ -123,30 +128,50 @@ pub struct NameTaken;
 #[error("no such user")]
 pub struct NoSuchUser;
 
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            rooms: RwLock::default(),
+            closing: AtomicBool::new(false),
+            relay: None,
+            history: Arc::new(History::off()),
+        }
+    }
+}
+
 impl Hub {
-    /// An empty hub.
+    /// An empty hub, without history and with a clock at 0: for tests and
+    /// embedding.
     pub fn new() -> Arc<Hub> {
         Arc::default()
     }
 
     /// An empty hub whose rooms span a cluster through `relay`.
     pub fn with_relay(relay: Arc<dyn Relay>) -> Arc<Hub> {
-        Hub::with(Some(relay), None)
-    }
-
-    /// An empty hub, in a cluster through `relay` if given, whose rooms
-    /// keep `history` if given.
-    pub fn with(relay: Option<Arc<dyn Relay>>, history: Option<Arc<History>>) -> Arc<Hub> {
         Arc::new(Hub {
-            relay,
-            history: history.filter(|h| h.is_on()),
+            relay: Some(relay),
             ..Hub::default()
         })
     }
 
-    /// What rooms remember; `None` when history is off.
-    pub fn history(&self) -> Option<&Arc<History>> {
-        self.history.as_ref()
+    /// An empty hub, in a cluster through `relay` if given, whose rooms
+    /// keep `history` (which also tells the time events are stamped with).
+    pub fn with(relay: Option<Arc<dyn Relay>>, history: Arc<History>) -> Arc<Hub> {
+        Arc::new(Hub {
+            relay,
+            history,
+            ..Hub::default()
+        })
+    }
+
+    /// What rooms remember.
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// The time, by the clock history keeps.
+    pub fn now(&self) -> Millis {
+        self.history.now()
     }
 
     /// Whether rooms span a cluster: a join must then claim its name
@@ -240,7 +265,7 @@ impl Hub {
     fn new_room(&self, name: RoomName) -> Arc<Room> {
         Arc::new(Room {
             name,
-            log: self.history.as_ref().map(|h| (h.clone(), h.open(name))),
+            log: (self.history.clone(), self.history.open(name)),
             members: Mutex::default(),
             joined: AtomicUsize::new(0),
         })
@@ -274,42 +299,114 @@ impl Room {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps a burst of message lines in the room's history; called under
-    /// the room's lock.
-    fn keep(&self, burst: &[u8]) {
-        if let Some((history, log)) = &self.log {
-            history.keep(log, burst);
-        }
+    /// Keeps a burst of message lines in the room's history, with their
+    /// time and ids; called under the room's lock.
+    fn keep(&self, burst: &[u8]) -> Stamp {
+        self.log.0.keep(&self.log.1, burst)
     }
 
     /// Brings all history under its byte cap; called outside the lock.
     fn trim_history(&self) {
-        if let Some((history, _)) = &self.log {
-            history.trim();
+        self.log.0.trim();
+    }
+
+    /// A burst of message lines as `say` and `me` events, with the time
+    /// and ids `stamp` gave them.
+    fn said_json(&self, burst: &[u8], stamp: Stamp) -> Bytes {
+        let history = &self.log.0;
+        let mut buf = Vec::with_capacity(burst.len() * 2);
+        for (i, line) in reply::texts_of(burst).enumerate() {
+            match json::split_said(line) {
+                Some((kind, user, text)) => json::Said {
+                    kind,
+                    room: self.name.as_str(),
+                    user,
+                    text,
+                    time: Time(stamp.at),
+                    id: history.id(stamp, i),
+                }
+                .put(&mut buf),
+                // Not a message line: cannot come from this server, but a
+                // member still gets one event per line.
+                None => Event::Info {
+                    text: &String::from_utf8_lossy(line),
+                }
+                .put(&mut buf),
+            }
+        }
+        Bytes::from(buf)
+    }
+
+    /// `<user> has joined` (or left), as a JSON event of now.
+    fn membership_json(&self, user: UserName, joined: bool, at: Millis) -> Bytes {
+        let (room, user, time) = (self.name.as_str(), user.as_str(), Time(at));
+        if joined {
+            Event::Join { room, user, time }.encode()
+        } else {
+            Event::Leave { room, user, time }.encode()
         }
     }
 }
 
 impl Drop for Room {
     fn drop(&mut self) {
-        if let Some((history, log)) = &self.log {
-            history.close(self.name, log);
-        }
+        self.log.0.close(self.name, &self.log.1);
     }
 }
 
 impl Members {
-    /// Pushes one shared line to every joined member. A member whose outbox
-    /// overflows is killed by the push; its session then leaves the room.
-    fn broadcast(&self, line: &Bytes) {
-        self.broadcast_lines(line, 1);
+    /// Pushes one shared line to every joined member, or to those that get
+    /// JSON, its event from `json` (called at most once, and only if one
+    /// does). A member whose outbox overflows is killed by the push; its
+    /// session then leaves the room.
+    fn broadcast(&self, line: &Bytes, json: impl FnOnce() -> Bytes) {
+        self.broadcast_lines(line, 1, json);
     }
 
-    /// The same for a buffer of `lines` whole lines.
-    fn broadcast_lines(&self, chunk: &Bytes, lines: usize) {
+    /// The same for a buffer of `lines` whole lines (and as many events).
+    fn broadcast_lines(&self, chunk: &Bytes, lines: usize, json: impl FnOnce() -> Bytes) {
+        let mut json = Encoded::Later(json);
         for member in self.by_key.values().filter(|m| m.stage.receives()) {
-            member.outbox.push_lines(chunk.clone(), lines);
+            let buffer = match member.outbox.format() {
+                Format::Lines => chunk.clone(),
+                Format::Json => json.get(),
+            };
+            member.outbox.push_lines(buffer, lines);
         }
+    }
+
+    /// Sends `line`, or its event from `json`, to the member whose
+    /// look-alike key is `key`, if it receives.
+    fn send_to(&self, key: &Name, line: &Bytes, json: impl FnOnce(UserName) -> Bytes) -> bool {
+        let Some(member) = self.by_key.get(key).filter(|m| m.stage.receives()) else {
+            return false;
+        };
+        let buffer = match member.outbox.format() {
+            Format::Lines => line.clone(),
+            Format::Json => json(member.name),
+        };
+        member.outbox.push(buffer);
+        true
+    }
+}
+
+/// A form of a broadcast, encoded the first time a member wants it.
+enum Encoded<F> {
+    Later(F),
+    Done(Bytes),
+}
+
+impl<F: FnOnce() -> Bytes> Encoded<F> {
+    fn get(&mut self) -> Bytes {
+        if let Encoded::Done(bytes) = self {
+            return bytes.clone();
+        }
+        let Encoded::Later(encode) = std::mem::replace(self, Encoded::Done(Bytes::new())) else {
+            return Bytes::new();
+        };
+        let bytes = encode();
+        *self = Encoded::Done(bytes.clone());
+        bytes
     }
 }
 
@@ -360,7 +457,8 @@ impl Membership {
         self.joined = true;
         self.room.joined.fetch_add(1, Ordering::Relaxed);
         if !relayed {
-            members.broadcast(&line);
+            let at = self.hub.now();
+            members.broadcast(&line, || self.room.membership_json(self.user, true, at));
         }
     }
 
@@ -375,16 +473,16 @@ impl Membership {
     pub fn broadcast_lines(&self, burst: Bytes, lines: usize) {
         let members = self.room.lock();
         if !self.relay_publish(RoomEvent::Said { lines }, &burst) {
-            members.broadcast_lines(&burst, lines);
-            self.room.keep(&burst);
+            let stamp = self.room.keep(&burst);
+            members.broadcast_lines(&burst, lines, || self.room.said_json(&burst, stamp));
             drop(members);
             self.room.trim_history();
         }
     }
 
-    /// The room's history, if rooms keep one.
-    pub fn history(&self) -> Option<(&History, &RoomLog)> {
-        self.room.log.as_ref().map(|(h, log)| (&**h, &**log))
+    /// The room's history.
+    pub fn history(&self) -> (&History, &RoomLog) {
+        (&self.room.log.0, &self.room.log.1)
     }
 
     /// The names in the room, on every node, unsorted.
@@ -405,10 +503,12 @@ impl Membership {
         names
     }
 
-    /// Sends `line` to the member called `to` (or a look-alike), on whatever
-    /// node, and echoes it to the sender, once if they are the same.
-    pub fn send_private(&self, to: &str, line: Bytes) -> Result<(), NoSuchUser> {
+    /// Sends `text` privately to the member called `to` (or a look-alike),
+    /// on whatever node, and echoes it to the sender, once if they are the
+    /// same.
+    pub fn send_private(&self, to: &str, text: &str) -> Result<(), NoSuchUser> {
         let target = Name::parse(to).ok_or(NoSuchUser)?.key();
+        let line = reply::private(self.user, text);
         let remote = self.remote_members().iter().any(|u| u.key() == target);
         let members = self.room.lock();
         let local = members.by_key.get(&target).filter(|m| m.stage.is_in());
@@ -422,12 +522,20 @@ impl Membership {
         if self.relay_publish(event, &line) {
             return Ok(());
         }
-        let them = local.ok_or(NoSuchUser)?;
-        them.outbox.push(line.clone());
-        if target != self.user.key() {
-            if let Some(me) = members.by_key.get(&self.user.key()) {
-                me.outbox.push(line);
+        let them = local.ok_or(NoSuchUser)?.name;
+        let at = self.hub.now();
+        let json = |_| {
+            Event::Private {
+                from: self.user.as_str(),
+                to: them.as_str(),
+                text,
+                time: Time(at),
             }
+            .encode()
+        };
+        members.send_to(&target, &line, json);
+        if target != self.user.key() {
+            members.send_to(&self.user.key(), &line, json);
         }
         Ok(())
     }
@@ -459,7 +567,8 @@ impl Drop for Membership {
             // must see this node's users go.
             let relayed = self.relay_publish(RoomEvent::Left { user: self.user }, &line);
             if !relayed && !self.hub.closing.load(Ordering::Relaxed) {
-                members.broadcast(&line);
+                let at = self.hub.now();
+                members.broadcast(&line, || self.room.membership_json(self.user, false, at));
             }
         }
         let empty = members.by_key.is_empty();
@@ -580,16 +689,12 @@ mod tests {
         let (_bob, b) = join(&hub, "r", "bob");
         drain(&a);
         drain(&b);
-        alice
-            .send_private("BOB", reply::private(name("alice"), "x"))
-            .unwrap();
+        alice.send_private("BOB", "x").unwrap();
         assert_eq!(drain(&a), ["alice (private): x"]);
         assert_eq!(drain(&b), ["alice (private): x"]);
-        alice
-            .send_private("alice", reply::private(name("alice"), "y"))
-            .unwrap();
+        alice.send_private("alice", "y").unwrap();
         assert_eq!(drain(&a), ["alice (private): y"]);
-        assert_eq!(alice.send_private("carol", Bytes::new()), Err(NoSuchUser));
+        assert_eq!(alice.send_private("carol", "z"), Err(NoSuchUser));
     }
 
     #[test]

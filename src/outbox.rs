@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 
 use crate::protocol::CloseReason;
+use crate::protocol::json::Format;
 
 /// Line slots (32 bytes each) an idle queue keeps. While a connection is
 /// busy its two vectors (the queue and the writer's batch) keep whatever
@@ -36,6 +37,9 @@ const PRESSURE_SHARE: usize = 4;
 pub struct Outbox {
     /// Most bytes queued or being written; 0 means no limit.
     limit: usize,
+    /// Whether this connection gets lines or JSON events: whoever queues
+    /// here encodes for it.
+    format: Format,
     /// Everything else; locked for a push or a swap only.
     inner: Mutex<Inner>,
 }
@@ -83,12 +87,24 @@ pub enum Next {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `limit` bytes (0: unbounded).
+    /// An empty outbox holding at most `limit` bytes (0: unbounded), for a
+    /// connection that gets lines.
     pub fn new(limit: usize) -> Self {
+        Outbox::with_format(limit, Format::Lines)
+    }
+
+    /// The same, for a connection that gets `format`.
+    pub fn with_format(limit: usize, format: Format) -> Self {
         Outbox {
             limit,
+            format,
             inner: Mutex::default(),
         }
+    }
+
+    /// What this connection gets: lines or JSON events.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -146,7 +146,7 @@ pub(crate) mod testing {
             for (room, event, line) in sent {
                 let arrival = match event {
                     RoomEvent::Said { lines } => Arrival::Said { lines },
-                    RoomEvent::Left { .. } => Arrival::Line,
+                    RoomEvent::Left { user } => Arrival::Left { user },
                     RoomEvent::Joined { user, .. } => Arrival::Admit { user },
                     RoomEvent::Private { from, to } => Arrival::Private {
                         from: from.key(),

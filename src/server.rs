@@ -32,6 +32,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, Listen};
 use crate::connection;
 use crate::context::{self, Listeners, Shared};
+use crate::history::{History, Millis};
 use crate::http;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, LimitError, MAX_CLOSING, MAX_REFUSALS, REFUSAL_TIMEOUT};
@@ -166,12 +167,18 @@ impl Server {
             http: addr_of(ListenerKind::Http),
         };
         let metrics = Metrics::new(!config.nats.is_empty());
+        let history = Arc::new(History::new(config.history(), wall_clock, boot()));
         let cluster = match metrics.cluster() {
-            Some(cluster_metrics) => Some(Cluster::start(&config, cluster_metrics.clone()).await?),
+            Some(cluster_metrics) => {
+                Some(Cluster::start(&config, cluster_metrics.clone(), history.clone()).await?)
+            }
             None => None,
         };
         let conn = Arc::new(context::Connection {
-            hub: cluster.as_ref().map_or_else(Hub::new, Cluster::hub),
+            hub: match &cluster {
+                Some(cluster) => cluster.hub(),
+                None => Hub::with(None, history),
+            },
             cluster,
             shutdown: CancellationToken::new(),
             metrics,
@@ -526,4 +533,20 @@ fn is_per_connection(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
     )
+}
+
+/// The wall clock history keeps lines by: milliseconds since the Unix
+/// epoch (0 for a clock set before 1970).
+fn wall_clock() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Tells this server's life from its earlier ones in history ids: the
+/// start time in nanoseconds.
+fn boot() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

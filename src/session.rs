@@ -28,7 +28,9 @@ use std::time::Instant;
 
 use crate::hub::{Hub, Membership};
 use crate::outbox::Outbox;
+use crate::protocol::answer;
 use crate::protocol::command::{self, Command, HistoryAsk, Login};
+use crate::protocol::json::{Format, NoticeCode};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::rate::{TokenBucket, Verdict};
 use crate::protocol::reply::{self, reason};
@@ -117,7 +119,7 @@ impl Session {
         settings: SessionSettings,
         now: Instant,
     ) -> Self {
-        outbox.push_all([reply::WELCOME, reply::WELCOME_USAGE]);
+        outbox.push_all(answer::welcome(outbox.format()));
         Session {
             hub,
             outbox,
@@ -201,7 +203,7 @@ impl Session {
                     NameClaim::Busy => reason::CLUSTER_BUSY,
                     _ => reason::NAME_TAKEN,
                 };
-                self.reply(reply::error(why))
+                self.reply(self.error(why))
             }
             (NameClaim::Taken, None) => {
                 self.state = State::Login { failed };
@@ -209,7 +211,7 @@ impl Session {
             }
             (NameClaim::Busy, None) => {
                 self.state = State::Login { failed };
-                self.reply(reply::error(reason::CLUSTER_BUSY))
+                self.reply(self.error(reason::CLUSTER_BUSY))
             }
         }
     }
@@ -225,7 +227,7 @@ impl Session {
                 Verdict::Allow => {}
                 Verdict::DropAndWarn => {
                     self.flush();
-                    self.reply(reply::error(reason::RATE_LIMITED));
+                    self.reply(self.error(reason::RATE_LIMITED));
                     return Flow::RateLimited;
                 }
                 Verdict::Drop => return Flow::RateLimited,
@@ -266,7 +268,8 @@ impl Session {
     /// The server is stopping.
     pub fn shutdown(&mut self) -> Flow {
         self.flush();
-        self.outbox.push(reply::SHUTTING_DOWN);
+        self.outbox
+            .push(answer::notice(self.format(), NoticeCode::Shutdown));
         self.close(CloseReason::Shutdown)
     }
 
@@ -306,11 +309,15 @@ impl Session {
                 self.enter(next, true);
                 Flow::Continue
             }
-            Login::Rooms => self.reply(reply::rooms(self.hub.rooms(), self.answer_budget())),
-            Login::Help => self.reply_all(reply::help()),
+            Login::Rooms => self.reply(answer::rooms(
+                self.format(),
+                self.hub.rooms(),
+                self.answer_budget(),
+            )),
+            Login::Help => self.reply_all(answer::help(self.format())),
             Login::Quit => self.close(CloseReason::Quit),
-            Login::Usage(syntax) => self.reply(reply::usage(syntax)),
-            Login::InRoomOnly => self.reply(reply::error(reason::JOIN_FIRST)),
+            Login::Usage(syntax) => self.reply(answer::usage(self.format(), syntax)),
+            Login::InRoomOnly => self.reply(self.error(reason::JOIN_FIRST)),
             Login::Http if !self.settings.hint_browsers => self.failed_attempt(reason::NOT_JOIN),
             Login::Http => {
                 let hint = match self.settings.page_port {
@@ -334,7 +341,7 @@ impl Session {
         if *failed >= MAX_JOIN_ATTEMPTS {
             return self.end_with_error(why, CloseReason::TooManyAttempts);
         }
-        self.reply(reply::error(why))
+        self.reply(self.error(why))
     }
 
     fn command(&mut self, text: &str) -> Flow {
@@ -347,7 +354,7 @@ impl Session {
             Command::Me(text) => self.gather(|burst| reply::put_me(burst, user, text)),
             other => {
                 self.flush();
-                self.act(user, other)
+                self.act(other)
             }
         }
     }
@@ -363,26 +370,35 @@ impl Session {
     }
 
     /// Carries out a command other than saying something.
-    fn act(&mut self, user: UserName, command: Command<'_>) -> Flow {
+    fn act(&mut self, command: Command<'_>) -> Flow {
         let State::Joined(me) = &self.state else {
             return Flow::Continue;
         };
         match command {
             Command::Say(_) | Command::Me(_) => Flow::Continue,
             Command::Msg { to, text } => {
-                if me.send_private(to, reply::private(user, text)).is_err() {
-                    return self.reply(reply::error(reason::NO_SUCH_USER));
+                if me.send_private(to, text).is_err() {
+                    return self.reply(self.error(reason::NO_SUCH_USER));
                 }
                 Flow::Continue
             }
             Command::Join(room) => self.switch_room(room),
-            Command::Who => self.reply(reply::who(me.room(), me.who(), self.answer_budget())),
-            Command::Rooms => self.reply(reply::rooms(self.hub.rooms(), self.answer_budget())),
-            Command::Help => self.reply_all(reply::help()),
+            Command::Who => self.reply(answer::who(
+                self.format(),
+                me.room(),
+                me.who(),
+                self.answer_budget(),
+            )),
+            Command::Rooms => self.reply(answer::rooms(
+                self.format(),
+                self.hub.rooms(),
+                self.answer_budget(),
+            )),
+            Command::Help => self.reply_all(answer::help(self.format())),
             Command::History(ask) => self.history(ask),
             Command::Quit => self.close(CloseReason::Quit),
-            Command::Usage(syntax) => self.reply(reply::usage(syntax)),
-            Command::Unknown => self.reply(reply::error(reason::UNKNOWN_COMMAND)),
+            Command::Usage(syntax) => self.reply(answer::usage(self.format(), syntax)),
+            Command::Unknown => self.reply(self.error(reason::UNKNOWN_COMMAND)),
         }
     }
 
@@ -393,36 +409,17 @@ impl Session {
         let State::Joined(me) = &self.state else {
             return Flow::Continue;
         };
-        let Some((history, log)) = me.history() else {
-            return self.reply(reply::error(reason::HISTORY_OFF));
-        };
+        let (history, log) = me.history();
+        if !history.is_on() {
+            return self.reply(self.error(reason::HISTORY_OFF));
+        }
         let page = history.read(log, ask);
-        let budget = match self.answer_budget() {
-            0 => usize::MAX,
-            n => n,
-        };
-        let mut room_left =
-            budget.saturating_sub(reply::MAX_HISTORY_HEADER + reply::END_OF_HISTORY.len());
-        let fitting = page
-            .lines
-            .iter()
-            .rev()
-            .take_while(|line| {
-                let size = line.text.len() + reply::HISTORY_LINE_EXTRA;
-                let fits = size <= room_left;
-                room_left = room_left.saturating_sub(size);
-                fits
-            })
-            .count();
-        let shown = &page.lines[page.lines.len() - fitting..];
-        let complete = page.complete && fitting == page.lines.len();
-        let header = reply::history_header(me.room(), shown.len(), complete);
-        let lines = shown.iter().map(|l| reply::history_line(l.at, &l.text));
-        self.outbox.push_all(
-            std::iter::once(header)
-                .chain(lines)
-                .chain([reply::END_OF_HISTORY]),
-        );
+        self.outbox.push_all(answer::history(
+            self.format(),
+            me.room(),
+            &page,
+            self.answer_budget(),
+        ));
         Flow::Continue
     }
 
@@ -435,13 +432,13 @@ impl Session {
             return Flow::Continue;
         };
         let Some(room) = Name::parse(room) else {
-            return self.reply(reply::error(reason::BAD_ROOM));
+            return self.reply(self.error(reason::BAD_ROOM));
         };
         if room == me.room() {
-            return self.reply(reply::error(reason::SAME_ROOM));
+            return self.reply(self.error(reason::SAME_ROOM));
         }
         let Ok(next) = self.hub.reserve(room, me.user(), &self.outbox) else {
-            return self.reply(reply::error(reason::NAME_TAKEN));
+            return self.reply(self.error(reason::NAME_TAKEN));
         };
         let old = std::mem::replace(&mut self.state, State::Login { failed: 0 });
         if self.hub.has_relay() {
@@ -466,6 +463,16 @@ impl Session {
         self.state = State::Joined(next);
     }
 
+    /// Lines or JSON events: what this connection gets.
+    fn format(&self) -> Format {
+        self.outbox.format()
+    }
+
+    /// `ERROR <why>`, in this connection's form.
+    fn error(&self, why: &str) -> bytes::Bytes {
+        answer::error(self.format(), why)
+    }
+
     fn reply(&self, line: bytes::Bytes) -> Flow {
         self.outbox.push(line);
         Flow::Continue
@@ -488,7 +495,7 @@ impl Session {
     }
 
     fn end_with_error(&mut self, why: &str, reason: CloseReason) -> Flow {
-        self.outbox.push(reply::error(why));
+        self.outbox.push(self.error(why));
         self.close(reason)
     }
 

@@ -22,8 +22,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::shared::Shared;
-use crate::hub::{Arrival, Hub};
-use crate::protocol::reply;
+use crate::hub::Hub;
+use crate::protocol::json::NoticeCode;
 
 /// How far up the link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl Link {
             self.shared.replica().lost();
         }
         if was_up {
-            self.hub.notice(&reply::CLUSTER_LINK_LOST);
+            self.hub.notice(NoticeCode::LinkLost);
             told.lost = true;
         }
     }
@@ -167,13 +167,13 @@ impl Link {
         self.phase.send_replace(Phase::Up);
         info!(node = %self.shared.node, "cluster link up");
         if std::mem::take(&mut told.lost) {
-            self.hub.notice(&reply::CLUSTER_LINK_RESTORED);
+            self.hub.notice(NoticeCode::LinkRestored);
         }
         // What the users missed meanwhile, found in the presence bucket,
         // after the notice that the link is back.
         let held = self.shared.replica().up();
-        for (room, line) in held {
-            self.hub.deliver(room, Arrival::Line, line);
+        for (room, arrival, line) in held {
+            self.hub.deliver(room, arrival, line);
         }
     }
 

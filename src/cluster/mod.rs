@@ -56,6 +56,7 @@ use self::rooms::Rooms;
 use self::shared::Shared;
 use self::sweep::Sweep;
 use crate::config::Config;
+use crate::history::History;
 use crate::hub::Hub;
 use crate::metrics::ClusterMetrics;
 use crate::protocol::names::{RoomName, UserName};
@@ -145,8 +146,13 @@ pub struct Cluster {
 impl Cluster {
     /// Connects to NATS (in the background: a server not up yet is retried)
     /// and starts the cluster's tasks; waits up to `STARTUP_WAIT` for the
-    /// link to be up. The hub to serve with is [`Cluster::hub`].
-    pub async fn start(config: &Config, metrics: ClusterMetrics) -> Result<Cluster, ClusterError> {
+    /// link to be up. The hub to serve with is [`Cluster::hub`]; its rooms
+    /// keep `history`, if given.
+    pub async fn start(
+        config: &Config,
+        metrics: ClusterMetrics,
+        history: Arc<History>,
+    ) -> Result<Cluster, ClusterError> {
         let name = config
             .node_name
             .clone()
@@ -157,7 +163,7 @@ impl Cluster {
         let (flushes, flushes_rx) = mpsc::channel(1);
         let (departs, departs_rx) = mpsc::channel(1);
         let shared = Arc::new(Shared::new(node.clone(), outgoing_tx, metrics));
-        let hub = Hub::with_relay(shared.clone());
+        let hub = Hub::with(Some(shared.clone()), history);
         let link = Arc::new(Link::new(hub.clone(), shared.clone()));
 
         let (servers, credentials) = servers(&config.nats)?;

@@ -535,7 +535,7 @@ impl Presence {
         // bucket says changed meanwhile, as lines for this node's users
         // (once each: see `replica`).
         let telling = replica.repairing() && (state.syncing || !self.shared.is_up());
-        let mut tell: Option<Bytes> = None;
+        let mut tell: Option<(Arrival, Bytes)> = None;
         match entry.operation {
             Operation::Put => {
                 let value = std::str::from_utf8(&entry.value).unwrap_or_default();
@@ -551,7 +551,7 @@ impl Presence {
                     if node != self.shared.node && user.key() == folded {
                         replica.put(room, user, node);
                         if telling && replica.tell_joined(room, user, node) {
-                            tell = Some(reply::joined(user));
+                            tell = Some((Arrival::Joined { user }, reply::joined(user)));
                         }
                     }
                 }
@@ -560,7 +560,7 @@ impl Presence {
                 replica.remove(room, folded, None);
                 if telling {
                     if let Some(user) = replica.tell_left(room, folded, None, None) {
-                        tell = Some(reply::left(user));
+                        tell = Some((Arrival::Left { user }, reply::left(user)));
                     }
                 }
                 // A marker to sweep, whichever node left it (one that
@@ -586,14 +586,14 @@ impl Presence {
             state.syncing = false;
             replica.finish();
         }
-        if let Some(line) = tell {
+        if let Some((arrival, line)) = tell {
             // Checked under the replica's lock, as the link takes the held
             // lines under it once up: none is left behind.
             if self.shared.is_up() {
                 drop(replica);
-                self.hub.deliver(room, Arrival::Line, line);
+                self.hub.deliver(room, arrival, line);
             } else {
-                replica.hold(room, line);
+                replica.hold(room, arrival, line);
             }
         }
     }

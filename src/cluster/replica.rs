@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::hub::Arrival;
+
 use crate::protocol::names::{Name, RoomName, UserName};
 
 /// Remote members, by room and folded user name.
@@ -66,7 +68,7 @@ pub(super) const TOLD_GRACE: Duration = Duration::from_secs(10);
 struct Told {
     members: HashMap<(RoomName, Name), (UserName, Arc<str>)>,
     /// Lines the watch found to tell, held until the link is up: by room.
-    held: Vec<(RoomName, Bytes)>,
+    held: Vec<(RoomName, Arrival, Bytes)>,
     /// Set once the link is up again: when to stop checking.
     until: Option<Instant>,
 }
@@ -250,15 +252,15 @@ impl Replica {
     }
 
     /// Holds a line the watch found to tell until the link is up.
-    pub(super) fn hold(&mut self, room: RoomName, line: Bytes) {
+    pub(super) fn hold(&mut self, room: RoomName, arrival: Arrival, line: Bytes) {
         if let Some(told) = &mut self.told {
-            told.held.push((room, line));
+            told.held.push((room, arrival, line));
         }
     }
 
     /// The link is up: the held lines, to deliver now; repair lines are
     /// checked for [`TOLD_GRACE`] more.
-    pub(super) fn up(&mut self) -> Vec<(RoomName, Bytes)> {
+    pub(super) fn up(&mut self) -> Vec<(RoomName, Arrival, Bytes)> {
         let Some(told) = &mut self.told else {
             return Vec::new();
         };
@@ -350,7 +352,8 @@ mod tests {
         );
         assert_eq!(r.tell_left(n("r"), n("carol"), None, None), None);
         assert_eq!(r.tell_left(n("r"), n("bob"), None, None), Some(n("Bob")));
-        r.hold(n("r"), Bytes::from_static(b"dave has joined\r\n"));
+        let dave = Arrival::Joined { user: n("dave") };
+        r.hold(n("r"), dave, Bytes::from_static(b"dave has joined\r\n"));
         let now = Instant::now();
         r.expire(now + TOLD_GRACE * 2);
         assert!(r.repairing(), "kept until the link is up again");

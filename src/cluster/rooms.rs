@@ -60,6 +60,7 @@ use super::link::{Link, Phase};
 use super::shared::{Outgoing, Shared};
 use super::subject;
 use crate::hub::{Arrival, Hub};
+use crate::protocol::json::NoticeCode;
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
 
@@ -768,9 +769,8 @@ impl Rooms {
                 to: *to,
             },
             Kind::Line => Arrival::Said { lines },
-            Kind::Join { .. } | Kind::Leave { .. } | Kind::Present { .. } | Kind::Gone { .. } => {
-                Arrival::Line
-            }
+            Kind::Join { user, .. } | Kind::Present { user, .. } => Arrival::Joined { user: *user },
+            Kind::Leave { user, .. } | Kind::Gone { user, .. } => Arrival::Left { user: *user },
         };
         self.hub.deliver(room, arrival, line);
     }
@@ -781,7 +781,7 @@ impl Rooms {
         if let Some(first) = self.shared.admit(room, user, tag) {
             self.admit(room, user, line, first);
         } else {
-            self.hub.deliver(room, Arrival::Line, line);
+            self.hub.deliver(room, Arrival::Joined { user }, line);
         }
     }
 
@@ -793,12 +793,7 @@ impl Rooms {
         self.link.admitting(|lost| {
             self.hub.deliver(room, Arrival::Admit { user }, line);
             if lost && first {
-                let to = user.key();
-                self.hub.deliver(
-                    room,
-                    Arrival::Private { from: to, to },
-                    reply::CLUSTER_LINK_LOST,
-                );
+                self.hub.notice_to(room, user.key(), NoticeCode::LinkLost);
             }
         });
     }

@@ -8,13 +8,24 @@
 use bytes::Bytes;
 
 use super::{Hub, Stage, read};
+use crate::protocol::json::{self, Event, NoticeCode, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
+use crate::protocol::reply;
 
 /// What a line that came back from the relay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// A line for every member: a join or leave on another node.
-    Line,
+    /// `<user> has joined`, for every member: a join on another node, or
+    /// one of this node's that admits nobody.
+    Joined {
+        /// Who joined.
+        user: UserName,
+    },
+    /// `<user> has left`, for every member.
+    Left {
+        /// Who left.
+        user: UserName,
+    },
     /// Lines said one after another by one member, `lines` whole lines in
     /// one buffer, for every member: one push per member for all of them.
     Said {
@@ -48,12 +59,16 @@ impl Hub {
         let Some(room) = read(&self.rooms).get(&room).cloned() else {
             return;
         };
+        let at = self.now();
         let mut members = room.lock();
         match arrival {
-            Arrival::Line => members.broadcast(&line),
+            Arrival::Joined { user } | Arrival::Left { user } => {
+                let joined = matches!(arrival, Arrival::Joined { .. });
+                members.broadcast(&line, || room.membership_json(user, joined, at));
+            }
             Arrival::Said { lines } => {
-                members.broadcast_lines(&line, lines);
-                room.keep(&line);
+                let stamp = room.keep(&line);
+                members.broadcast_lines(&line, lines, || room.said_json(&line, stamp));
                 drop(members);
                 room.trim_history();
             }
@@ -63,26 +78,46 @@ impl Hub {
                         joiner.stage = Stage::Joined;
                     }
                 }
-                members.broadcast(&line);
+                members.broadcast(&line, || room.membership_json(user, true, at));
             }
             Arrival::Private { from, to } => {
-                for key in [Some(to), (from != to).then_some(from)]
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(member) = members.by_key.get(&key).filter(|m| m.stage.receives()) {
-                        member.outbox.push(line.clone());
+                let text = reply::texts_of(&line).next().unwrap_or_default();
+                let Some((sender, text)) = json::split_private(text) else {
+                    return;
+                };
+                let json = |recipient: UserName| {
+                    let to = members_name(&members, &to).unwrap_or(recipient);
+                    Event::Private {
+                        from: sender,
+                        to: to.as_str(),
+                        text,
+                        time: Time(at),
                     }
+                    .encode()
+                };
+                members.send_to(&to, &line, json);
+                if from != to {
+                    members.send_to(&from, &line, json);
                 }
             }
         }
     }
 
-    /// Sends `line` to every member of every room here.
-    pub fn notice(&self, line: &Bytes) {
+    /// Tells every member of every room here of `code`.
+    pub fn notice(&self, code: NoticeCode) {
+        let (line, json) = (reply::notice(code), json::notice(code));
         for room in self.all_rooms() {
-            room.lock().broadcast(line);
+            room.lock().broadcast(&line, || json.clone());
         }
+    }
+
+    /// Tells one member here of `code`, if it receives.
+    pub fn notice_to(&self, room: RoomName, user: Name, code: NoticeCode) {
+        let Some(room) = read(&self.rooms).get(&room).cloned() else {
+            return;
+        };
+        room.lock()
+            .send_to(&user, &reply::notice(code), |_| json::notice(code));
     }
 
     /// Every member in a room here (reservations excluded), by room.
@@ -126,6 +161,11 @@ impl Hub {
     fn all_rooms(&self) -> Vec<std::sync::Arc<super::Room>> {
         read(&self.rooms).values().cloned().collect()
     }
+}
+
+/// The name, as joined, of the member here whose look-alike key is `key`.
+fn members_name(members: &super::Members, key: &Name) -> Option<UserName> {
+    members.by_key.get(key).map(|m| m.name)
 }
 
 #[cfg(test)]
@@ -178,12 +218,10 @@ mod tests {
         let mut rooms = hub.rooms();
         rooms.sort_by_key(|(n, _)| n.to_string());
         assert_eq!(rooms, [(name("far"), 2), (name("r"), 2)]);
-        alice
-            .send_private("REMOTE", reply::private(name("alice"), "hi"))
-            .unwrap();
+        alice.send_private("REMOTE", "hi").unwrap();
         relay.echo(&hub);
         assert_eq!(drain(&a), ["alice (private): hi"]);
-        assert!(alice.send_private("nobody", Bytes::new()).is_err());
+        assert!(alice.send_private("nobody", "x").is_err());
     }
 
     #[test]
@@ -194,7 +232,10 @@ mod tests {
         relay.echo(&hub);
         relay.down.store(true, std::sync::atomic::Ordering::Relaxed);
         alice.broadcast(reply::said(name("alice"), "x"));
-        hub.notice(&reply::error("x"));
-        assert_eq!(drain(&a), ["alice has joined", "alice: x", "ERROR x"]);
+        hub.notice(NoticeCode::Shutdown);
+        assert_eq!(
+            drain(&a),
+            ["alice has joined", "alice: x", "*** server shutting down"]
+        );
     }
 }

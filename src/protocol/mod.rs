@@ -12,10 +12,14 @@
 //! - [`command`]: what a clean line asks for.
 //! - [`names`]: room and user names, valid by construction.
 //! - [`reply`]: every line the server sends, encoded once.
+//! - [`json`]: the same as JSON events, for WebSocket clients that ask.
+//! - [`answer`]: answers to one connection, in the form it gets.
 //! - [`rate`]: the per-connection token bucket.
 
+pub mod answer;
 pub mod command;
 pub mod framing;
+pub mod json;
 pub mod names;
 pub mod rate;
 pub mod reply;

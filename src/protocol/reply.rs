@@ -124,7 +124,23 @@ pub fn private(from: Name, text: &str) -> Bytes {
 /// <total>): ...` with the first k by byte value. k is at most
 /// [`MAX_LISTED`], and smaller when the line would pass `budget` bytes
 /// (0: no budget). Picking the first k costs O(n), not a full sort.
-pub fn who(room: Name, mut users: Vec<Name>, budget: usize) -> Bytes {
+pub fn who(room: Name, users: Vec<Name>, budget: usize) -> Bytes {
+    let (users, total) = who_listed(room, users, budget);
+    let names: Vec<&str> = users.iter().map(Name::as_str).collect();
+    line(&[&who_header(room, users.len(), total), &names.join(", ")])
+}
+
+fn who_header(room: Name, k: usize, total: usize) -> String {
+    if k == total {
+        format!("*** users in {room}: ")
+    } else {
+        format!("*** users in {room} (first {k} of {total}): ")
+    }
+}
+
+/// The names `/who` lists, in order, and how many members there are: as
+/// [`who`] picks them.
+pub fn who_listed(room: Name, mut users: Vec<Name>, budget: usize) -> (Vec<Name>, usize) {
     let total = users.len();
     let by_bytes = |a: &Name, b: &Name| a.as_str().cmp(b.as_str());
     if total > MAX_LISTED {
@@ -132,32 +148,44 @@ pub fn who(room: Name, mut users: Vec<Name>, budget: usize) -> Bytes {
         users.truncate(MAX_LISTED);
     }
     users.sort_unstable_by(by_bytes);
-    let header = |k: usize| {
-        if k == total {
-            format!("*** users in {room}: ")
-        } else {
-            format!("*** users in {room} (first {k} of {total}): ")
-        }
-    };
     let k = fitting(
         users.iter().map(|u| u.as_str().len()),
         budget,
-        header,
+        |k| who_header(room, k, total),
         total,
     );
-    let names: Vec<&str> = users[..k].iter().map(Name::as_str).collect();
-    line(&[&header(k), &names.join(", ")])
+    users.truncate(k);
+    (users, total)
 }
 
 /// The `/rooms` answer: `*** rooms: <room> (<count>), ...` sorted by byte
 /// value, `*** rooms: none`, or, for more rooms than fit, `*** rooms (<k>
 /// largest of <total>): ...`: the k with most members (ties by byte value),
 /// listed by byte value. k is bounded as in [`who`].
-pub fn rooms(mut rooms: Vec<(Name, usize)>, budget: usize) -> Bytes {
-    let total = rooms.len();
+pub fn rooms(rooms: Vec<(Name, usize)>, budget: usize) -> Bytes {
+    let (listed, total) = rooms_listed(rooms, budget);
     if total == 0 {
         return line(&["*** rooms: none"]);
     }
+    let entries: Vec<String> = listed
+        .iter()
+        .map(|(room, n)| format!("{room} ({n})"))
+        .collect();
+    line(&[&rooms_header(listed.len(), total), &entries.join(", ")])
+}
+
+fn rooms_header(k: usize, total: usize) -> String {
+    if k == total {
+        "*** rooms: ".to_owned()
+    } else {
+        format!("*** rooms ({k} largest of {total}): ")
+    }
+}
+
+/// The rooms `/rooms` lists, by name, and how many there are: as [`rooms`]
+/// picks them.
+pub fn rooms_listed(mut rooms: Vec<(Name, usize)>, budget: usize) -> (Vec<(Name, usize)>, usize) {
+    let total = rooms.len();
     // Largest first, then by name: the order in which rooms are kept.
     let by_size = |a: &(Name, usize), b: &(Name, usize)| {
         b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str()))
@@ -167,22 +195,17 @@ pub fn rooms(mut rooms: Vec<(Name, usize)>, budget: usize) -> Bytes {
         rooms.truncate(MAX_LISTED);
     }
     rooms.sort_unstable_by(by_size);
-    let mut entries: Vec<(Name, String)> = rooms
-        .iter()
-        .map(|(room, n)| (*room, format!("{room} ({n})")))
-        .collect();
-    let header = |k: usize| {
-        if k == total {
-            "*** rooms: ".to_owned()
-        } else {
-            format!("*** rooms ({k} largest of {total}): ")
-        }
-    };
-    let k = fitting(entries.iter().map(|(_, e)| e.len()), budget, header, total);
-    entries.truncate(k);
-    entries.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-    let listed: Vec<&str> = entries.iter().map(|(_, e)| e.as_str()).collect();
-    line(&[&header(k), &listed.join(", ")])
+    // `<room> (<count>)`: the name, the digits and three more.
+    let entry_len = |(room, n): &(Name, usize)| room.as_str().len() + n.to_string().len() + 3;
+    let k = fitting(
+        rooms.iter().map(entry_len),
+        budget,
+        |k| rooms_header(k, total),
+        total,
+    );
+    rooms.truncate(k);
+    rooms.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    (rooms, total)
 }
 
 /// How many entries, of the lengths given in the order they are kept, fit
@@ -248,6 +271,18 @@ pub fn help() -> Vec<Bytes> {
         ")",
     ])])
     .collect()
+}
+
+/// The line of a server notice.
+pub fn notice(code: super::json::NoticeCode) -> Bytes {
+    use super::json::NoticeCode;
+    match code {
+        NoticeCode::Shutdown => SHUTTING_DOWN,
+        NoticeCode::LinkLost => CLUSTER_LINK_LOST,
+        NoticeCode::LinkRestored => CLUSTER_LINK_RESTORED,
+        // Kicks come with their own line (operators and moderation).
+        NoticeCode::Kick => Bytes::from_static(b"*** you were kicked\r\n"),
+    }
 }
 
 /// `*** end of history`, the last line of a `/history` answer.

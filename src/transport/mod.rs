@@ -7,6 +7,7 @@
 //! task, and a writer, driven by the connection's writer task, so a peer that
 //! stops reading never stops the server from reading it, and the reverse.
 
+use crate::protocol::json::Format;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +36,12 @@ pub trait Transport: Send + 'static {
 
     /// Splits into halves that can be driven by two tasks.
     fn split(self) -> (Self::Reader, Self::Writer);
+
+    /// What the peer gets: lines, unless it asked for JSON events (a
+    /// WebSocket subprotocol).
+    fn format(&self) -> Format {
+        Format::Lines
+    }
 }
 
 /// Why reading stopped, other than a clean end of stream.

@@ -170,6 +170,50 @@ impl Conn {
         .await
     }
 
+    /// WebSocket asking for JSON events (the `chatgate.v2.json`
+    /// subprotocol); asserts that the server agreed.
+    pub async fn ws_json(addr: SocketAddr) -> Conn {
+        Conn::ws_offering(addr, "chatgate.v2.json", true).await
+    }
+
+    /// WebSocket offering `protocols` (a `Sec-WebSocket-Protocol` value);
+    /// asserts whether the server picked `chatgate.v2.json`.
+    pub async fn ws_offering(addr: SocketAddr, protocols: &str, agreed: bool) -> Conn {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{addr}/ws")
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            protocols.parse().expect("header value"),
+        );
+        let tcp: Box<dyn AsyncReadWrite> =
+            Box::new(TcpStream::connect(addr).await.expect("connect"));
+        let (ws, response) = timeout(WAIT, tokio_tungstenite::client_async(request, tcp))
+            .await
+            .expect("websocket handshake timed out")
+            .expect("websocket handshake");
+        let picked = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().expect("ASCII").to_owned());
+        assert_eq!(
+            picked.as_deref(),
+            agreed.then_some("chatgate.v2.json"),
+            "the subprotocol the server picked"
+        );
+        Conn::Ws {
+            ws: Box::new(ws),
+            closed_with: None,
+        }
+    }
+
+    /// The next message, as a JSON event.
+    pub async fn next_event(&mut self) -> serde_json::Value {
+        let text = self.read_line().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+    }
+
     async fn ws_over(stream: Box<dyn AsyncReadWrite>, url: &str) -> Conn {
         let (ws, _) = timeout(WAIT, tokio_tungstenite::client_async(url, stream))
             .await

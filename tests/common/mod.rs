@@ -33,6 +33,30 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// The two lines every accepted connection starts with.
 pub const WELCOME: [&str; 2] = ["Welcome! Use the command:", "JOIN <ROOMNAME> <USERNAME>"];
 
+/// Whether `time` is a UTC time in RFC 3339 as the server writes it:
+/// `2026-11-29T18:44:19Z`, or with `millis`, `2026-11-29T18:44:19.123Z`.
+pub fn is_utc_time(time: &str, millis: bool) -> bool {
+    let b = time.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let seconds = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if millis {
+        seconds && b.len() == 24 && b[19] == b'.' && digits(20..23) && b[23] == b'Z'
+    } else {
+        seconds && b.len() == 20 && b[19] == b'Z'
+    }
+}
+
 /// `ERROR <reason>`, as the server sends it.
 pub fn error(reason: &str) -> String {
     format!("ERROR {reason}")

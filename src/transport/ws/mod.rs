@@ -52,6 +52,7 @@ use self::check::{FrameCheck, Violation};
 use super::stream::Coalescer;
 use super::{LineReader, LineWriter, ReadError, Transport};
 use crate::protocol::framing::{next_ws_line, split_ws_message};
+use crate::protocol::json::Format;
 use crate::protocol::{CloseReason, MAX_WS_MESSAGE, reply};
 
 /// tungstenite's read buffer, allocated up front for every connection. Its
@@ -95,16 +96,19 @@ pub struct Ws<S> {
     secure: bool,
     /// `--ws-ping-interval`, if on.
     ping_interval: Option<Duration>,
+    /// Lines, or JSON events if the peer asked for them.
+    format: Format,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Ws<S> {
     /// Wraps a stream whose HTTP upgrade has completed; `secure` when it
-    /// runs inside TLS (`wss`).
+    /// runs inside TLS (`wss`); `format` as the upgrade agreed.
     pub async fn accept(
         io: S,
         peer: SocketAddr,
         secure: bool,
         ping_interval: Option<Duration>,
+        format: Format,
     ) -> Self {
         let (read, write) = tokio::io::split(io);
         let control = Arc::new(Control::default());
@@ -121,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Ws<S> {
             peer,
             secure,
             ping_interval,
+            format,
         }
     }
 }
@@ -131,6 +136,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Ws<S> {
 
     fn kind(&self) -> &'static str {
         if self.secure { "wss" } else { "ws" }
+    }
+
+    fn format(&self) -> Format {
+        self.format
     }
 
     fn peer_addr(&self) -> SocketAddr {
@@ -522,11 +531,16 @@ mod tests {
         assert_eq!(queued, pongs);
     }
 
+    /// A server connection for lines over one end of a pipe.
+    async fn accept(server_io: tokio::io::DuplexStream) -> Ws<tokio::io::DuplexStream> {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        Ws::accept(server_io, peer, false, None, Format::Lines).await
+    }
+
     /// A server connection over a pipe, and the client's end of it.
     async fn pipe() -> (WsReader<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
         let (server_io, client_io) = duplex(64 * 1024);
-        let ws = Ws::accept(server_io, "127.0.0.1:1".parse().unwrap(), false, None).await;
-        let (reader, _writer) = ws.split();
+        let (reader, _writer) = accept(server_io).await.split();
         (reader, client_io)
     }
 
@@ -642,8 +656,7 @@ mod tests {
         // part-way through a frame and is abandoned, as when a connection
         // is killed while its socket is full.
         let (server_io, client_io) = duplex(1037);
-        let ws = Ws::accept(server_io, "127.0.0.1:1".parse().unwrap(), false, None).await;
-        let (_reader, mut writer) = ws.split();
+        let (_reader, mut writer) = accept(server_io).await.split();
         let lines: Vec<Bytes> = (0..1000)
             .map(|i| Bytes::from(format!("line {i:04} {}\r\n", "x".repeat(85))))
             .collect();
