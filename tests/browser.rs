@@ -1077,3 +1077,153 @@ async fn member_list_of_a_room_over_100_holds_the_first_100_and_counts_all() {
     .await;
     wait_list(&after, FLEET, &format!("and {unlisted} more")).await;
 }
+
+/// The log as `[kind, text]` pairs, in order.
+async fn log_lines(page: &Page) -> Vec<(String, String)> {
+    let lines = page.js(LOG_LINES).await;
+    lines
+        .as_array()
+        .expect("log lines")
+        .iter()
+        .map(|l| {
+            (
+                l[0].as_str().unwrap_or_default().to_owned(),
+                l[1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Has the server drop the page's connection: a message over the line
+/// limit makes it close with 1009, and since the page did not ask to
+/// leave, it reconnects by itself, as after a network change.
+async fn drop_connection(page: &Page) {
+    page.js("ws.send('x'.repeat(30000)); return null;").await;
+    page.wait_line("note", "Connection lost.").await;
+}
+
+#[tokio::test]
+async fn joining_shows_what_the_room_said_before_with_its_times() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    let server = TestServer::start(&[ListenerKind::Tcp, ListenerKind::Http]).await;
+    let mut bob = LineUser::telnet(&server, "r", "bob").await;
+    for line in ["one", "two", "three"] {
+        bob.send(line).await;
+        bob.expect(&format!("bob: {line}")).await;
+    }
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    page.join("r", "ann").await;
+    page.wait_line("chat", "bob: three").await;
+    bob.send("now").await;
+    page.wait_line("chat", "bob: now").await;
+    let log = log_lines(&page).await;
+    let texts: Vec<&str> = log.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "ann has joined",
+            "Earlier in r:",
+            "bob: one",
+            "bob: two",
+            "bob: three",
+            "bob: now"
+        ]
+    );
+    // Each line shows when the server received it, in the viewer's zone:
+    // the history's times are the server's, not the moment they arrived.
+    let times = page
+        .js("return [...document.querySelectorAll('#log time')].map(t => t.dateTime);")
+        .await;
+    let times: Vec<&str> = times
+        .as_array()
+        .expect("times")
+        .iter()
+        .map(|t| t.as_str().expect("a time"))
+        .collect();
+    assert!(
+        times[2] <= times[0],
+        "history is from before the join: {times:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_with_what_was_missed_exactly_once() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    let server = TestServer::start(&[ListenerKind::Tcp, ListenerKind::Http]).await;
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    page.join("r", "ann").await;
+    let mut bob = LineUser::telnet(&server, "r", "bob").await;
+    bob.send("before").await;
+    page.wait_line("chat", "bob: before").await;
+
+    drop_connection(&page).await;
+    bob.expect("ann has left").await;
+    bob.send("while you were away").await;
+    bob.send("/me waits").await;
+    bob.expect("ann has joined").await;
+    page.wait_line("note", "Reconnected.").await;
+    bob.send("after").await;
+    page.wait_line("chat", "bob: after").await;
+
+    let log = log_lines(&page).await;
+    let said: Vec<&str> = log
+        .iter()
+        .filter(|(kind, _)| kind == "chat" || kind == "me")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "bob: before",
+            "bob: while you were away",
+            "* bob waits",
+            "bob: after"
+        ]
+    );
+    assert!(
+        !log.iter().any(|(_, t)| t.contains("no longer kept")),
+        "nothing was missing: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gap_longer_than_history_is_said_to_be_incomplete() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    let server = TestServer::start_with_flags(
+        &[ListenerKind::Tcp, ListenerKind::Http],
+        0,
+        &["--history", "2"],
+    )
+    .await;
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    page.join("r", "ann").await;
+    let mut bob = LineUser::telnet(&server, "r", "bob").await;
+    bob.send("before").await;
+    page.wait_line("chat", "bob: before").await;
+
+    drop_connection(&page).await;
+    bob.expect("ann has left").await;
+    for i in 1..=5 {
+        bob.send(&format!("gap {i}")).await;
+    }
+    bob.expect("ann has joined").await;
+    page.wait_line(
+        "note",
+        "Some messages sent while you were away are no longer kept and cannot be shown.",
+    )
+    .await;
+    page.wait_line("chat", "bob: gap 5").await;
+    let log = log_lines(&page).await;
+    let said: Vec<&str> = log
+        .iter()
+        .filter(|(kind, _)| kind == "chat")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(said, ["bob: before", "bob: gap 4", "bob: gap 5"]);
+}

@@ -1,11 +1,13 @@
 // The chatgate browser client: a plain script, no framework, no build step.
 //
 // Three parts, each owning its own state:
-//   - protocol: names and server lines, as pure functions (no DOM, no socket);
+//   - protocol: names and the server's JSON events (the subprotocol
+//     chatgate.v2.json), as pure functions (no DOM, no socket);
 //   - view: everything on screen (join form, message log, member list,
 //     status line), changed only through the functions defined there;
 //   - connection: the WebSocket, joining, the commands that change state
-//     (/join, /who, /quit) and reconnecting with backoff after a drop.
+//     (/join, /who, /quit), the room's history on joining, and reconnecting
+//     with backoff after a drop, resuming from the last message shown.
 //
 // Text that came from the network or the user reaches the page through
 // textContent and text nodes only, never as HTML.
@@ -13,21 +15,15 @@
 
 // ---- protocol -------------------------------------------------------------
 
+/**
+ * The page asks for JSON events: it never reads the lines meant for telnet
+ * users, so nothing a user types can pass for a notice of the server's.
+ */
+const SUBPROTOCOL = 'chatgate.v2.json';
+
 /** A room or user name, as the server accepts it. */
-const NAME = '[A-Za-z0-9_.#-]{1,20}';
-const NAME_RE = new RegExp(`^${NAME}$`);
-const JOIN_LEAVE_RE = new RegExp(`^(${NAME}) has (joined|left)$`);
-const PRIVATE_RE = new RegExp(`^(${NAME}) \\(private\\): ([\\s\\S]*)$`);
-const SAID_RE = new RegExp(`^(${NAME}): ([\\s\\S]*)$`);
-// Names hold no `*`, so a line starting with one star is always a user's
-// `/me`, and only the server can start a line with `*** `.
-const ACTION_RE = new RegExp(`^\\* (${NAME}) ([\\s\\S]*)$`);
-const SERVER_PREFIX = '*** ';
-const WHO_RE = new RegExp(`^\\*\\*\\* users in (${NAME})(?: \\(first (\\d+) of (\\d+)\\))?: (.*)$`);
-const SHUTTING_DOWN = '*** server shutting down';
-const LINK_LOST = '*** cluster link lost';
-const LINK_RESTORED = '*** cluster link restored';
-/** The `ERROR` reasons that answer a refused `/join`. */
+const NAME_RE = /^[A-Za-z0-9_.#-]{1,20}$/;
+/** The `error` texts that answer a refused `/join`. */
 const JOIN_REFUSALS = [
   'name taken',
   'already in that room',
@@ -39,36 +35,17 @@ const JOIN_REFUSALS = [
 /** The server's limit on one line; a longer one would cost the connection. */
 const MAX_LINE_BYTES = 20000;
 
-/** Splits a server line into what the page needs to show it. */
-function parseLine(line) {
-  if (line.startsWith('ERROR ')) return { kind: 'error', reason: line.slice(6) };
-  let m = JOIN_LEAVE_RE.exec(line);
-  if (m) return { kind: m[2] === 'joined' ? 'join' : 'leave', user: m[1] };
-  m = PRIVATE_RE.exec(line);
-  if (m) return { kind: 'private', user: m[1], text: m[2] };
-  m = SAID_RE.exec(line);
-  if (m) return { kind: 'chat', user: m[1], text: m[2] };
-  m = ACTION_RE.exec(line);
-  if (m) return { kind: 'me', user: m[1], text: m[2] };
-  if (line.startsWith(SERVER_PREFIX)) return { kind: 'server' };
-  return { kind: 'other' };
-}
+/** Lines of the room's history shown on joining it. */
+const HISTORY_ON_JOIN = 50;
 
-/**
- * A `/who` answer for `room` as `{ names, total }`, or null if the line is
- * not one. A room too big for one answer lists only its first names by byte
- * value, and `total` says how many there are.
- */
-function parseWho(line, room) {
-  const m = WHO_RE.exec(line);
-  if (!m || m[1] !== room) return null;
-  const names = m[4].split(', ');
-  if (!names.every((n) => NAME_RE.test(n))) return null;
-  if (m[2] === undefined) return { names, total: names.length };
-  const listed = Number(m[2]);
-  const total = Number(m[3]);
-  if (names.length !== listed || listed > total) return null;
-  return { names, total };
+/** One event from a WebSocket message, or null if it is not one. */
+function parseEvent(data) {
+  try {
+    const event = JSON.parse(data);
+    return event && typeof event === 'object' && typeof event.type === 'string' ? event : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Why a room or user name would be refused, or '' if it is fine. */
@@ -151,16 +128,18 @@ function atBottom() {
 }
 
 /**
- * Appends one line to the log. `body` holds the line as the server sent it
- * (or a note of the page's own); `mine` marks the user's own lines.
+ * Appends one line to the log. `body` holds what to show; `mine` marks the
+ * user's own lines; `at` is when the server received it (an RFC 3339 time;
+ * now if not given), shown in the viewer's time zone.
  */
-function addLine(kind, body, mine) {
+function addLine(kind, body, mine, at) {
   const stick = atBottom();
-  const now = new Date();
+  const when = at ? new Date(at) : new Date();
   const item = el('li', mine ? 'line mine' : 'line');
   item.dataset.kind = kind;
-  const time = el('time', '', timeFormat.format(now));
-  time.dateTime = now.toISOString();
+  const time = el('time', '', timeFormat.format(when));
+  time.dateTime = when.toISOString();
+  time.title = when.toLocaleString();
   item.append(time, body);
   ui.log.append(item);
   while (ui.log.childElementCount > MAX_LOG_LINES) ui.log.firstElementChild.remove();
@@ -169,8 +148,8 @@ function addLine(kind, body, mine) {
 }
 
 /** A line shown whole, as text. */
-function addText(kind, text) {
-  addLine(kind, el('span', 'body', text), false);
+function addText(kind, text, at) {
+  addLine(kind, el('span', 'body', text), false, at);
 }
 
 /**
@@ -187,7 +166,7 @@ function userText(text) {
  * `user: text`, `user (private): text` or `* user text`, with the name set
  * apart from the text.
  */
-function addMessage(kind, user, text, mine) {
+function addMessage(kind, user, text, mine, at) {
   const body = el('span', 'body');
   if (kind === 'me') {
     body.append('* ', el('b', 'who', user), ' ', userText(text));
@@ -196,12 +175,12 @@ function addMessage(kind, user, text, mine) {
     if (kind === 'private') body.append(el('span', 'tag', ' (private)'));
     body.append(': ', userText(text));
   }
-  addLine(kind, body, mine);
+  addLine(kind, body, mine, at);
 }
 
-/** A `*** ` line: the server speaking, never a user. */
-function addServer(kind, line) {
-  addText(kind, line);
+/** The server speaking (never a user): shown as a `*** ` line. */
+function addServer(kind, text, at) {
+  addText(kind, `*** ${text}`, at);
   ui.log.lastElementChild.classList.add('server');
 }
 
@@ -273,8 +252,8 @@ wide.addEventListener('change', () => {
 /** The first wait before reconnecting; doubled per failure up to the cap. */
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10000;
-/** Sent commands remembered for Up/Down recall. */
-const MAX_HISTORY = 50;
+/** Sent lines remembered for Up/Down recall. */
+const MAX_RECALL = 50;
 
 /** The socket, or null when there is none. */
 let ws = null;
@@ -296,9 +275,20 @@ let whoQueue = [];
 let failures = 0;
 /** The pending reconnect, if any. */
 let reconnectTimer = null;
+/**
+ * While the page waits for a `/history` answer it asked for itself:
+ * `{ resume }` (resuming after a drop, or showing a room just joined) and
+ * the messages that arrived meanwhile, shown after the history.
+ */
+let historyWait = null;
+/** Ids of the messages shown, so that none is shown twice. */
+const shown = new Set();
+/** The id of the last message shown, to resume from after a drop. */
+let lastId = null;
 
-const history = [];
-let historyAt = 0;
+/** Lines the user sent, for Up and Down. */
+const recall = [];
+let recallAt = 0;
 
 function wsUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -316,17 +306,19 @@ function connect() {
   retrying = false;
   inRoom = false;
   whoQueue = [];
+  historyWait = null;
   setStatus('busy', session ? 'Reconnecting…' : 'Connecting…');
-  const socket = new WebSocket(wsUrl());
+  const socket = new WebSocket(wsUrl(), SUBPROTOCOL);
   ws = socket;
   socket.addEventListener('open', () => {
     const target = session || pending;
     if (target) send(`JOIN ${target.room} ${target.name}`);
     if (!session) setStatus('busy', 'Joining…');
   });
-  socket.addEventListener('message', (event) => {
-    if (typeof event.data !== 'string') return;
-    for (const line of event.data.split('\n')) onLine(line.replace(/\r$/, ''));
+  socket.addEventListener('message', (message) => {
+    if (typeof message.data !== 'string') return;
+    const event = parseEvent(message.data);
+    if (event) onEvent(event);
   });
   socket.addEventListener('close', (event) => {
     if (ws === socket) onClose(event);
@@ -369,52 +361,53 @@ window.addEventListener('online', () => {
   if (reconnectTimer) connect();
 });
 
-function onLine(line) {
-  if (line === '') return;
-  if (inRoom) roomLine(line);
-  else if (session) rejoinLine(line);
-  else loginLine(line);
+function onEvent(event) {
+  if (inRoom) roomEvent(event);
+  else if (session) rejoinEvent(event);
+  else loginEvent(event);
 }
 
 /** Before joining: only the answer to the form's JOIN matters. */
-function loginLine(line) {
-  const ev = parseLine(line);
-  if (ev.kind === 'error') {
+function loginEvent(event) {
+  if (event.type === 'error') {
     // Only an answer to a JOIN is news: an idle connection left open after
     // a refusal may time out, and the next Join simply reconnects.
     if (!pending) return;
     pending = null;
     setStatus('idle', 'Not joined');
-    const hint = ev.reason === 'name taken' ? ' Try another name.' : '';
-    ui.joinError.textContent = `${ev.reason}.${hint}`;
-    const field = ev.reason.startsWith('invalid room') ? ui.roomInput : ui.nameInput;
+    const reason = String(event.text);
+    const hint = reason === 'name taken' ? ' Try another name.' : '';
+    ui.joinError.textContent = `${reason}.${hint}`;
+    const field = reason.startsWith('invalid room') ? ui.roomInput : ui.nameInput;
     field.focus();
     field.select();
-  } else if (line === SHUTTING_DOWN) {
+  } else if (event.type === 'notice' && event.code === 'shutdown') {
     ui.joinError.textContent = 'The server is shutting down.';
-  } else if (pending && ev.kind === 'join' && ev.user === pending.name) {
+  } else if (pending && event.type === 'join' && event.user === pending.name) {
     session = pending;
     pending = null;
+    forgetShown();
     entered(true);
-    addText('join', line);
+    addJoinLeave(event);
+    askHistory(false);
   }
 }
 
 /** After a drop: waiting for the server to take us back. */
-function rejoinLine(line) {
-  const ev = parseLine(line);
-  if (ev.kind === 'join' && ev.user === session.name) {
+function rejoinEvent(event) {
+  if (event.type === 'join' && event.user === session.name) {
     entered(false);
     addText('note', 'Reconnected.');
-    addText('join', line);
-  } else if (ev.kind === 'error') {
+    addJoinLeave(event);
+    askHistory(lastId !== null);
+  } else if (event.type === 'error') {
     // Most likely our old connection still holds the name; it is dropped
     // within a ping interval, so try again after the backoff.
-    addText('error', line);
+    addText('error', `ERROR ${event.text}`);
     retrying = true;
     ws.close();
-  } else if (line === SHUTTING_DOWN) {
-    addServer('notice', line);
+  } else if (event.type === 'notice' && event.code === 'shutdown') {
+    addServer('notice', event.text);
   }
 }
 
@@ -434,72 +427,152 @@ function askWho(who) {
   send('/who');
 }
 
-function roomLine(line) {
-  const ev = parseLine(line);
+/**
+ * Asks for what the room said before: after a drop, everything since the
+ * last message shown; on joining, its last lines. Messages arriving before
+ * the answer wait for it, so that everything shows in the order said.
+ */
+function askHistory(resume) {
+  historyWait = { resume, waiting: [] };
+  send(resume ? `/history since ${lastId}` : `/history ${HISTORY_ON_JOIN}`);
+}
+
+function forgetShown() {
+  shown.clear();
+  lastId = null;
+}
+
+/** A `say` or `me` event, unless it was shown already. */
+function showSaid(event) {
+  if (typeof event.id === 'string') {
+    if (shown.has(event.id)) return;
+    shown.add(event.id);
+    // Kept about as long as the lines themselves.
+    if (shown.size > MAX_LOG_LINES) shown.delete(shown.values().next().value);
+    lastId = event.id;
+  }
+  const kind = event.type === 'me' ? 'me' : 'chat';
+  addMessage(kind, event.user, event.text, event.user === session.name, event.time);
+}
+
+function addJoinLeave(event) {
+  const verb = event.type === 'join' ? 'joined' : 'left';
+  addText(event.type, `${event.user} has ${verb}`, event.time);
+}
+
+/** The answer to a `/history` the page asked for. */
+function historyAnswer(event) {
+  const { resume, waiting } = historyWait;
+  historyWait = null;
+  const lines = Array.isArray(event.lines) ? event.lines : [];
+  if (resume && event.complete === false) {
+    addText('note', 'Some messages sent while you were away are no longer kept and cannot be shown.');
+  } else if (!resume && lines.length > 0) {
+    addText('note', `Earlier in ${session.room}:`);
+  }
+  lines.forEach(showSaid);
+  waiting.forEach(showSaid);
+}
+
+function roomEvent(event) {
   const me = session.name;
-  switch (ev.kind) {
+  switch (event.type) {
     case 'join':
-      if (ev.user === me) {
+      if (event.user === me) {
         // Only a /join of ours shows us our own joining while in a room.
         if (switchingTo) session = { room: switchingTo, name: me };
         switchingTo = null;
         showRoom(session.room);
         addText('note', `You are now in ${session.room}.`);
         setMembers([me]);
+        forgetShown();
+        addJoinLeave(event);
         askWho('auto');
-      } else {
-        memberJoined(ev.user);
+        askHistory(false);
+        return;
       }
-      addText('join', line);
+      memberJoined(event.user);
+      addJoinLeave(event);
       return;
     case 'leave':
-      memberLeft(ev.user);
-      addText('leave', line);
+      memberLeft(event.user);
+      addJoinLeave(event);
       return;
-    case 'chat':
+    case 'say':
     case 'me':
+      if (historyWait) historyWait.waiting.push(event);
+      else showSaid(event);
+      return;
     case 'private':
-      addMessage(ev.kind, ev.user, ev.text, ev.user === me);
+      addMessage('private', event.from, event.text, event.from === me, event.time);
+      return;
+    case 'who':
+      whoAnswer(event);
+      return;
+    case 'history':
+      if (historyWait && event.room === session.room) {
+        historyAnswer(event);
+      } else {
+        // One the user asked for: shown as it is, without skipping.
+        addServer('info', `history of ${event.room}: ${event.lines.length} lines`);
+        for (const line of event.lines) {
+          addMessage(line.type === 'me' ? 'me' : 'chat', line.user, line.text, line.user === me, line.time);
+        }
+        addServer('info', 'end of history');
+      }
+      return;
+    case 'rooms': {
+      const listed = event.rooms.map((r) => `${r.room} (${r.count})`).join(', ');
+      addServer('info', listed ? `rooms: ${listed}` : 'rooms: none');
+      return;
+    }
+    case 'help':
+      for (const line of event.lines) addServer('info', line);
+      return;
+    case 'notice':
+      noticeEvent(event);
       return;
     case 'error':
-      if (JOIN_REFUSALS.some((r) => ev.reason.startsWith(r))) switchingTo = null;
-      addText('error', line);
+      if (JOIN_REFUSALS.some((r) => String(event.text).startsWith(r))) switchingTo = null;
+      addText('error', `ERROR ${event.text}`);
       return;
-    case 'server':
-      serverLine(line);
+    case 'info':
+      addServer('info', event.text);
       return;
     default:
-      addText('info', line);
+      // A type this page does not know yet: nothing to show.
   }
 }
 
-/** A `*** ` line: a `/who` answer, a notice, or another command's answer. */
-function serverLine(line) {
-  const who = whoQueue.length ? parseWho(line, session.room) : null;
+/** A `/who` answer: the member list, and a line if the user asked. */
+function whoAnswer(event) {
+  if (!whoQueue.length || event.room !== session.room || !Array.isArray(event.users)) return;
+  const names = event.users.filter((n) => typeof n === 'string' && NAME_RE.test(n));
+  const total = Number.isInteger(event.total) ? event.total : names.length;
   // A complete list without us is from before a room change, not for now.
-  const current = who && (who.names.length < who.total || who.names.includes(session.name));
-  if (current) {
-    if (whoQueue.shift() === 'user') addServer('info', line);
-    setMembers(who.names, who.total);
-    return;
+  if (names.length >= total && !names.includes(session.name)) return;
+  if (whoQueue.shift() === 'user') {
+    const head = names.length < total ? `users in ${event.room} (first ${names.length} of ${total})` : `users in ${event.room}`;
+    addServer('info', `${head}: ${names.join(', ')}`);
   }
-  if (line === SHUTTING_DOWN) {
-    addServer('notice', line);
-    setStatus('down', 'Server shutting down');
-    return;
+  setMembers(names, total);
+}
+
+function noticeEvent(event) {
+  switch (event.code) {
+    case 'shutdown':
+      addServer('notice', event.text);
+      setStatus('down', 'Server shutting down');
+      return;
+    case 'link_restored':
+      // Names were checked on this node only while the link was down, so
+      // the list may have changed unseen.
+      addServer('info', event.text);
+      askWho('auto');
+      return;
+    default:
+      addServer('notice', event.text);
   }
-  if (line === LINK_LOST) {
-    addServer('notice', line);
-    return;
-  }
-  if (line === LINK_RESTORED) {
-    // Names were checked on this node only while the link was down, so
-    // the list may have changed unseen.
-    addServer('info', line);
-    askWho('auto');
-    return;
-  }
-  addServer('info', line);
 }
 
 // ---- user input -----------------------------------------------------------
@@ -553,17 +626,17 @@ ui.sendForm.addEventListener('submit', (event) => {
 });
 
 function remember(line) {
-  if (history[history.length - 1] !== line) history.push(line);
-  if (history.length > MAX_HISTORY) history.shift();
-  historyAt = history.length;
+  if (recall[recall.length - 1] !== line) recall.push(line);
+  if (recall.length > MAX_RECALL) recall.shift();
+  recallAt = recall.length;
 }
 
 // Up and Down recall sent lines, as in a terminal.
 ui.message.addEventListener('keydown', (event) => {
   if (event.key !== 'ArrowUp' && event.key !== 'ArrowDown') return;
-  if (event.key === 'ArrowUp' && historyAt > 0) historyAt -= 1;
-  else if (event.key === 'ArrowDown' && historyAt < history.length) historyAt += 1;
+  if (event.key === 'ArrowUp' && recallAt > 0) recallAt -= 1;
+  else if (event.key === 'ArrowDown' && recallAt < recall.length) recallAt += 1;
   else return;
   event.preventDefault();
-  ui.message.value = history[historyAt] ?? '';
+  ui.message.value = recall[recallAt] ?? '';
 });
