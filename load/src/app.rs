@@ -135,11 +135,21 @@ where
     Fut: Future<Output = Result<Report, LoadError>>,
 {
     let Resolved {
-        target,
-        peers,
+        mut target,
+        mut peers,
         probe,
         mut spawned,
     } = resolve(args)?;
+    if args.json_events {
+        if !target.scheme.is_websocket() {
+            return Err(LoadError::Target(
+                "--json-events needs a ws:// or wss:// target (or --transport ws|wss)".into(),
+            ));
+        }
+        for t in std::iter::once(&mut target).chain(peers.iter_mut()) {
+            t.json = true;
+        }
+    }
     let setup = Setup {
         dial: Dial {
             sources: args.sources,

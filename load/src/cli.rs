@@ -85,6 +85,11 @@ pub struct ServerArgs {
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: Transport,
 
+    /// Over WebSocket: ask chatgate for JSON events (subprotocol
+    /// chatgate.v2.json) instead of lines
+    #[arg(long)]
+    pub json_events: bool,
+
     /// Server binary for --spawn [default: target/release/chatgate or nats-server]
     #[arg(long)]
     pub server_bin: Option<PathBuf>,

@@ -57,6 +57,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The WebSocket path (`/ws` unless given); empty for other schemes.
     pub path: String,
+    /// Over WebSocket: ask for chatgate's JSON events (the subprotocol
+    /// `chatgate.v2.json`) instead of lines.
+    pub json: bool,
 }
 
 impl Target {
@@ -71,6 +74,7 @@ impl Target {
             } else {
                 String::new()
             },
+            json: false,
         }
     }
 }
@@ -120,6 +124,7 @@ impl FromStr for Target {
             host,
             addr,
             path,
+            json: false,
         })
     }
 }

@@ -17,6 +17,8 @@ use std::future::poll_fn;
 use std::io::{self, Cursor};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -37,6 +39,9 @@ const HANDSHAKE_CHUNK: usize = 4 * 1024;
 /// smallest sensible size saves a useless 128 KiB allocation per connection.
 const HANDSHAKE_READ_BUFFER: usize = 256;
 
+/// chatgate's subprotocol for JSON events, asked for with `--json`.
+const JSON_SUBPROTOCOL: &str = "chatgate.v2.json";
+
 /// Longest control frame payload (RFC 6455, 5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
@@ -51,10 +56,17 @@ where
     // The request names the server as the user typed it; TLS, if any, is
     // already below `io`, so the scheme here only shapes the request.
     let url = format!("ws://{}{}", target.addr, target.path);
+    let mut request = url.into_client_request()?;
+    if target.json {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(JSON_SUBPROTOCOL),
+        );
+    }
     let config = WebSocketConfig::default().read_buffer_size(HANDSHAKE_READ_BUFFER);
     let mut gate = HeadGate::new(io);
     let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(url, &mut gate, Some(config)).await?;
+        tokio_tungstenite::client_async_with_config(request, &mut gate, Some(config)).await?;
     // Dropping the WebSocket sends nothing; its read buffer is empty (see
     // `HeadGate`), so no byte of the connection is lost with it.
     drop(ws);

@@ -33,8 +33,12 @@ pub enum ChatLine<'a> {
     Other,
 }
 
-/// Tells what a server line (terminator removed) is.
+/// Tells what a server line (terminator removed) is: a chat line, or a
+/// JSON event (which always starts with `{`, as no chat line can).
 pub fn classify(line: &[u8]) -> ChatLine<'_> {
+    if line.first() == Some(&b'{') {
+        return classify_event(line);
+    }
     if let Some(reason) = line.strip_prefix(b"ERROR ") {
         return ChatLine::Error(reason);
     }
@@ -51,6 +55,33 @@ pub fn classify(line: &[u8]) -> ChatLine<'_> {
         ChatLine::Left(user)
     } else {
         ChatLine::Other
+    }
+}
+
+/// The fields of a JSON event the generator reads. Borrowed: the text it
+/// sends holds nothing JSON escapes, and an event that needs unescaping
+/// is not one of its own.
+#[derive(serde::Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    user: Option<&'a str>,
+    text: Option<&'a str>,
+}
+
+/// Tells what a JSON event is, as [`classify`] does for lines.
+fn classify_event(line: &[u8]) -> ChatLine<'_> {
+    let Ok(event) = serde_json::from_slice::<Event<'_>>(line) else {
+        return ChatLine::Other;
+    };
+    let user = event.user.map(str::as_bytes);
+    let text = event.text.map(str::as_bytes);
+    match (event.kind, user, text) {
+        ("say", Some(user), Some(text)) => ChatLine::Message { user, text },
+        ("join", Some(user), _) => ChatLine::Joined(user),
+        ("leave", Some(user), _) => ChatLine::Left(user),
+        ("error", _, Some(reason)) => ChatLine::Error(reason),
+        _ => ChatLine::Other,
     }
 }
 
@@ -110,6 +141,25 @@ mod tests {
         );
         assert_eq!(classify(b"bob has left"), ChatLine::Left(b"bob"));
         assert_eq!(classify(b"ERROR too slow"), ChatLine::Error(b"too slow"));
+        assert_eq!(
+            classify(br#"{"type":"say","room":"r","user":"al","text":"1:2","time":"t","id":"i"}"#),
+            ChatLine::Message {
+                user: b"al",
+                text: b"1:2"
+            }
+        );
+        assert_eq!(
+            classify(br#"{"type":"join","room":"r","user":"u1","time":"t"}"#),
+            ChatLine::Joined(b"u1")
+        );
+        assert_eq!(
+            classify(br#"{"type":"error","text":"too slow"}"#),
+            ChatLine::Error(b"too slow")
+        );
+        assert_eq!(
+            classify(br#"{"type":"welcome","usage":"x"}"#),
+            ChatLine::Other
+        );
     }
 
     #[test]
