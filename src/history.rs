@@ -324,8 +324,13 @@ impl History {
             }
         }
         drop(kept);
-        self.bytes.fetch_add(added, Ordering::Relaxed);
-        self.bytes.fetch_sub(dropped, Ordering::Relaxed);
+        // One update of the shared count per burst: it is the one write
+        // every room's senders share.
+        if added >= dropped {
+            self.bytes.fetch_add(added - dropped, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(dropped - added, Ordering::Relaxed);
+        }
         stamp
     }
 
