@@ -34,6 +34,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::debug;
 
+use crate::cluster::HistoryUnavailable;
 use crate::context::Connection;
 use crate::limits::{Permit, REFUSAL_TIMEOUT};
 use crate::metrics::DropReason;
@@ -43,7 +44,7 @@ use crate::protocol::answer;
 use crate::protocol::json::Format;
 use crate::protocol::reply;
 use crate::relay::NameClaim;
-use crate::session::{Flow, Session, SessionSettings};
+use crate::session::{Flow, HistoryAnswer, Session, SessionSettings};
 use crate::transport::{LineReader, LineWriter, ReadError, Transport};
 
 /// From the server's decision to close a connection to its socket being
@@ -185,10 +186,33 @@ async fn on_read(
     if flow == Flow::Claim {
         flow = claim(session, ctx).await;
     }
+    if flow == Flow::History {
+        flow = history(session, ctx).await;
+    }
     if flow == Flow::RateLimited {
         ctx.metrics.dropped(DropReason::RateLimited);
     }
     flow
+}
+
+/// Reads the room's history from the cluster for the session's pending
+/// `/history`. Bounded: the cluster answers within its read timeout, and
+/// shutdown cuts the wait short.
+async fn history(session: &mut Session, ctx: &Connection) -> Flow {
+    let answer = match (session.pending_history(), &ctx.cluster) {
+        (Some((room, ask)), Some(cluster)) => {
+            tokio::select! {
+                read = cluster.history(room, ask) => match read {
+                    Ok(page) => HistoryAnswer::Page(page),
+                    Err(HistoryUnavailable::Off) => HistoryAnswer::Off,
+                    Err(HistoryUnavailable::Busy) => HistoryAnswer::Busy,
+                },
+                () = ctx.shutdown.cancelled() => HistoryAnswer::Busy,
+            }
+        }
+        _ => HistoryAnswer::Busy,
+    };
+    session.history_answered(answer)
 }
 
 /// Asks the cluster for the name the session reserved, and tells the

@@ -142,6 +142,38 @@ pub struct Stamp {
     first: u64,
 }
 
+/// Where a burst stands in the order every node of a cluster shares (its
+/// rooms stream), which gives its lines the ids every node uses; see the
+/// cluster's `history` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClusterStamp {
+    /// The order's own epoch (the rooms stream's creation time, in
+    /// nanoseconds): a stream made anew starts its sequences over.
+    pub epoch: u64,
+    /// The burst's sequence in it.
+    pub seq: u64,
+    /// When it was received, in milliseconds since the Unix epoch.
+    pub at: Millis,
+}
+
+impl ClusterStamp {
+    /// The id of the burst's `i`th line: `<epoch>-<seq>-<i>` in hex.
+    pub fn id(&self, i: usize) -> String {
+        format!("{:x}-{:x}-{i:x}", self.epoch, self.seq)
+    }
+
+    /// The epoch, sequence and line an id names; `None` for anything else.
+    pub fn parse_id(id: &str) -> Option<(u64, u64, usize)> {
+        let mut parts = id.split('-');
+        let mut next = || u64::from_str_radix(parts.next()?, 16).ok();
+        let (epoch, seq, i) = (next()?, next()?, next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some((epoch, seq, usize::try_from(i).ok()?))
+    }
+}
+
 /// One kept line, as `/history` hands it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {

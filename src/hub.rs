@@ -36,7 +36,7 @@ use bytes::Bytes;
 
 pub use arrival::Arrival;
 
-use crate::history::{History, Millis, RoomLog, Stamp};
+use crate::history::{ClusterStamp, History, Millis, RoomLog, Stamp};
 use crate::outbox::Outbox;
 use crate::protocol::json::{self, Event, Format, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
@@ -311,9 +311,15 @@ impl Room {
     }
 
     /// A burst of message lines as `say` and `me` events, with the time
-    /// and ids `stamp` gave them.
-    fn said_json(&self, burst: &[u8], stamp: Stamp) -> Bytes {
+    /// and ids `stamp` gave them (or, in a cluster, `shared`: the ones every
+    /// node gives them).
+    fn said_json(&self, burst: &[u8], stamp: Stamp, shared: Option<ClusterStamp>) -> Bytes {
         let history = &self.log.0;
+        let at = shared.map_or(stamp.at, |s| s.at);
+        let id = |i| match shared {
+            Some(shared) => shared.id(i),
+            None => history.id(stamp, i),
+        };
         let mut buf = Vec::with_capacity(burst.len() * 2);
         for (i, line) in reply::texts_of(burst).enumerate() {
             match json::split_said(line) {
@@ -322,8 +328,8 @@ impl Room {
                     room: self.name.as_str(),
                     user,
                     text,
-                    time: Time(stamp.at),
-                    id: history.id(stamp, i),
+                    time: Time(at),
+                    id: id(i),
                 }
                 .put(&mut buf),
                 // Not a message line: cannot come from this server, but a
@@ -474,7 +480,7 @@ impl Membership {
         let members = self.room.lock();
         if !self.relay_publish(RoomEvent::Said { lines }, &burst) {
             let stamp = self.room.keep(&burst);
-            members.broadcast_lines(&burst, lines, || self.room.said_json(&burst, stamp));
+            members.broadcast_lines(&burst, lines, || self.room.said_json(&burst, stamp, None));
             drop(members);
             self.room.trim_history();
         }

@@ -145,7 +145,7 @@ pub(crate) mod testing {
             let sent = std::mem::take(&mut *self.sent.lock().unwrap());
             for (room, event, line) in sent {
                 let arrival = match event {
-                    RoomEvent::Said { lines } => Arrival::Said { lines },
+                    RoomEvent::Said { lines } => Arrival::Said { lines, stamp: None },
                     RoomEvent::Left { user } => Arrival::Left { user },
                     RoomEvent::Joined { user, .. } => Arrival::Admit { user },
                     RoomEvent::Private { from, to } => Arrival::Private {

@@ -32,7 +32,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, Listen};
 use crate::connection;
 use crate::context::{self, Listeners, Shared};
-use crate::history::{History, Millis};
+use crate::history::{History, HistorySettings, Millis};
 use crate::http;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, LimitError, MAX_CLOSING, MAX_REFUSALS, REFUSAL_TIMEOUT};
@@ -167,7 +167,17 @@ impl Server {
             http: addr_of(ListenerKind::Http),
         };
         let metrics = Metrics::new(!config.nats.is_empty());
-        let history = Arc::new(History::new(config.history(), wall_clock, boot()));
+        // In a cluster, rooms keep their history in NATS (see `cluster`):
+        // this node keeps none, and its history only tells the time.
+        let kept = if config.nats.is_empty() {
+            config.history()
+        } else {
+            HistorySettings {
+                lines: 0,
+                ..config.history()
+            }
+        };
+        let history = Arc::new(History::new(kept, wall_clock, boot()));
         let cluster = match metrics.cluster() {
             Some(cluster_metrics) => {
                 Some(Cluster::start(&config, cluster_metrics.clone(), history.clone()).await?)

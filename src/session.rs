@@ -60,6 +60,28 @@ pub enum Flow {
     /// ([`Session::pending_claim`]) before the session goes on; answer with
     /// [`Session::claim_answered`] before feeding it anything else.
     Claim,
+    /// `/history` in a cluster: the room's history must be read from the
+    /// cluster ([`Session::pending_history`]); answer with
+    /// [`Session::history_answered`] before feeding it anything else.
+    History,
+}
+
+/// A `/history` request waiting for the cluster, as the session keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HistoryRequest {
+    Last(usize),
+    Since(String),
+}
+
+/// What the cluster answered to a `/history`.
+#[derive(Debug)]
+pub enum HistoryAnswer {
+    /// The lines.
+    Page(crate::history::Page),
+    /// `--history 0`.
+    Off,
+    /// The cluster could not answer in time.
+    Busy,
 }
 
 /// What a session needs to know of the server.
@@ -92,6 +114,8 @@ pub struct Session {
     burst_lines: usize,
     /// What the session was started with.
     settings: SessionSettings,
+    /// A `/history` waiting for the cluster's answer.
+    history_request: Option<HistoryRequest>,
 }
 
 #[derive(Debug)]
@@ -128,6 +152,7 @@ impl Session {
             burst: Vec::new(),
             burst_lines: 0,
             settings,
+            history_request: None,
         }
     }
 
@@ -213,6 +238,38 @@ impl Session {
                 self.state = State::Login { failed };
                 self.reply(self.error(reason::CLUSTER_BUSY))
             }
+        }
+    }
+
+    /// The room and request of a `/history` waiting for the cluster, after
+    /// [`Flow::History`].
+    pub fn pending_history(&self) -> Option<(RoomName, HistoryAsk<'_>)> {
+        let room = self.membership()?.room();
+        let ask = match self.history_request.as_ref()? {
+            HistoryRequest::Last(n) => HistoryAsk::Last(*n),
+            HistoryRequest::Since(id) => HistoryAsk::Since(id),
+        };
+        Some((room, ask))
+    }
+
+    /// The cluster answered the pending `/history`.
+    pub fn history_answered(&mut self, answer: HistoryAnswer) -> Flow {
+        self.history_request = None;
+        let Some(room) = self.membership().map(Membership::room) else {
+            return Flow::Continue;
+        };
+        match answer {
+            HistoryAnswer::Page(page) => {
+                self.outbox.push_all(answer::history(
+                    self.format(),
+                    room,
+                    &page,
+                    self.answer_budget(),
+                ));
+                Flow::Continue
+            }
+            HistoryAnswer::Off => self.reply(self.error(reason::HISTORY_OFF)),
+            HistoryAnswer::Busy => self.reply(self.error(reason::CLUSTER_BUSY)),
         }
     }
 
@@ -405,10 +462,17 @@ impl Session {
     /// `/history`: the room's kept lines the request covers, newest kept
     /// when they do not all fit the answer budget (the header then says
     /// some are missing).
-    fn history(&self, ask: HistoryAsk<'_>) -> Flow {
+    fn history(&mut self, ask: HistoryAsk<'_>) -> Flow {
         let State::Joined(me) = &self.state else {
             return Flow::Continue;
         };
+        if self.hub.has_relay() {
+            self.history_request = Some(match ask {
+                HistoryAsk::Last(n) => HistoryRequest::Last(n),
+                HistoryAsk::Since(id) => HistoryRequest::Since(id.to_owned()),
+            });
+            return Flow::History;
+        }
         let (history, log) = me.history();
         if !history.is_on() {
             return self.reply(self.error(reason::HISTORY_OFF));

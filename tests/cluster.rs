@@ -354,3 +354,117 @@ async fn joins_sent_in_one_write_come_back_in_order_as_on_one_node() {
         }
     }
 }
+
+/// A JSON-events client (chatgate.v2.json) in `room` on `server`.
+async fn json_user(server: &common::TestServer, room: &str, user: &str) -> Conn {
+    let mut conn = Conn::ws_json(server.addr(ListenerKind::Http)).await;
+    assert_eq!(conn.next_event().await["type"], "welcome");
+    conn.send_line(&format!("JOIN {room} {user}")).await;
+    assert_eq!(conn.next_event().await["type"], "join");
+    conn
+}
+
+/// The next `say` event `conn` receives, skipping joins and leaves.
+async fn next_say(conn: &mut Conn) -> serde_json::Value {
+    loop {
+        let event = conn.next_event().await;
+        if event["type"] == "say" {
+            return event;
+        }
+    }
+}
+
+/// Sends `/history <args>` until the answer holds `want` lines (the copy
+/// of a line said on another node reaches the history a moment after the
+/// line reaches its members); returns that answer.
+async fn history_with(conn: &mut Conn, args: &str, want: usize) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..50 {
+        conn.send_line(&format!("/history {args}")).await;
+        // Notices of the link may come first; while it is coming back the
+        // answer is that the cluster is busy.
+        last = loop {
+            let event = conn.next_event().await;
+            if event["type"] != "notice" {
+                break event;
+            }
+        };
+        if last["type"] == "error" && last["text"] == "cluster busy, try again" {
+            continue;
+        }
+        assert_eq!(last["type"], "history", "{last}");
+        if last["lines"].as_array().map(Vec::len) == Some(want) {
+            return last;
+        }
+    }
+    panic!("/history {args} kept answering {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_has_the_same_history_with_the_same_ids() {
+    let nats = nats_or_skip!();
+    let http = ["--http", "127.0.0.1:0"];
+    let a = node(&nats, "a", &http).await;
+    let b = node(&nats, "b", &http).await;
+    let mut ann = json_user(&a, "lobby", "ann").await;
+    let mut bob = json_user(&b, "lobby", "bob").await;
+    ann.send_line("hello from a").await;
+    let on_a = next_say(&mut ann).await;
+    let on_b = next_say(&mut bob).await;
+    assert_eq!(on_a["id"], on_b["id"], "one id on every node");
+    assert_eq!(on_a["time"], on_b["time"], "one time on every node");
+
+    let answer = history_with(&mut bob, "", 1).await;
+    assert_eq!(answer["complete"], true);
+    assert_eq!(answer["lines"][0]["id"], on_a["id"]);
+    assert_eq!(answer["lines"][0]["text"], "hello from a");
+    // Line clients read the same, on either node.
+    let mut tom = tcp_user(&b, "lobby", "tom").await;
+    tom.send_line("/history").await;
+    tom.expect_line("*** history of lobby: 1 line").await;
+    let line = tom.read_line().await;
+    assert!(line.ends_with("] ann: hello from a"), "{line}");
+    tom.expect_line("*** end of history").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_node_after_its_node_was_killed_and_nats_restarted() {
+    let mut nats = nats_or_skip!();
+    let mut a = Node::start(&nats.url(), "a").await;
+    let b = node(&nats, "b", &["--http", "127.0.0.1:0"]).await;
+    let mut ann = Conn::tcp(a.tcp).await;
+    ann.join("lobby", "ann").await;
+    // Carol, on node b, is the client that will resume: she keeps the id
+    // of the last line she saw (the same id on every node).
+    let mut carol = json_user(&b, "lobby", "carol").await;
+    ann.expect_line("carol has joined").await;
+    ann.send_line("one").await;
+    let seen = next_say(&mut carol).await;
+    ann.send_line("two").await;
+    ann.expect_line("ann: one").await;
+    ann.expect_line("ann: two").await;
+    drop(carol);
+    let mut watcher = json_user(&b, "lobby", "watcher").await;
+    history_with(&mut watcher, "", 2).await;
+
+    a.kill().await;
+    nats.stop().await;
+    nats.restart().await;
+    loop {
+        let event = watcher.next_event().await;
+        if event["type"] == "notice" && event["code"] == "link_restored" {
+            break;
+        }
+    }
+    // What was kept survives both, and the client resumes where it was.
+    let mut carol = json_user(&b, "lobby", "carol").await;
+    let answer = history_with(
+        &mut carol,
+        &format!("since {}", seen["id"].as_str().unwrap()),
+        1,
+    )
+    .await;
+    assert_eq!(answer["complete"], true);
+    assert_eq!(answer["lines"][0]["text"], "two");
+    assert_eq!(answer["lines"][0]["user"], "ann");
+}

@@ -30,6 +30,7 @@
 mod consumers;
 mod envelope;
 mod heartbeat;
+mod history;
 mod link;
 mod liveness;
 mod presence;
@@ -56,9 +57,10 @@ use self::rooms::Rooms;
 use self::shared::Shared;
 use self::sweep::Sweep;
 use crate::config::Config;
-use crate::history::History;
+use crate::history::{History, HistorySettings, Page};
 use crate::hub::Hub;
 use crate::metrics::ClusterMetrics;
+use crate::protocol::command::HistoryAsk;
 use crate::protocol::names::{RoomName, UserName};
 use crate::relay::NameClaim;
 
@@ -117,6 +119,17 @@ const STARTUP_WAIT: Duration = Duration::from_secs(5);
 /// seconds of the signal.
 const DEPART_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// Why a cluster node cannot answer `/history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryUnavailable {
+    /// `--history 0`.
+    #[error("history is off")]
+    Off,
+    /// NATS did not answer in time, or the link is down.
+    #[error("cluster busy")]
+    Busy,
+}
+
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -133,6 +146,10 @@ pub enum ClusterError {
 pub struct Cluster {
     /// The node's id: its name and a random instance number.
     node: String,
+    /// The connection to NATS that carries lines and names.
+    client: async_nats::Client,
+    /// What history keeps, in the history stream.
+    history: HistorySettings,
     shared: Arc<Shared>,
     hub: Arc<Hub>,
     link: Arc<Link>,
@@ -146,8 +163,8 @@ pub struct Cluster {
 impl Cluster {
     /// Connects to NATS (in the background: a server not up yet is retried)
     /// and starts the cluster's tasks; waits up to `STARTUP_WAIT` for the
-    /// link to be up. The hub to serve with is [`Cluster::hub`]; its rooms
-    /// keep `history`, if given.
+    /// link to be up. The hub to serve with is [`Cluster::hub`]; `history`
+    /// is its clock (rooms keep their history in NATS, not in it).
     pub async fn start(
         config: &Config,
         metrics: ClusterMetrics,
@@ -222,12 +239,13 @@ impl Cluster {
                 outgoing,
                 flushes: flushes_rx,
                 stop: stop.clone(),
+                history: config.history(),
             }
             .run(),
         );
         tokio::spawn(
             Presence {
-                client,
+                client: client.clone(),
                 hub: hub.clone(),
                 shared: shared.clone(),
                 link: link.clone(),
@@ -238,6 +256,8 @@ impl Cluster {
             .run(),
         );
         let cluster = Cluster {
+            client: client.clone(),
+            history: config.history(),
             node,
             shared,
             hub,
@@ -298,6 +318,26 @@ impl Cluster {
     /// queue into local delivery within the heartbeat's bound.
     pub async fn room_for_lines(&self) {
         self.shared.room_for_lines().await;
+    }
+
+    /// `room`'s history as `ask` wants it, from the history stream, within
+    /// [`history::READ_TIMEOUT`] (PROTOCOL.md, History: every node answers
+    /// with the same lines and ids).
+    pub async fn history(
+        &self,
+        room: RoomName,
+        ask: HistoryAsk<'_>,
+    ) -> Result<Page, HistoryUnavailable> {
+        if self.history.lines == 0 {
+            return Err(HistoryUnavailable::Off);
+        }
+        let stream = self.shared.history_stream().clone();
+        let Some(stream) = stream.filter(|_| self.shared.is_up()) else {
+            return Err(HistoryUnavailable::Busy);
+        };
+        history::read(&self.client, &stream, room, ask, self.history)
+            .await
+            .ok_or(HistoryUnavailable::Busy)
     }
 
     /// Waits until `user`, who just joined `room` here, has been admitted:

@@ -42,6 +42,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::push::OrderedErrorKind;
@@ -56,9 +57,11 @@ use tracing::{debug, warn};
 
 use super::consumers::{self, Made, Request};
 use super::envelope::{JoinTag, Kind, clean_lines};
+use super::history;
 use super::link::{Link, Phase};
 use super::shared::{Outgoing, Shared};
 use super::subject;
+use crate::history::{ClusterStamp, HistorySettings, Millis};
 use crate::hub::{Arrival, Hub};
 use crate::protocol::json::NoticeCode;
 use crate::protocol::names::{Name, RoomName, UserName};
@@ -103,7 +106,11 @@ const CONSUMER_TRIES: u32 = 3;
 
 /// What a room's consumer brings: a message, or `None` once the consumer
 /// is gone on the server's side; with the consumer's number.
-type Arrivals = Pin<Box<dyn Stream<Item = (RoomName, u64, Option<Message>)> + Send>>;
+type Arrivals = Pin<Box<dyn Stream<Item = (RoomName, u64, Option<Arrived>)> + Send>>;
+
+/// A message from a room's consumer, with its place in the rooms stream
+/// (sequence and arrival time, when the server gave them).
+type Arrived = (Message, Option<(u64, Millis)>);
 
 /// The room subscriptions and what they bring.
 struct Subscriptions {
@@ -190,12 +197,61 @@ impl Subscriptions {
     }
 }
 
+/// A burst this node said, back from the rooms stream, to copy into the
+/// history stream.
+struct HistoryCopy {
+    room: RoomName,
+    stamp: ClusterStamp,
+    burst: Bytes,
+}
+
+/// This node's bursts published and not back yet, by room, oldest first:
+/// how a burst that comes back is known for this node's (a burst carries
+/// no sender, but names are unique in a room, so no other node's burst
+/// has the same bytes).
+#[derive(Default)]
+struct Said {
+    rooms: HashMap<RoomName, VecDeque<Bytes>>,
+}
+
+/// Bursts looked for at most, per room: more are not kept (their copies
+/// are given up) rather than compared against every arrival.
+const SAID_KEPT: usize = 256;
+
+impl Said {
+    /// A burst of this node's went out to `room`.
+    fn sent(&mut self, room: RoomName, burst: Bytes) {
+        let waiting = self.rooms.entry(room).or_default();
+        if waiting.len() < SAID_KEPT {
+            waiting.push_back(burst);
+        }
+    }
+
+    /// Whether `burst`, just back from `room`, is one of this node's; the
+    /// ones sent before it that did not come back are forgotten.
+    fn came_back(&mut self, room: RoomName, burst: &[u8]) -> bool {
+        let Some(waiting) = self.rooms.get_mut(&room) else {
+            return false;
+        };
+        let Some(at) = waiting.iter().position(|b| b[..] == *burst) else {
+            return false;
+        };
+        waiting.drain(..=at);
+        if waiting.is_empty() {
+            self.rooms.remove(&room);
+        }
+        true
+    }
+}
+
 /// What the rooms task keeps between events.
 struct State {
     /// The link was up when this task last looked; cleared by [`Rooms::lose`].
     up: bool,
     subs: Subscriptions,
     echoes: Echoes,
+    /// This node's bursts on their way, for the history.
+    said: Said,
     /// To the consumers task.
     requests: mpsc::UnboundedSender<Request>,
 }
@@ -216,6 +272,8 @@ pub(super) struct Rooms {
     pub flushes: mpsc::Receiver<oneshot::Sender<()>>,
     /// Ends the task.
     pub stop: CancellationToken,
+    /// What history keeps (in the history stream).
+    pub history: HistorySettings,
 }
 
 impl Rooms {
@@ -243,6 +301,7 @@ impl Rooms {
                 next_id: 0,
             },
             echoes: Echoes::default(),
+            said: Said::default(),
             requests,
         };
         let mut phase = self.link.watch();
@@ -262,7 +321,11 @@ impl Rooms {
                 }
                 Some((room, id, message)) = state.subs.arrivals.next(), if !state.subs.arrivals.is_empty() => {
                     match message {
-                        Some(message) => self.arrive(room, message, &mut state.echoes),
+                        Some((message, place)) => {
+                            if let Some(copy) = self.arrive(room, message, place, &mut state) {
+                                self.keep_in_history(copy, &mut down).await;
+                            }
+                        }
                         None => state.subs.consumer_gone(room, id),
                     }
                 }
@@ -337,7 +400,12 @@ impl Rooms {
             ..Default::default()
         };
         match tokio::time::timeout(STREAM_TIMEOUT, js.get_or_create_stream(config)).await {
-            Ok(Ok(stream)) => subs.stream = Some(stream),
+            Ok(Ok(stream)) => {
+                let created = stream.cached_info().created.unix_timestamp_nanos();
+                let epoch = u64::try_from(created).unwrap_or_default();
+                self.shared.rooms_epoch.store(epoch, Ordering::Relaxed);
+                subs.stream = Some(stream);
+            }
             Ok(Err(e)) => {
                 warn!(error = %e, "cannot set up the rooms stream; retrying");
                 return;
@@ -347,12 +415,41 @@ impl Rooms {
                 return;
             }
         }
+        self.open_history(&js).await;
         for room in self.hub.room_names() {
             state.subs.coming_up.insert(room);
             self.request(room, state);
         }
         if state.subs.coming_up.is_empty() {
             self.all_read(state);
+        }
+    }
+
+    /// Sets the history stream up, with this node's history settings, for
+    /// the copies and for `/history`. Without it the link still comes up:
+    /// rooms work, and `/history` answers that the cluster is busy.
+    async fn open_history(&self, js: &async_nats::jetstream::Context) {
+        if self.history.lines == 0 {
+            return;
+        }
+        let config = history::config(self.history);
+        let open = async {
+            let stream = js.get_or_create_stream(config.clone()).await?;
+            let current = &stream.cached_info().config;
+            let stale = current.max_messages_per_subject != config.max_messages_per_subject
+                || current.max_age != config.max_age
+                || current.max_bytes != config.max_bytes;
+            if stale {
+                // The settings of the node that started last win; every
+                // node of a cluster should have the same.
+                js.update_stream(&config).await?;
+            }
+            Ok::<_, async_nats::Error>(stream)
+        };
+        match tokio::time::timeout(STREAM_TIMEOUT, open).await {
+            Ok(Ok(stream)) => *self.shared.history_stream() = Some(stream),
+            Ok(Err(e)) => warn!(error = %e, "cannot set up the history stream"),
+            Err(_) => warn!("setting up the history stream timed out"),
         }
     }
 
@@ -456,7 +553,13 @@ impl Rooms {
             .take_until(gone.clone().cancelled_owned())
             .filter_map(move |m| {
                 std::future::ready(match m {
-                    Ok(m) => Some((room, id, Some(m.message))),
+                    Ok(m) => {
+                        let place = m.info().ok().map(|info| {
+                            let at = info.published.unix_timestamp_nanos() / 1_000_000;
+                            (info.stream_sequence, Millis::try_from(at).unwrap_or(0))
+                        });
+                        Some((room, id, Some((m.message, place))))
+                    }
                     // The consumer no longer exists on the server (deleted,
                     // or its stream lost); the async-nats consumer does not
                     // make a new one, so this node must.
@@ -537,6 +640,9 @@ impl Rooms {
                         let (n, at) = leaving.or_insert((0, Instant::now()));
                         *n += 1;
                         *at = Instant::now();
+                    }
+                    Kind::Line if self.history.lines > 0 => {
+                        state.said.sent(room, line.line.clone());
                     }
                     _ => {}
                 }
@@ -624,6 +730,7 @@ impl Rooms {
     fn go_local(&self, state: &mut State) {
         let now = Instant::now();
         state.echoes.leaving.clear();
+        state.said = Said::default();
         for (tag, (room, user, _)) in std::mem::take(&mut state.echoes.in_flight) {
             state.echoes.skip.insert(tag, now);
             self.complete_join(room, user, tag);
@@ -702,21 +809,42 @@ impl Rooms {
         });
     }
 
-    /// Delivers one message from NATS to the local members of `room`.
-    fn arrive(&self, room: RoomName, message: Message, echoes: &mut Echoes) {
+    /// Delivers one message from NATS to the local members of `room`;
+    /// returns it for the history if it is a burst this node said.
+    fn arrive(
+        &self,
+        room: RoomName,
+        message: Message,
+        place: Option<(u64, Millis)>,
+        state: &mut State,
+    ) -> Option<HistoryCopy> {
         self.shared.metrics.received.inc();
+        let echoes = &mut state.echoes;
         let Some(kind) = Kind::parse(message.headers.as_ref()) else {
             debug!(%room, "dropped a message with bad headers");
-            return;
+            return None;
         };
         let lines = match clean_lines(&message.payload) {
             Some(1) => 1,
             Some(n) if kind == Kind::Line => n,
             _ => {
                 debug!(%room, "dropped a message that is not clean lines of its kind");
-                return;
+                return None;
             }
         };
+        if kind == Kind::Line {
+            let epoch = self.shared.rooms_epoch.load(Ordering::Relaxed);
+            let stamp = place.map(|(seq, at)| ClusterStamp { epoch, seq, at });
+            let own = state.said.came_back(room, &message.payload);
+            let payload = message.payload;
+            self.hub
+                .deliver(room, Arrival::Said { lines, stamp }, payload.clone());
+            return stamp.filter(|_| own).map(|stamp| HistoryCopy {
+                room,
+                stamp,
+                burst: payload,
+            });
+        }
         let me = self.shared.node.as_str();
         if let Kind::Leave { node, user } = &kind {
             if node == me {
@@ -745,9 +873,28 @@ impl Rooms {
             }
         };
         if !news {
-            return;
+            return None;
         }
         self.deliver(room, &kind, message.payload, lines, echoes);
+        None
+    }
+
+    /// Copies a burst this node said into the history stream, with its
+    /// place in the rooms stream (see `history`). Given up if the link
+    /// falls meanwhile, like any publish.
+    async fn keep_in_history(&self, copy: HistoryCopy, down: &mut watch::Receiver<Phase>) {
+        if self.history.lines == 0 {
+            return;
+        }
+        let publish = self.client.publish_with_headers(
+            subject::history(copy.room),
+            history::headers(copy.stamp),
+            copy.burst,
+        );
+        tokio::select! {
+            _ = publish => {}
+            _ = down.wait_for(|p| *p != Phase::Up) => {}
+        }
     }
 
     /// Hands a line of this kind to the hub, the way its kind says.
@@ -768,7 +915,7 @@ impl Rooms {
                 from: *from,
                 to: *to,
             },
-            Kind::Line => Arrival::Said { lines },
+            Kind::Line => Arrival::Said { lines, stamp: None },
             Kind::Join { user, .. } | Kind::Present { user, .. } => Arrival::Joined { user: *user },
             Kind::Leave { user, .. } | Kind::Gone { user, .. } => Arrival::Left { user: *user },
         };

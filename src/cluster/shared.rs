@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -141,6 +141,12 @@ pub(super) struct Shared {
     /// When each node was last heard; fed by the heartbeat task, read by
     /// the presence task. Locked briefly, never across an await.
     liveness: Mutex<Liveness>,
+    /// The rooms stream's epoch (its creation time), which the ids of its
+    /// lines carry; set by the rooms task.
+    pub rooms_epoch: AtomicU64,
+    /// The history stream, once the rooms task set it up; read by
+    /// `/history` (cloned out, never held across an await).
+    history_stream: Mutex<Option<async_nats::jetstream::stream::Stream>>,
     /// The cluster's numbers.
     pub metrics: ClusterMetrics,
 }
@@ -166,6 +172,8 @@ impl Shared {
             deleted: AtomicBool::new(false),
             replica: Mutex::default(),
             liveness: Mutex::default(),
+            rooms_epoch: AtomicU64::new(0),
+            history_stream: Mutex::default(),
             metrics,
         }
     }
@@ -176,6 +184,14 @@ impl Shared {
 
     pub(super) fn replica(&self) -> MutexGuard<'_, Replica> {
         self.replica.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn history_stream(
+        &self,
+    ) -> MutexGuard<'_, Option<async_nats::jetstream::stream::Stream>> {
+        self.history_stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn liveness(&self) -> MutexGuard<'_, Liveness> {

@@ -19,6 +19,9 @@ const PREFIX: &str = "chatgate";
 /// Every room's subject, as a filter.
 pub(super) const ROOMS: &str = "chatgate.room.>";
 
+/// Every room's history subject, as a filter.
+pub(super) const HISTORY: &str = "chatgate.history.*";
+
 /// The key-value bucket holding who is in which room, cluster-wide.
 pub(super) const PRESENCE_BUCKET: &str = "chatgate_presence";
 
@@ -34,6 +37,11 @@ pub(super) fn probe(node: &str) -> String {
 /// The subject carrying `room`'s lines.
 pub(super) fn room(room: RoomName) -> String {
     format!("{PREFIX}.room.{}", hex(room))
+}
+
+/// The subject keeping `room`'s history (see `history`).
+pub(super) fn history(room: RoomName) -> String {
+    format!("{PREFIX}.history.{}", hex(room))
 }
 
 /// The presence key of `user` in `room`: the user's look-alike key

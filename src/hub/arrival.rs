@@ -8,6 +8,7 @@
 use bytes::Bytes;
 
 use super::{Hub, Stage, read};
+use crate::history::ClusterStamp;
 use crate::protocol::json::{self, Event, NoticeCode, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
@@ -31,6 +32,9 @@ pub enum Arrival {
     Said {
         /// How many lines the buffer holds.
         lines: usize,
+        /// Where the cluster put the burst, which gives its lines the ids
+        /// and time every node shows; `None` for a burst kept on this node.
+        stamp: Option<ClusterStamp>,
     },
     /// The relayed `<user> has joined` of a member here who is waiting for
     /// it: the member starts receiving, with this line. The relay sends it
@@ -66,9 +70,12 @@ impl Hub {
                 let joined = matches!(arrival, Arrival::Joined { .. });
                 members.broadcast(&line, || room.membership_json(user, joined, at));
             }
-            Arrival::Said { lines } => {
+            Arrival::Said {
+                lines,
+                stamp: shared,
+            } => {
                 let stamp = room.keep(&line);
-                members.broadcast_lines(&line, lines, || room.said_json(&line, stamp));
+                members.broadcast_lines(&line, lines, || room.said_json(&line, stamp, shared));
                 drop(members);
                 room.trim_history();
             }
@@ -192,14 +199,20 @@ mod tests {
         let (_alice, a) = joined(&hub, "alice");
         hub.deliver(
             name("r"),
-            Arrival::Said { lines: 1 },
+            Arrival::Said {
+                lines: 1,
+                stamp: None,
+            },
             reply::said(name("x"), "early"),
         );
         assert!(drain(&a).is_empty());
         relay.echo(&hub);
         hub.deliver(
             name("r"),
-            Arrival::Said { lines: 1 },
+            Arrival::Said {
+                lines: 1,
+                stamp: None,
+            },
             reply::said(name("x"), "late"),
         );
         assert_eq!(drain(&a), ["alice has joined", "x: late"]);
