@@ -515,15 +515,18 @@ impl Membership {
     pub fn send_private(&self, to: &str, text: &str) -> Result<(), NoSuchUser> {
         let target = Name::parse(to).ok_or(NoSuchUser)?.key();
         let line = reply::private(self.user, text);
-        let remote = self.remote_members().iter().any(|u| u.key() == target);
+        let remote = self
+            .remote_members()
+            .into_iter()
+            .find(|u| u.key() == target);
         let members = self.room.lock();
         let local = members.by_key.get(&target).filter(|m| m.stage.is_in());
-        if local.is_none() && !remote {
+        let Some(recipient) = local.map(|m| m.name).or(remote) else {
             return Err(NoSuchUser);
-        }
+        };
         let event = RoomEvent::Private {
             from: self.user,
-            to: target,
+            to: recipient,
         };
         if self.relay_publish(event, &line) {
             return Ok(());

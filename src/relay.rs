@@ -17,7 +17,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::protocol::names::{Name, RoomName, UserName};
+use crate::protocol::names::{RoomName, UserName};
 
 /// The cluster's answer to a name claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +63,8 @@ pub enum RoomEvent {
     Private {
         /// The sender, as written.
         from: UserName,
-        /// The recipient's look-alike key ([`Name::key`]).
-        to: Name,
+        /// The recipient, as it joined.
+        to: UserName,
     },
 }
 

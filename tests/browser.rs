@@ -1227,3 +1227,27 @@ async fn a_gap_longer_than_history_is_said_to_be_incomplete() {
         .collect();
     assert_eq!(said, ["bob: before", "bob: gap 4", "bob: gap 5"]);
 }
+
+#[tokio::test]
+async fn with_history_off_the_page_still_shows_what_is_said() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    let server = TestServer::start_with_flags(
+        &[ListenerKind::Tcp, ListenerKind::Http],
+        0,
+        &["--history", "0"],
+    )
+    .await;
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    page.join("r", "ann").await;
+    let mut bob = LineUser::telnet(&server, "r", "bob").await;
+    bob.send("hello").await;
+    page.wait_line("chat", "bob: hello").await;
+    // The page's own /history was refused; it says nothing about it.
+    let log = log_lines(&page).await;
+    assert!(
+        !log.iter().any(|(kind, _)| kind == "error"),
+        "an error was shown: {log:?}"
+    );
+}

@@ -403,9 +403,9 @@ async fn history_with(conn: &mut Conn, args: &str, want: usize) -> serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_has_the_same_history_with_the_same_ids() {
     let nats = nats_or_skip!();
-    let http = ["--http", "127.0.0.1:0"];
-    let a = node(&nats, "a", &http).await;
-    let b = node(&nats, "b", &http).await;
+    let flags = ["--http", "127.0.0.1:0", "--rate", "0"];
+    let a = node(&nats, "a", &flags).await;
+    let b = node(&nats, "b", &flags).await;
     let mut ann = json_user(&a, "lobby", "ann").await;
     let mut bob = json_user(&b, "lobby", "bob").await;
     ann.send_line("hello from a").await;
@@ -413,6 +413,19 @@ async fn every_node_has_the_same_history_with_the_same_ids() {
     let on_b = next_say(&mut bob).await;
     assert_eq!(on_a["id"], on_b["id"], "one id on every node");
     assert_eq!(on_a["time"], on_b["time"], "one time on every node");
+
+    // A private line to another node names its recipient as it joined.
+    ann.send_line("/msg BOB psst").await;
+    let private = ann.next_event().await;
+    assert_eq!(
+        (&private["type"], &private["to"]),
+        (&"private".into(), &"bob".into())
+    );
+    let private = bob.next_event().await;
+    assert_eq!(
+        (&private["from"], &private["to"]),
+        (&"ann".into(), &"bob".into())
+    );
 
     let answer = history_with(&mut bob, "", 1).await;
     assert_eq!(answer["complete"], true);
@@ -431,7 +444,7 @@ async fn every_node_has_the_same_history_with_the_same_ids() {
 async fn a_client_resumes_on_another_node_after_its_node_was_killed_and_nats_restarted() {
     let mut nats = nats_or_skip!();
     let mut a = Node::start(&nats.url(), "a").await;
-    let b = node(&nats, "b", &["--http", "127.0.0.1:0"]).await;
+    let b = node(&nats, "b", &["--http", "127.0.0.1:0", "--rate", "0"]).await;
     let mut ann = Conn::tcp(a.tcp).await;
     ann.join("lobby", "ann").await;
     // Carol, on node b, is the client that will resume: she keeps the id

@@ -460,6 +460,11 @@ function addJoinLeave(event) {
   addText(event.type, `${event.user} has ${verb}`, event.time);
 }
 
+/** Whether an `error` answers the page's own `/history`. */
+function historyRefused(text) {
+  return ['history is off', 'cluster busy', 'rate limited'].some((r) => String(text).startsWith(r));
+}
+
 /** The answer to a `/history` the page asked for. */
 function historyAnswer(event) {
   const { resume, waiting } = historyWait;
@@ -534,6 +539,15 @@ function roomEvent(event) {
       return;
     case 'error':
       if (JOIN_REFUSALS.some((r) => String(event.text).startsWith(r))) switchingTo = null;
+      if (historyWait && historyRefused(event.text)) {
+        // The history the page asked for will not come (off, busy, or
+        // over the rate): show what waited for it, and say so.
+        const { resume, waiting } = historyWait;
+        historyWait = null;
+        if (resume) addText('note', 'Messages sent while you were away could not be fetched.');
+        waiting.forEach(showSaid);
+        return;
+      }
       addText('error', `ERROR ${event.text}`);
       return;
     case 'info':

@@ -62,11 +62,11 @@ pub(super) enum Kind {
         /// The user, as written.
         user: UserName,
     },
-    /// A private line from `from` to the member whose folded name is `to`.
+    /// A private line from `from` to the member `to`.
     Private {
         /// The sender's folded name.
         from: Name,
-        /// The recipient's folded name.
+        /// The recipient, as it joined (compared by its folded name).
         to: Name,
     },
     /// A repair after the cluster link came back: `user` on `node` is in the

@@ -8,9 +8,12 @@
 //! keeps it), holds one message per burst of message lines on
 //! `chatgate.history.<room hex>`, with at most `--history` messages per
 //! room (so at least `--history` lines), none older than `--history-ttl`,
-//! and `--history-bytes` in all, oldest first. The node whose member said
-//! the burst copies it there when the burst comes back to it through the
-//! rooms stream, with the place the rooms stream gave it: a line's id is
+//! and `--history-bytes` in all, oldest first. Every node that reads the
+//! room copies each burst there as it comes through the rooms stream, with
+//! the place the rooms stream gave it as its message id, so the stream keeps
+//! one copy (JetStream drops a repeated message id) however many nodes read
+//! the room, and the burst is kept as long as any node still reads it. A
+//! line's id is
 //! that place, `<rooms stream epoch>-<sequence>-<line in the burst>` in hex,
 //! the same on every node, and what orders the history (two nodes' copies
 //! may reach the history stream in either order). The epoch is the rooms
@@ -23,9 +26,10 @@
 //!
 //! # What can be missing
 //!
-//! A burst whose node dies or loses its link between the burst's coming
-//! back and its copy is shown to every member but is not in the history.
-//! Lines said on a node while its link is down are not kept in NATS.
+//! A burst that every node reading its room lost the link for, between
+//! showing it and copying it, is shown to their members but is not in the
+//! history. Lines said on a node while its link is down are not kept in
+//! NATS.
 
 use std::time::Duration;
 
@@ -75,8 +79,11 @@ pub(super) fn config(settings: HistorySettings) -> stream::Config {
 
 /// The headers of a burst's history copy.
 pub(super) fn headers(stamp: ClusterStamp) -> HeaderMap {
+    let place = format!("{:x}-{:x}", stamp.epoch, stamp.seq);
     let mut headers = HeaderMap::new();
-    headers.insert(PLACE, format!("{:x}-{:x}", stamp.epoch, stamp.seq));
+    // JetStream keeps one message per id within its duplicate window.
+    headers.insert("Nats-Msg-Id", place.as_str());
+    headers.insert(PLACE, place);
     headers.insert(TIME, stamp.at.to_string());
     headers
 }
@@ -127,6 +134,8 @@ async fn bursts(
         }
     }
     bursts.sort_by_key(|(stamp, _)| (stamp.epoch, stamp.seq));
+    // Copies made after the duplicate window of the first one passed.
+    bursts.dedup_by_key(|(stamp, _)| (stamp.epoch, stamp.seq));
     Some(bursts)
 }
 

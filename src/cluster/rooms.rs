@@ -197,51 +197,12 @@ impl Subscriptions {
     }
 }
 
-/// A burst this node said, back from the rooms stream, to copy into the
-/// history stream.
+/// A burst of messages from the rooms stream, to copy into the history
+/// stream.
 struct HistoryCopy {
     room: RoomName,
     stamp: ClusterStamp,
     burst: Bytes,
-}
-
-/// This node's bursts published and not back yet, by room, oldest first:
-/// how a burst that comes back is known for this node's (a burst carries
-/// no sender, but names are unique in a room, so no other node's burst
-/// has the same bytes).
-#[derive(Default)]
-struct Said {
-    rooms: HashMap<RoomName, VecDeque<Bytes>>,
-}
-
-/// Bursts looked for at most, per room: more are not kept (their copies
-/// are given up) rather than compared against every arrival.
-const SAID_KEPT: usize = 256;
-
-impl Said {
-    /// A burst of this node's went out to `room`.
-    fn sent(&mut self, room: RoomName, burst: Bytes) {
-        let waiting = self.rooms.entry(room).or_default();
-        if waiting.len() < SAID_KEPT {
-            waiting.push_back(burst);
-        }
-    }
-
-    /// Whether `burst`, just back from `room`, is one of this node's; the
-    /// ones sent before it that did not come back are forgotten.
-    fn came_back(&mut self, room: RoomName, burst: &[u8]) -> bool {
-        let Some(waiting) = self.rooms.get_mut(&room) else {
-            return false;
-        };
-        let Some(at) = waiting.iter().position(|b| b[..] == *burst) else {
-            return false;
-        };
-        waiting.drain(..=at);
-        if waiting.is_empty() {
-            self.rooms.remove(&room);
-        }
-        true
-    }
 }
 
 /// What the rooms task keeps between events.
@@ -250,8 +211,6 @@ struct State {
     up: bool,
     subs: Subscriptions,
     echoes: Echoes,
-    /// This node's bursts on their way, for the history.
-    said: Said,
     /// To the consumers task.
     requests: mpsc::UnboundedSender<Request>,
 }
@@ -301,7 +260,6 @@ impl Rooms {
                 next_id: 0,
             },
             echoes: Echoes::default(),
-            said: Said::default(),
             requests,
         };
         let mut phase = self.link.watch();
@@ -322,7 +280,7 @@ impl Rooms {
                 Some((room, id, message)) = state.subs.arrivals.next(), if !state.subs.arrivals.is_empty() => {
                     match message {
                         Some((message, place)) => {
-                            if let Some(copy) = self.arrive(room, message, place, &mut state) {
+                            if let Some(copy) = self.arrive(room, message, place, &mut state.echoes) {
                                 self.keep_in_history(copy, &mut down).await;
                             }
                         }
@@ -641,9 +599,6 @@ impl Rooms {
                         *n += 1;
                         *at = Instant::now();
                     }
-                    Kind::Line if self.history.lines > 0 => {
-                        state.said.sent(room, line.line.clone());
-                    }
                     _ => {}
                 }
             }
@@ -730,7 +685,6 @@ impl Rooms {
     fn go_local(&self, state: &mut State) {
         let now = Instant::now();
         state.echoes.leaving.clear();
-        state.said = Said::default();
         for (tag, (room, user, _)) in std::mem::take(&mut state.echoes.in_flight) {
             state.echoes.skip.insert(tag, now);
             self.complete_join(room, user, tag);
@@ -810,16 +764,15 @@ impl Rooms {
     }
 
     /// Delivers one message from NATS to the local members of `room`;
-    /// returns it for the history if it is a burst this node said.
+    /// returns a burst of messages for the history.
     fn arrive(
         &self,
         room: RoomName,
         message: Message,
         place: Option<(u64, Millis)>,
-        state: &mut State,
+        echoes: &mut Echoes,
     ) -> Option<HistoryCopy> {
         self.shared.metrics.received.inc();
-        let echoes = &mut state.echoes;
         let Some(kind) = Kind::parse(message.headers.as_ref()) else {
             debug!(%room, "dropped a message with bad headers");
             return None;
@@ -835,11 +788,10 @@ impl Rooms {
         if kind == Kind::Line {
             let epoch = self.shared.rooms_epoch.load(Ordering::Relaxed);
             let stamp = place.map(|(seq, at)| ClusterStamp { epoch, seq, at });
-            let own = state.said.came_back(room, &message.payload);
             let payload = message.payload;
             self.hub
                 .deliver(room, Arrival::Said { lines, stamp }, payload.clone());
-            return stamp.filter(|_| own).map(|stamp| HistoryCopy {
+            return stamp.map(|stamp| HistoryCopy {
                 room,
                 stamp,
                 burst: payload,
@@ -879,9 +831,10 @@ impl Rooms {
         None
     }
 
-    /// Copies a burst this node said into the history stream, with its
-    /// place in the rooms stream (see `history`). Given up if the link
-    /// falls meanwhile, like any publish.
+    /// Copies a burst into the history stream, with its place in the rooms
+    /// stream (see `history`): every node that reads the room does, and
+    /// the stream keeps one copy. Given up if the link falls meanwhile,
+    /// like any publish.
     async fn keep_in_history(&self, copy: HistoryCopy, down: &mut watch::Receiver<Phase>) {
         if self.history.lines == 0 {
             return;

@@ -48,8 +48,8 @@ pub enum Arrival {
     Private {
         /// The sender's look-alike key ([`Name::key`]).
         from: Name,
-        /// The recipient's look-alike key ([`Name::key`]).
-        to: Name,
+        /// The recipient, as it joined.
+        to: UserName,
     },
 }
 
@@ -92,8 +92,7 @@ impl Hub {
                 let Some((sender, text)) = json::split_private(text) else {
                     return;
                 };
-                let json = |recipient: UserName| {
-                    let to = members_name(&members, &to).unwrap_or(recipient);
+                let json = |_| {
                     Event::Private {
                         from: sender,
                         to: to.as_str(),
@@ -102,8 +101,8 @@ impl Hub {
                     }
                     .encode()
                 };
-                members.send_to(&to, &line, json);
-                if from != to {
+                members.send_to(&to.key(), &line, json);
+                if from != to.key() {
                     members.send_to(&from, &line, json);
                 }
             }
@@ -168,11 +167,6 @@ impl Hub {
     fn all_rooms(&self) -> Vec<std::sync::Arc<super::Room>> {
         read(&self.rooms).values().cloned().collect()
     }
-}
-
-/// The name, as joined, of the member here whose look-alike key is `key`.
-fn members_name(members: &super::Members, key: &Name) -> Option<UserName> {
-    members.by_key.get(key).map(|m| m.name)
 }
 
 #[cfg(test)]

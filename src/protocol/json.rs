@@ -62,8 +62,6 @@ pub enum NoticeCode {
     LinkLost,
     /// `*** cluster link restored`
     LinkRestored,
-    /// A kick's line.
-    Kick,
 }
 
 /// One `rooms` entry.

@@ -280,8 +280,6 @@ pub fn notice(code: super::json::NoticeCode) -> Bytes {
         NoticeCode::Shutdown => SHUTTING_DOWN,
         NoticeCode::LinkLost => CLUSTER_LINK_LOST,
         NoticeCode::LinkRestored => CLUSTER_LINK_RESTORED,
-        // Kicks come with their own line (operators and moderation).
-        NoticeCode::Kick => Bytes::from_static(b"*** you were kicked\r\n"),
     }
 }
 
