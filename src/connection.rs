@@ -201,8 +201,11 @@ async fn on_read(
 async fn history(session: &mut Session, ctx: &Connection) -> Flow {
     let answer = match (session.pending_history(), &ctx.cluster) {
         (Some((room, ask)), Some(cluster)) => {
+            // Boxed: reading a room's history takes a large future, which
+            // every connection's task would otherwise carry while idle.
+            let read = Box::pin(cluster.history(room, ask));
             tokio::select! {
-                read = cluster.history(room, ask) => match read {
+                read = read => match read {
                     Ok(page) => HistoryAnswer::Page(page),
                     Err(HistoryUnavailable::Off) => HistoryAnswer::Off,
                     Err(HistoryUnavailable::Busy) => HistoryAnswer::Busy,
