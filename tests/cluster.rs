@@ -481,3 +481,56 @@ async fn a_client_resumes_on_another_node_after_its_node_was_killed_and_nats_res
     assert_eq!(answer["lines"][0]["text"], "two");
     assert_eq!(answer["lines"][0]["user"], "ann");
 }
+
+/// How many bursts the cluster's history stream holds.
+async fn kept_in_nats(nats: &Nats) -> u64 {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream("CHATGATE_HISTORY")
+        .await
+        .expect("history stream");
+    stream.info().await.expect("stream info").state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_keeps_its_history_while_anyone_is_in_it_and_for_the_ttl_after() {
+    let nats = nats_or_skip!();
+    let ttl = Duration::from_secs(2);
+    let flags = ["--history-ttl", "2"];
+    let a = node(&nats, "a", &flags).await;
+    let b = node(&nats, "b", &flags).await;
+    let mut ann = tcp_user(&a, "den", "ann").await;
+    let mut bob = tcp_user(&b, "den", "bob").await;
+    ann.expect_line("bob has joined").await;
+    ann.send_line("keep me").await;
+    bob.expect_line("ann: keep me").await;
+    let mut kept = 0;
+    for _ in 0..50 {
+        kept = kept_in_nats(&nats).await;
+        if kept == 1 {
+            break;
+        }
+    }
+    assert_eq!(kept, 1, "the line is kept in NATS");
+    // Older than the TTL, with members in the room: kept. (Nothing but the
+    // clock tells when a line is older than the TTL.)
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    bob.send_line("/history").await;
+    bob.expect_line("*** history of den: 1 line").await;
+    assert!(bob.read_line().await.ends_with("] ann: keep me"));
+    bob.expect_line("*** end of history").await;
+
+    // Empty on every node: gone once the TTL has passed, not before.
+    drop(ann);
+    bob.expect_line("ann has left").await;
+    drop(bob);
+    let emptied = tokio::time::Instant::now();
+    while kept_in_nats(&nats).await == 1 {
+        assert!(
+            emptied.elapsed() < ttl + Duration::from_secs(5),
+            "never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(emptied.elapsed() >= ttl - Duration::from_millis(200));
+}

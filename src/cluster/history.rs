@@ -7,8 +7,9 @@
 //! The stream [`HISTORY_STREAM`], on file storage (a nats-server restart
 //! keeps it), holds one message per burst of message lines on
 //! `chatgate.history.<room hex>`, with at most `--history` messages per
-//! room (so at least `--history` lines), none older than `--history-ttl`,
-//! and `--history-bytes` in all, oldest first. Every node that reads the
+//! room (so at least `--history` lines) and `--history-bytes` in all,
+//! oldest first. A room's history is purged `--history-ttl` after the room
+//! is left empty on every node ([`Expiry`]). Every node that reads the
 //! room copies each burst there as it comes through the rooms stream, with
 //! the place the rooms stream gave it as its message id, so the stream keeps
 //! one copy (JetStream drops a repeated message id) however many nodes read
@@ -62,6 +63,62 @@ const PLACE: &str = "Chatgate-Place";
 /// milliseconds since the Unix epoch.
 const TIME: &str = "Chatgate-Time";
 
+/// When rooms this node has had members in were left empty on every node,
+/// so that their history goes `--history-ttl` later (PROTOCOL.md: it
+/// outlives the room for that long). Every node that had members in a
+/// room watches it, and purging is the same whoever does it; a room no
+/// node watches any more (its nodes restarted) keeps its history until the
+/// byte cap pushes it out.
+#[derive(Debug, Default)]
+pub(super) struct Expiry {
+    /// Rooms watched, with when each was found empty everywhere.
+    rooms: std::collections::HashMap<RoomName, Option<std::time::Instant>>,
+}
+
+impl Expiry {
+    /// This node has (had) members in `room`.
+    pub(super) fn watch(&mut self, room: RoomName) {
+        self.rooms.entry(room).or_insert(None);
+    }
+
+    /// Looks at every watched room, told by `occupied` whether anyone is in
+    /// it on any node; returns the rooms whose history is due to go, and
+    /// forgets them.
+    pub(super) fn due(
+        &mut self,
+        now: std::time::Instant,
+        ttl: Duration,
+        occupied: impl Fn(RoomName) -> bool,
+    ) -> Vec<RoomName> {
+        let mut due = Vec::new();
+        self.rooms.retain(|room, empty_since| {
+            if occupied(*room) {
+                *empty_since = None;
+                return true;
+            }
+            let since = *empty_since.get_or_insert(now);
+            if now.duration_since(since) >= ttl {
+                due.push(*room);
+                return false;
+            }
+            true
+        });
+        due
+    }
+}
+
+/// Purges `room`'s history from `stream`.
+pub(super) async fn purge(stream: JsStream, room: RoomName) {
+    let purge = stream.purge().filter(subject::history(room));
+    if let Err(e) = timeout(READ_TIMEOUT, purge).await.unwrap_or_else(|_| {
+        Err(async_nats::jetstream::stream::PurgeError::new(
+            async_nats::jetstream::stream::PurgeErrorKind::TimedOut,
+        ))
+    }) {
+        tracing::debug!(%room, error = %e, "could not purge a room's history");
+    }
+}
+
 /// The history stream's settings, from the node's history flags.
 pub(super) fn config(settings: HistorySettings) -> stream::Config {
     stream::Config {
@@ -70,7 +127,8 @@ pub(super) fn config(settings: HistorySettings) -> stream::Config {
         subjects: vec![subject::HISTORY.to_owned()],
         storage: stream::StorageType::File,
         max_messages_per_subject: i64::try_from(settings.lines.max(1)).unwrap_or(i64::MAX),
-        max_age: Duration::from_millis(settings.ttl),
+        // No age limit: a room with members keeps its history however old;
+        // an emptied room's goes after `--history-ttl` (see [`Expiry`]).
         max_bytes: i64::try_from(settings.bytes).unwrap_or(i64::MAX),
         discard: stream::DiscardPolicy::Old,
         ..Default::default()

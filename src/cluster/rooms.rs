@@ -211,6 +211,8 @@ struct State {
     up: bool,
     subs: Subscriptions,
     echoes: Echoes,
+    /// Rooms whose history goes once they have been empty long enough.
+    expiry: history::Expiry,
     /// To the consumers task.
     requests: mpsc::UnboundedSender<Request>,
 }
@@ -260,6 +262,7 @@ impl Rooms {
                 next_id: 0,
             },
             echoes: Echoes::default(),
+            expiry: history::Expiry::default(),
             requests,
         };
         let mut phase = self.link.watch();
@@ -309,7 +312,10 @@ impl Rooms {
                     let stuck = state.subs.stream.is_none() || state.subs.coming_up.is_empty();
                     match self.link.phase() {
                         Phase::Ready if stuck => self.resubscribe(&mut state).await,
-                        Phase::Up => self.read_every_room(&mut state),
+                        Phase::Up => {
+                            self.read_every_room(&mut state);
+                            self.expire_history(&mut state.expiry);
+                        }
                         _ => {}
                     }
                     self.forget_old(&mut state.echoes);
@@ -411,9 +417,29 @@ impl Rooms {
         }
     }
 
+    /// Purges the history of rooms empty on every node for `--history-ttl`
+    /// (see `history::Expiry`), off this task.
+    fn expire_history(&self, expiry: &mut history::Expiry) {
+        if self.history.lines == 0 {
+            return;
+        }
+        let Some(stream) = self.shared.history_stream().clone() else {
+            return;
+        };
+        let ttl = Duration::from_millis(self.history.ttl);
+        let occupied =
+            |room| self.hub.has_room(room) || !self.shared.replica().members(room).is_empty();
+        let due = expiry.due(std::time::Instant::now(), ttl, occupied);
+        for room in due {
+            debug!(%room, "history expired");
+            tokio::spawn(history::purge(stream.clone(), room));
+        }
+    }
+
     /// Asks the consumers task for a consumer of `room`, unless one is
     /// already on its way; lines for the room wait in `pending` meanwhile.
     fn request(&self, room: RoomName, state: &mut State) {
+        state.expiry.watch(room);
         let subs = &mut state.subs;
         if subs.pending.contains_key(&room) {
             return;
