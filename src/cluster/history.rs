@@ -276,6 +276,29 @@ mod tests {
     }
 
     #[test]
+    fn a_room_expires_only_after_being_empty_for_the_ttl() {
+        let room = |s: &str| RoomName::parse(s).unwrap();
+        let ttl = Duration::from_secs(10);
+        let start = std::time::Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut expiry = Expiry::default();
+        expiry.watch(room("a"));
+        expiry.watch(room("b"));
+        let occupied = |r: RoomName| r == room("b");
+        assert!(expiry.due(at(0), ttl, occupied).is_empty());
+        assert!(expiry.due(at(9), ttl, occupied).is_empty());
+        // Someone came back to "a" meanwhile: the time starts over.
+        assert!(expiry.due(at(9), ttl, |_| true).is_empty());
+        assert!(expiry.due(at(18), ttl, occupied).is_empty());
+        assert_eq!(expiry.due(at(28), ttl, occupied), [room("a")]);
+        assert!(
+            expiry.due(at(100), ttl, occupied).is_empty(),
+            "forgotten once due"
+        );
+        assert!(expiry.due(at(100), Duration::ZERO, |_| false) == [room("b")]);
+    }
+
+    #[test]
     fn lines_and_ids_follow_the_rooms_stream() {
         let bursts = vec![burst(3, b"a: 1\r\na: 2\r\n"), burst(7, b"b: 3\r\n")];
         let page = answer(bursts.clone(), HistoryAsk::Last(2), 100);
