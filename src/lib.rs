@@ -13,13 +13,18 @@
 //! [`Hub`]: a room broadcast encodes its line (or a burst of lines one
 //! sender said back to back) once and pushes the same buffer into every
 //! member's [`Outbox`], a byte-bounded queue that the connection's writer
-//! drains a whole batch at a time, in writes of up to 64 KiB.
+//! drains a whole batch at a time, in writes of up to 64 KiB. A member that
+//! asked for JSON events gets the same line as one JSON object, encoded
+//! once per broadcast for all such members, and the room keeps its message
+//! lines in its [`RoomLog`] for `/history`.
+//!
+//! [`RoomLog`]: crate::history::RoomLog
 //!
 //! # Modules
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`protocol`] | framing, clean-up, names, commands, reply lines, rate limit; pure |
+//! | [`protocol`] | framing, clean-up, names, commands, reply lines and JSON events, rate limit; pure |
 //! | [`session`] | one user's state machine: welcome, JOIN attempts, commands |
 //! | [`hub`] | rooms and membership; the only shared state |
 //! | [`history`] | what each room remembers for `/history`, bounded in lines, time and bytes |
