@@ -4,7 +4,7 @@
 //! (`<user>: <text>` and `* <user> <text>`, without the line end), each
 //! with the time it was said and an id. The text of all of a log's lines
 //! lives in one ring of bytes; each line costs two bytes more (its length)
-//! and each burst of lines said together one [`Run`] (24 bytes: its time
+//! and each burst of lines said together one `Run` (24 bytes: its time
 //! and its place in the order of all bursts), so a kept line costs its own
 //! bytes and little else. `--history-bytes` counts the text only, as
 //! PROTOCOL.md says; what a line costs beyond it is measured in

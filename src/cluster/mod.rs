@@ -321,7 +321,7 @@ impl Cluster {
     }
 
     /// `room`'s history as `ask` wants it, from the history stream, within
-    /// [`history::READ_TIMEOUT`] (PROTOCOL.md, History: every node answers
+    /// the history read timeout (PROTOCOL.md, History: every node answers
     /// with the same lines and ids).
     pub async fn history(
         &self,
