@@ -99,7 +99,7 @@ impl fmt::Display for Listen {
     version,
     about,
     long_about = None,
-    after_help = "A numeric limit of 0 turns it off. The protocol: docs/protocol.md. \
+    after_help = "A numeric limit of 0 turns it off (--history-bytes cannot be 0). The protocol: docs/protocol.md. \
                   SIGINT/SIGTERM stop the server gracefully; SIGHUP reloads the certificate."
 )]
 pub struct Config {

@@ -198,7 +198,12 @@ pub struct Page {
 
 /// Longest line a log can hold: the length goes in 16 bits. Room lines are
 /// far shorter (a cleaned line of at most `MAX_LINE` bytes with a name).
-const MAX_KEPT_LINE: usize = u16::MAX as usize;
+const MAX_KEPT_LINE: usize = u16::MAX as usize - 1;
+
+/// The length recorded for a line not kept because it alone is larger than
+/// `--history-bytes`: it keeps its number (so ids follow one another) but no
+/// text, and `/history` leaves it out.
+const NOT_KEPT: u16 = u16::MAX;
 
 impl History {
     /// History with `settings`, telling the time with `clock`; `boot`
@@ -351,15 +356,19 @@ impl History {
         let mut added = 0usize;
         let mut dropped = 0usize;
         for line in lines {
-            // Every line is kept, so that ids follow one another; none is
-            // ever this long (a line is at most `MAX_LINE` before clean-up).
-            let line = &line[..line.len().min(MAX_KEPT_LINE)];
-            kept.text.extend(line);
-            kept.lines.push_back(line.len() as u16);
+            // Every line gets its number, so that ids follow one another;
+            // one larger than all history may hold is not kept (keeping it
+            // would push every other room's lines out, and then itself).
+            if line.len() > self.settings.bytes || line.len() > MAX_KEPT_LINE {
+                kept.lines.push_back(NOT_KEPT);
+            } else {
+                kept.text.extend(line);
+                kept.lines.push_back(line.len() as u16);
+                added += line.len();
+            }
             if let Some(run) = kept.runs.back_mut() {
                 run.lines += 1;
             }
-            added += line.len();
             // Dropped after the new line is in, so that the run being
             // filled always holds a line.
             if kept.lines.len() > self.settings.lines {
@@ -437,7 +446,7 @@ impl History {
         };
         let from = from.max(kept.first);
         let skip = (from - kept.first) as usize;
-        let mut offset: usize = kept.lines.iter().take(skip).map(|&l| usize::from(l)).sum();
+        let mut offset: usize = kept.lines.iter().take(skip).map(|&l| text_len(l)).sum();
         let mut lines = Vec::with_capacity(kept.lines.len() - skip);
         // Each line's time is its run's.
         let mut times = kept
@@ -446,8 +455,11 @@ impl History {
             .flat_map(|run| std::iter::repeat_n(run.at, run.lines as usize))
             .skip(skip);
         for (i, &len) in kept.lines.iter().enumerate().skip(skip) {
-            let len = usize::from(len);
             let at = times.next().unwrap_or_default();
+            if len == NOT_KEPT {
+                continue;
+            }
+            let len = usize::from(len);
             let text: Vec<u8> = kept.text.range(offset..offset + len).copied().collect();
             offset += len;
             lines.push(Line {
@@ -477,6 +489,11 @@ impl History {
     }
 }
 
+/// The bytes of text a line's recorded length stands for.
+fn text_len(len: u16) -> usize {
+    if len == NOT_KEPT { 0 } else { usize::from(len) }
+}
+
 fn max(a: u64, b: u64) -> u64 {
     a.max(b)
 }
@@ -493,7 +510,7 @@ impl Kept {
         let Some(len) = self.lines.pop_front() else {
             return 0;
         };
-        let len = usize::from(len);
+        let len = text_len(len);
         self.text.drain(..len);
         self.first += 1;
         if let Some(run) = self.runs.front_mut() {
@@ -624,6 +641,21 @@ mod tests {
             .map(|l| l.id)
             .collect();
         assert_eq!(ids, ["7-0-2"]);
+    }
+
+    #[test]
+    fn a_line_larger_than_all_history_is_left_out_and_pushes_nothing_out() {
+        let h = history(10, 0, 8);
+        let (a, b) = (h.open(room("a")), h.open(room("b")));
+        h.keep(&a, b"a: 1\r\n");
+        h.keep(&b, b"b: 123456789\r\nb: 2\r\n");
+        h.trim();
+        assert_eq!(texts(&h.read(&a, Ask::Last(9))), ["a: 1"]);
+        let page = h.read(&b, Ask::Last(9));
+        assert_eq!(texts(&page), ["b: 2"]);
+        // Its number is taken all the same: ids still follow one another.
+        assert_eq!(page.lines[0].id, "7-1-1");
+        assert_eq!(h.bytes(), 8);
     }
 
     #[test]
