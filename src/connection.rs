@@ -34,7 +34,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::debug;
 
-use crate::cluster::HistoryUnavailable;
+use crate::cluster::{ECHO_WAIT, HistoryUnavailable};
 use crate::context::Connection;
 use crate::limits::{Permit, REFUSAL_TIMEOUT};
 use crate::metrics::DropReason;
@@ -173,6 +173,12 @@ async fn on_read(
     let mut flow = match read {
         Ok(Some(line)) => {
             ctx.metrics.line_in();
+            if ctx.cluster.is_some() && is_command(line) {
+                // In a cluster the user's own lines come back through NATS:
+                // a command is answered after them, as on one node.
+                session.flush();
+                echoes(session, ctx).await;
+            }
             session.handle_line(line, std::time::Instant::now())
         }
         Ok(None) | Err(ReadError::Io(_)) => session.peer_gone(),
@@ -193,6 +199,27 @@ async fn on_read(
         ctx.metrics.dropped(DropReason::RateLimited);
     }
     flow
+}
+
+/// Whether a raw line is a command (`/word`, not `//text`).
+fn is_command(line: &[u8]) -> bool {
+    line.first() == Some(&b'/') && line.get(1) != Some(&b'/')
+}
+
+/// Waits until the session's own bursts have come back from the cluster.
+/// Bounded: bursts lost with the link are given up after
+/// [`ECHO_WAIT`], and shutdown cuts the wait short.
+async fn echoes(session: &Session, ctx: &Connection) {
+    let outbox = session.outbox();
+    let back = std::future::poll_fn(|cx| outbox.poll_echoes(cx));
+    tokio::select! {
+        back = timeout(ECHO_WAIT, back) => {
+            if back.is_err() {
+                outbox.forget_echoes();
+            }
+        }
+        () = ctx.shutdown.cancelled() => {}
+    }
 }
 
 /// Reads the room's history from the cluster for the session's pending

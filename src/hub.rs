@@ -478,7 +478,11 @@ impl Membership {
     /// the whole burst, and through a relay, one message for all of it.
     pub fn broadcast_lines(&self, burst: Bytes, lines: usize) {
         let members = self.room.lock();
-        if !self.relay_publish(RoomEvent::Said { lines }, &burst) {
+        if self.relay_publish(RoomEvent::Said { lines }, &burst) {
+            if let Some(me) = members.by_key.get(&self.user.key()) {
+                me.outbox.relayed();
+            }
+        } else {
             let stamp = self.room.keep(&burst);
             members.broadcast_lines(&burst, lines, || self.room.said_json(&burst, stamp, None));
             drop(members);

@@ -61,6 +61,12 @@ struct Inner {
     owner: Option<Waker>,
     /// The writer, waiting out a pace beat until the queue fills up.
     pressure: Option<Waker>,
+    /// Bursts this connection said that a relay carries, and how many of
+    /// them came back to it (see [`Outbox::poll_echoes`]).
+    relayed: u64,
+    echoed: u64,
+    /// The session task, waiting for its bursts to come back.
+    echo: Option<Waker>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +111,41 @@ impl Outbox {
     /// What this connection gets: lines or JSON events.
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// A burst this connection said went to a relay (a cluster), which
+    /// brings it back to its members, this one included.
+    pub fn relayed(&self) {
+        self.lock().relayed += 1;
+    }
+
+    /// A burst this connection said came back from the relay.
+    pub fn echoed(&self) {
+        let mut inner = self.lock();
+        inner.echoed = (inner.echoed + 1).min(inner.relayed);
+        if inner.echoed == inner.relayed {
+            if let Some(session) = inner.echo.take() {
+                session.wake();
+            }
+        }
+    }
+
+    /// Ready once every burst this connection said has come back: a reply
+    /// to what it sends next then follows its own lines, as on one node.
+    pub fn poll_echoes(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if inner.echoed >= inner.relayed {
+            return Poll::Ready(());
+        }
+        inner.echo = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Stops waiting for bursts that did not come back (lost with the
+    /// cluster link).
+    pub fn forget_echoes(&self) {
+        let mut inner = self.lock();
+        inner.echoed = inner.relayed;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

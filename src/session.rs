@@ -189,6 +189,11 @@ impl Session {
         }
     }
 
+    /// This connection's outgoing queue.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
     /// The room and name, once joined.
     pub fn membership(&self) -> Option<&Membership> {
         match &self.state {

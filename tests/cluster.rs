@@ -534,3 +534,20 @@ async fn a_room_keeps_its_history_while_anyone_is_in_it_and_for_the_ttl_after() 
     }
     assert!(emptied.elapsed() >= ttl - Duration::from_millis(200));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_answered_after_the_users_own_lines_as_on_one_node() {
+    let nats = nats_or_skip!();
+    let a = node(&nats, "a", &["--rate", "0"]).await;
+    let _b = node(&nats, "b", &[]).await;
+    let mut ann = tcp_user(&a, "den", "ann").await;
+    ann.send_raw(b"first\n/history 1\nsecond\n/who\n").await;
+    ann.expect_line("ann: first").await;
+    // History holds every line up to the moment of asking (PROTOCOL.md).
+    ann.expect_line("*** history of den: 1 line").await;
+    let line = ann.read_line().await;
+    assert!(line.ends_with("] ann: first"), "{line}");
+    ann.expect_line("*** end of history").await;
+    ann.expect_line("ann: second").await;
+    ann.expect_line("*** users in den: ann").await;
+}

@@ -110,6 +110,11 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
 const ADMISSION_TIMEOUT: Duration =
     Duration::from_millis(rooms::JOIN_HOLD.as_millis() as u64 + 1000);
 
+/// Longest wait for a connection's own lines to come back through NATS
+/// before its next command is answered: as long as a join's. Lines lost
+/// with the link are given up after it.
+pub const ECHO_WAIT: Duration = ADMISSION_TIMEOUT;
+
 /// How long startup waits for the cluster link before serving anyway (as a
 /// node on its own until the link comes).
 const STARTUP_WAIT: Duration = Duration::from_secs(5);

@@ -201,8 +201,9 @@ impl Subscriptions {
 /// stream.
 struct HistoryCopy {
     room: RoomName,
-    stamp: ClusterStamp,
+    stamp: Option<ClusterStamp>,
     burst: Bytes,
+    lines: usize,
 }
 
 /// What the rooms task keeps between events.
@@ -284,7 +285,7 @@ impl Rooms {
                     match message {
                         Some((message, place)) => {
                             if let Some(copy) = self.arrive(room, message, place, &mut state.echoes) {
-                                self.keep_in_history(copy, &mut down).await;
+                                self.said(copy, &mut down).await;
                             }
                         }
                         None => state.subs.consumer_gone(room, id),
@@ -789,8 +790,8 @@ impl Rooms {
         });
     }
 
-    /// Delivers one message from NATS to the local members of `room`;
-    /// returns a burst of messages for the history.
+    /// Delivers one message from NATS to the local members of `room`, but
+    /// returns a burst of messages, for [`Rooms::said`].
     fn arrive(
         &self,
         room: RoomName,
@@ -814,13 +815,12 @@ impl Rooms {
         if kind == Kind::Line {
             let epoch = self.shared.rooms_epoch.load(Ordering::Relaxed);
             let stamp = place.map(|(seq, at)| ClusterStamp { epoch, seq, at });
-            let payload = message.payload;
-            self.hub
-                .deliver(room, Arrival::Said { lines, stamp }, payload.clone());
-            return stamp.map(|stamp| HistoryCopy {
+            // Delivered by the caller once copied: see `said`.
+            return Some(HistoryCopy {
                 room,
                 stamp,
-                burst: payload,
+                burst: message.payload,
+                lines,
             });
         }
         let me = self.shared.node.as_str();
@@ -861,19 +861,32 @@ impl Rooms {
     /// stream (see `history`): every node that reads the room does, and
     /// the stream keeps one copy. Given up if the link falls meanwhile,
     /// like any publish.
-    async fn keep_in_history(&self, copy: HistoryCopy, down: &mut watch::Receiver<Phase>) {
-        if self.history.lines == 0 {
+    async fn keep_in_history(&self, copy: &HistoryCopy, down: &mut watch::Receiver<Phase>) {
+        let Some(stamp) = copy.stamp.filter(|_| self.history.lines > 0) else {
             return;
-        }
+        };
         let publish = self.client.publish_with_headers(
             subject::history(copy.room),
-            history::headers(copy.stamp),
-            copy.burst,
+            history::headers(stamp),
+            copy.burst.clone(),
         );
         tokio::select! {
             _ = publish => {}
             _ = down.wait_for(|p| *p != Phase::Up) => {}
         }
+    }
+
+    /// A burst of messages from the rooms stream: copied into the history,
+    /// then delivered. In that order, so that a sender woken by its own
+    /// burst (see `Outbox::poll_echoes`) and asking `/history` next finds
+    /// it there: its request goes out on this connection after the copy.
+    async fn said(&self, copy: HistoryCopy, down: &mut watch::Receiver<Phase>) {
+        self.keep_in_history(&copy, down).await;
+        let arrival = Arrival::Said {
+            lines: copy.lines,
+            stamp: copy.stamp,
+        };
+        self.hub.deliver(copy.room, arrival, copy.burst);
     }
 
     /// Hands a line of this kind to the hub, the way its kind says.

@@ -74,6 +74,16 @@ impl Hub {
                 lines,
                 stamp: shared,
             } => {
+                // The sender, if here, is waiting for its burst to come back
+                // (see `Outbox::poll_echoes`). Names are unique in a room, so
+                // the name the burst starts with is its sender's.
+                let first = reply::texts_of(&line).next().unwrap_or_default();
+                let sender = json::split_said(first)
+                    .and_then(|(_, user, _)| Name::parse(user))
+                    .and_then(|user| members.by_key.get(&user.key()));
+                if let Some(sender) = sender {
+                    sender.outbox.echoed();
+                }
                 let stamp = room.keep(&line);
                 members.broadcast_lines(&line, lines, || room.said_json(&line, stamp, shared));
                 drop(members);
