@@ -201,9 +201,21 @@ async fn on_read(
     flow
 }
 
-/// Whether a raw line is a command (`/word`, not `//text`).
+/// Whether a raw line is a command answered on this node (`/word`, not
+/// `//text`, nor `/me` and `/msg`, which travel behind the sender's lines
+/// anyway).
 fn is_command(line: &[u8]) -> bool {
-    line.first() == Some(&b'/') && line.get(1) != Some(&b'/')
+    let Some(body) = line.strip_prefix(b"/") else {
+        return false;
+    };
+    let word_end = body
+        .iter()
+        .position(|b| *b == b' ' || *b == b'\t')
+        .unwrap_or(body.len());
+    let word = &body[..word_end];
+    !body.starts_with(b"/")
+        && !word.eq_ignore_ascii_case(b"me")
+        && !word.eq_ignore_ascii_case(b"msg")
 }
 
 /// Waits until the session's own bursts have come back from the cluster.

@@ -434,7 +434,7 @@ impl History {
         let kept = log.lock();
         let next = kept.first + kept.lines.len() as u64;
         let most = self.settings.lines;
-        let (from, complete) = match ask {
+        let (from, mut complete) = match ask {
             Ask::Last(n) => (next.saturating_sub(n.min(most) as u64), true),
             Ask::Since(id) => match self.parse_id(id, log.number) {
                 // Every line after it is still here.
@@ -457,6 +457,8 @@ impl History {
         for (i, &len) in kept.lines.iter().enumerate().skip(skip) {
             let at = times.next().unwrap_or_default();
             if len == NOT_KEPT {
+                // Said, but too large to keep: missing from the answer.
+                complete = false;
                 continue;
             }
             let len = usize::from(len);
@@ -653,6 +655,7 @@ mod tests {
         assert_eq!(texts(&h.read(&a, Ask::Last(9))), ["a: 1"]);
         let page = h.read(&b, Ask::Last(9));
         assert_eq!(texts(&page), ["b: 2"]);
+        assert!(!page.complete, "the answer says a line is missing");
         // Its number is taken all the same: ids still follow one another.
         assert_eq!(page.lines[0].id, "7-1-1");
         assert_eq!(h.bytes(), 8);

@@ -111,9 +111,11 @@ const ADMISSION_TIMEOUT: Duration =
     Duration::from_millis(rooms::JOIN_HOLD.as_millis() as u64 + 1000);
 
 /// Longest wait for a connection's own lines to come back through NATS
-/// before its next command is answered: as long as a join's. Lines lost
-/// with the link are given up after it.
-pub const ECHO_WAIT: Duration = ADMISSION_TIMEOUT;
+/// before its next command is answered, 6 s: a join's echo wait and a
+/// beat. Lines on their way when the link is lost are given up at once
+/// (see `Hub::forget_echoes`); this bounds the rest.
+pub const ECHO_WAIT: Duration =
+    Duration::from_millis(rooms::JOIN_ECHO_WAIT.as_millis() as u64 + 1000);
 
 /// How long startup waits for the cluster link before serving anyway (as a
 /// node on its own until the link comes).

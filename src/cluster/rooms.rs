@@ -732,6 +732,9 @@ impl Rooms {
     fn lose(&self, state: &mut State) {
         state.up = false;
         self.go_local(state);
+        // Lines handed to the client before the loss may never come back;
+        // their senders' next commands are not held for them.
+        self.hub.forget_echoes();
         for subscribed in state.subs.rooms.values() {
             subscribed.gone.cancel();
         }

@@ -74,9 +74,12 @@ impl Hub {
                 lines,
                 stamp: shared,
             } => {
+                let stamp = room.keep(&line);
+                members.broadcast_lines(&line, lines, || room.said_json(&line, stamp, shared));
                 // The sender, if here, is waiting for its burst to come back
-                // (see `Outbox::poll_echoes`). Names are unique in a room, so
-                // the name the burst starts with is its sender's.
+                // (see `Outbox::poll_echoes`), and is told once the burst is
+                // in its queue. Names are unique in a room, so the name the
+                // burst starts with is its sender's.
                 let first = reply::texts_of(&line).next().unwrap_or_default();
                 let sender = json::split_said(first)
                     .and_then(|(_, user, _)| Name::parse(user))
@@ -84,8 +87,6 @@ impl Hub {
                 if let Some(sender) = sender {
                     sender.outbox.echoed();
                 }
-                let stamp = room.keep(&line);
-                members.broadcast_lines(&line, lines, || room.said_json(&line, stamp, shared));
                 drop(members);
                 room.trim_history();
             }
@@ -115,6 +116,16 @@ impl Hub {
                 if from != to.key() {
                     members.send_to(&from, &line, json);
                 }
+            }
+        }
+    }
+
+    /// Stops every member here from waiting for its own lines to come back:
+    /// those on their way when the cluster link was lost never will.
+    pub fn forget_echoes(&self) {
+        for room in self.all_rooms() {
+            for member in room.lock().by_key.values() {
+                member.outbox.forget_echoes();
             }
         }
     }
