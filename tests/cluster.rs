@@ -551,3 +551,32 @@ async fn commands_are_answered_after_the_users_own_lines_as_on_one_node() {
     ann.expect_line("ann: second").await;
     ann.expect_line("*** users in den: ann").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_rooms_history_goes_after_the_ttl_even_when_its_nodes_restarted() {
+    let nats = nats_or_skip!();
+    let flags = ["--history-ttl", "2"];
+    let a = node(&nats, "a", &flags).await;
+    let mut ann = tcp_user(&a, "den", "ann").await;
+    ann.send_line("remember").await;
+    ann.expect_line("ann: remember").await;
+    let mut kept = 0;
+    for _ in 0..50 {
+        kept = kept_in_nats(&nats).await;
+        if kept == 1 {
+            break;
+        }
+    }
+    assert_eq!(kept, 1);
+    // The only node stops with its member in the room: nothing runs that
+    // watched the room become empty.
+    a.stop();
+    ann.expect_line("*** server shutting down").await;
+    // A node that starts later finds the room's history and lets it go.
+    let _b = node(&nats, "b", &flags).await;
+    let started = tokio::time::Instant::now();
+    while kept_in_nats(&nats).await == 1 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never purged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -49,6 +49,7 @@ use async_nats::jetstream::consumer::push::OrderedErrorKind;
 use async_nats::jetstream::stream::{self, Stream as JsStream};
 use async_nats::{Client, Message, Subject};
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use futures_util::stream::{SelectAll, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -380,7 +381,9 @@ impl Rooms {
                 return;
             }
         }
-        self.open_history(&js).await;
+        for room in self.open_history(&js).await {
+            state.expiry.watch(room);
+        }
         for room in self.hub.room_names() {
             state.subs.coming_up.insert(room);
             self.request(room, state);
@@ -392,10 +395,12 @@ impl Rooms {
 
     /// Sets the history stream up, with this node's history settings, for
     /// the copies and for `/history`. Without it the link still comes up:
-    /// rooms work, and `/history` answers that the cluster is busy.
-    async fn open_history(&self, js: &async_nats::jetstream::Context) {
+    /// rooms work, and `/history` answers that the cluster is busy. Returns
+    /// the rooms the stream keeps history for, so that the history of rooms
+    /// left empty while no node ran still goes after `--history-ttl`.
+    async fn open_history(&self, js: &async_nats::jetstream::Context) -> Vec<RoomName> {
         if self.history.lines == 0 {
-            return;
+            return Vec::new();
         }
         let config = history::config(self.history);
         let open = async {
@@ -411,10 +416,31 @@ impl Rooms {
             }
             Ok::<_, async_nats::Error>(stream)
         };
-        match tokio::time::timeout(STREAM_TIMEOUT, open).await {
-            Ok(Ok(stream)) => *self.shared.history_stream() = Some(stream),
-            Ok(Err(e)) => warn!(error = %e, "cannot set up the history stream"),
-            Err(_) => warn!("setting up the history stream timed out"),
+        let stream = match tokio::time::timeout(STREAM_TIMEOUT, open).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot set up the history stream");
+                return Vec::new();
+            }
+            Err(_) => {
+                warn!("setting up the history stream timed out");
+                return Vec::new();
+            }
+        };
+        *self.shared.history_stream() = Some(stream.clone());
+        let rooms = async {
+            let mut rooms = Vec::new();
+            let mut subjects = stream.info_with_subjects(subject::HISTORY).await?;
+            while let Some((subject, _)) = subjects.try_next().await? {
+                if let Some(room) = subject::parse_history(&subject) {
+                    rooms.push(room);
+                }
+            }
+            Ok::<_, async_nats::Error>(rooms)
+        };
+        match tokio::time::timeout(STREAM_TIMEOUT, rooms).await {
+            Ok(Ok(rooms)) => rooms,
+            _ => Vec::new(),
         }
     }
 

@@ -44,6 +44,11 @@ pub(super) fn history(room: RoomName) -> String {
     format!("{PREFIX}.history.{}", hex(room))
 }
 
+/// The room whose history subject this is; `None` for any other subject.
+pub(super) fn parse_history(subject: &str) -> Option<RoomName> {
+    unhex(subject.strip_prefix("chatgate.history.")?)
+}
+
 /// The presence key of `user` in `room`: the user's look-alike key
 /// ([`Name::key`]), so look-alike names are one name across nodes, as on
 /// one node.
