@@ -278,16 +278,7 @@ async fn a_restarted_nats_server_costs_no_restart_of_the_nodes() {
         .await;
     // Alice hears carol left while the link was down, once, whichever of
     // node b's repair and node a's own return came first.
-    let mut told = Vec::new();
-    for _ in 0..2 {
-        told.push(
-            alice
-                .next_line_within(LINK_BACK_WITHIN)
-                .await
-                .expect("alice's connection"),
-        );
-    }
-    told.sort();
+    let told = alice.next_lines_sorted(2, LINK_BACK_WITHIN).await;
     assert_eq!(told, ["*** cluster link restored", "carol has left"]);
     alice.send_line("back").await;
     alice.expect_line("alice: back").await;

@@ -124,16 +124,8 @@ async fn a_frozen_nats_server_is_noticed_while_a_node_is_busy_and_chat_goes_on_l
     // Both nodes lost the link: node b is told of carol once, whether it
     // reads the room in time for node a's repair line or learns of her
     // from the presence bucket.
-    let mut told = Vec::new();
-    for _ in 0..2 {
-        told.push(
-            bob.next_line_within(LINK_WITHIN + MARGIN)
-                .await
-                .expect("bob's connection"),
-        );
-    }
+    let told = bob.next_lines_sorted(2, LINK_WITHIN + MARGIN).await;
     assert!(thawed.elapsed() <= LINK_WITHIN + MARGIN);
-    told.sort();
     assert_eq!(told, ["*** cluster link restored", "carol has joined"]);
     carol.send_line("hello bob").await;
     bob.expect_line("carol: hello bob").await;
@@ -424,16 +416,8 @@ async fn a_node_cut_off_from_nats_goes_alone_while_the_other_keeps_its_link() {
     let healed = Instant::now();
     netns.heal();
     // Bob hears of carol, who came while his node was cut off.
-    let mut told = Vec::new();
-    for _ in 0..2 {
-        told.push(
-            bob.next_line_within(LINK_WITHIN + MARGIN)
-                .await
-                .expect("bob's connection"),
-        );
-    }
+    let told = bob.next_lines_sorted(2, LINK_WITHIN + MARGIN).await;
     assert!(healed.elapsed() <= LINK_WITHIN + MARGIN);
-    told.sort();
     assert_eq!(told, ["*** cluster link restored", "carol has joined"]);
     alice.expect_line("bob has joined").await;
     bob.send_line("back").await;
@@ -574,16 +558,7 @@ async fn after_nats_itself_was_down_each_node_is_told_what_changed_meanwhile_onc
         }
     }
     a.thaw();
-    let mut told = Vec::new();
-    for _ in 0..3 {
-        told.push(
-            alice
-                .next_line_within(LINK_WITHIN * 2)
-                .await
-                .expect("alice's connection"),
-        );
-    }
-    told.sort();
+    let told = alice.next_lines_sorted(3, LINK_WITHIN * 2).await;
     assert_eq!(
         told,
         [

@@ -315,6 +315,18 @@ impl Conn {
         }
     }
 
+    /// The next `n` lines, each within `limit`, sorted: for lines whose
+    /// order between them is not promised.
+    pub async fn next_lines_sorted(&mut self, n: usize, limit: Duration) -> Vec<String> {
+        let mut lines = Vec::with_capacity(n);
+        for _ in 0..n {
+            let line = self.next_line_within(limit).await;
+            lines.push(line.expect("connection closed while lines were expected"));
+        }
+        lines.sort();
+        lines
+    }
+
     /// Asserts that the next line is `expected` and comes within `limit`.
     pub async fn expect_line_within(&mut self, expected: &str, limit: Duration) {
         let line = self
