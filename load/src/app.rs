@@ -228,7 +228,7 @@ fn resolve(args: &ServerArgs) -> Result<Resolved, LoadError> {
                 Transport::Wss => ("https", Scheme::Wss, "--https"),
             };
             let server =
-                launch::start_chatgate(&bin, &chatgate_args(&bin, flag), args.server_core)?;
+                launch::start_chatgate(&bin, &spawn_args(args, &bin, flag), args.server_core)?;
             let addr = server
                 .addr(kind)
                 .ok_or_else(|| LoadError::Server(format!("chatgate has no {kind} listener")))?;
@@ -246,8 +246,12 @@ fn resolve_cluster(args: &ServerArgs) -> Result<Resolved, LoadError> {
     }
     let bin = chatgate_bin(args);
     let nats = nats_bin(args.nats_bin.as_deref())?;
-    let cluster =
-        launch::start_cluster(&bin, &chatgate_args(&bin, "--tcp"), &nats, args.server_core)?;
+    let cluster = launch::start_cluster(
+        &bin,
+        &spawn_args(args, &bin, "--tcp"),
+        &nats,
+        args.server_core,
+    )?;
     let mut targets = cluster
         .tcp_addrs()
         .into_iter()
@@ -286,6 +290,13 @@ fn nats_bin(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, LoadE
             LoadError::Server("nats-server not found: apt-get install nats-server".into())
         }),
     }
+}
+
+/// [`chatgate_args`] and then the user's `--server-arg`s.
+fn spawn_args(args: &ServerArgs, bin: &std::path::Path, wanted: &str) -> Vec<String> {
+    let mut all = chatgate_args(bin, wanted);
+    all.extend(args.server_args.iter().cloned());
+    all
 }
 
 /// chatgate's benchmark flags: every listener it has on loopback port 0,

@@ -94,6 +94,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
 
+    /// One more argument for a spawned chatgate, after the generator's own
+    /// (repeatable; e.g. --server-arg=--history --server-arg=0)
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+
     /// Pin a spawned server to this core
     #[arg(long)]
     pub server_core: Option<usize>,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::RowResult;
 use super::machine::Machine;
-use super::plan::{CLUSTER_LABEL, PAYLOAD, WINDOW_BYTES, Work};
+use super::plan::{CLUSTER_LABEL, HISTORY_OFF, JSON, JSON_FIXED_ROW, PAYLOAD, WINDOW_BYTES, Work};
 use super::stats::{Spread, show};
 use crate::cli::SuiteCommand;
 use crate::report::Report;
@@ -17,6 +17,7 @@ const MAX_QUEUE_BYTES: f64 = 262_144.0;
 
 const TCP: &str = "chatgate tcp";
 const NATS: &str = "nats-server";
+const WS: &str = "chatgate ws";
 
 fn find<'a>(results: &'a [RowResult], id: &str, server: &str) -> Option<&'a RowResult> {
     results.iter().find(|r| r.id == id && r.server == server)
@@ -42,9 +43,13 @@ fn kib_per_conn(r: &Report) -> Option<f64> {
     Some(r.memory?.per_connection_bytes? / 1024.0)
 }
 
-/// A target stated as chatgate tcp / nats-server on one row.
+/// A target stated as the ratio of two servers' medians on one row.
 struct RatioTarget {
     id: &'static str,
+    /// The numerator's server label.
+    a: &'static str,
+    /// The denominator's server label.
+    b: &'static str,
     title: &'static str,
     metric: fn(&Report) -> Option<f64>,
     unit: &'static str,
@@ -79,6 +84,8 @@ fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
     let mut out = Vec::new();
     let ratios = [
         RatioTarget {
+            a: TCP,
+            b: NATS,
             id: "fanout-1x1000",
             title: "Fan-out 1×1000, TCP: delivered msgs/s ≥ 1.5 × nats-server",
             metric: rate,
@@ -86,6 +93,8 @@ fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
             ok: |r| r >= 1.5,
         },
         RatioTarget {
+            a: TCP,
+            b: NATS,
             id: "fanout-1x1000",
             title: "Fan-out 1×1000, TCP: server CPU per delivery ≤ 0.5 × nats-server",
             metric: ns_per_msg,
@@ -93,6 +102,8 @@ fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
             ok: |r| r <= 0.5,
         },
         RatioTarget {
+            a: TCP,
+            b: NATS,
             id: "fixed-1000-1x1000",
             title: "1,000 msgs/s into 1×1000 (both deliver it all): server CPU per delivery ≤ 0.5 × nats-server",
             metric: ns_per_msg,
@@ -100,6 +111,8 @@ fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
             ok: |r| r <= 0.5,
         },
         RatioTarget {
+            a: TCP,
+            b: NATS,
             id: "fanout-1x100",
             title: "Fan-out 1×100: delivered msgs/s ≥ nats-server",
             metric: rate,
@@ -107,28 +120,62 @@ fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
             ok: |r| r >= 1.0,
         },
         RatioTarget {
+            a: TCP,
+            b: NATS,
             id: "fanout-100x10",
             title: "Fan-out 100×10: delivered msgs/s ≥ nats-server",
             metric: rate,
             unit: "msgs/s",
             ok: |r| r >= 1.0,
         },
+        RatioTarget {
+            a: TCP,
+            b: HISTORY_OFF,
+            id: "fanout-1x1000",
+            title: "Fan-out 1×1000, TCP: delivered msgs/s with history on ≥ 0.95 × history off",
+            metric: rate,
+            unit: "msgs/s",
+            ok: |r| r >= 0.95,
+        },
+        RatioTarget {
+            a: TCP,
+            b: HISTORY_OFF,
+            id: "fanout-100x10",
+            title: "Fan-out 100×10, TCP: delivered msgs/s with history on ≥ 0.95 × history off",
+            metric: rate,
+            unit: "msgs/s",
+            ok: |r| r >= 0.95,
+        },
+        RatioTarget {
+            a: JSON,
+            b: WS,
+            id: JSON_FIXED_ROW,
+            title: "2,000 msgs/s into 1×1000 over WebSocket (both deliver it all): server CPU per delivery, JSON events ≤ 1.3 × lines",
+            metric: ns_per_msg,
+            unit: "ns",
+            ok: |r| r <= 1.3,
+        },
     ];
     for RatioTarget {
         id,
+        a,
+        b,
         title,
         metric,
         unit,
         ok,
     } in ratios
     {
-        let cg = spread(find(results, id, TCP), metric);
-        let nats = spread(find(results, id, NATS), metric);
-        let r = ratio(cg, nats);
+        let (a, b) = (find(results, id, a), find(results, id, b));
+        if a.is_none() && b.is_none() {
+            continue;
+        }
+        let (a, b) = (spread(a, metric), spread(b, metric));
+        let r = ratio(a, b);
         let measured = format!(
             "{} vs {} {unit} = {}",
-            show(cg, 0),
-            show(nats, 0),
+            show(a, 0),
+            show(b, 0),
             show_ratio(r)
         );
         out.push(judge(title, measured, r, ok));
@@ -189,6 +236,20 @@ fn verdicts(results: &[RowResult]) -> Vec<Verdict> {
         worst.map(|s| s.median),
         |v| v >= 0.9,
     ));
+    let lines = spread(find(results, "fanout-1x1000", WS), ns_per_msg);
+    let json = spread(find(results, "fanout-1x1000", JSON), ns_per_msg);
+    if json.is_some() {
+        out.push(Verdict {
+            target: "Fan-out 1×1000 over WebSocket at the maximum rate: server CPU per delivery, JSON events / lines (the generator parses every event and bounds the JSON row's rate)".into(),
+            measured: format!(
+                "{} vs {} ns = {}",
+                show(json, 0),
+                show(lines, 0),
+                show_ratio(ratio(json, lines))
+            ),
+            met: None,
+        });
+    }
     for server in ["chatgate ws", "chatgate tls"] {
         let other = spread(find(results, "fanout-1x1000", server), rate);
         if other.is_none() {

@@ -258,6 +258,20 @@ fn start(server: Server, bins: &Binaries, core: usize) -> Result<Started, LoadEr
                 spawned: Spawned::Cluster(cluster),
             })
         }
+        Server::HistoryOff => {
+            let mut args = chatgate_args(&bins.chatgate, "--tcp");
+            args.extend(["--history".to_owned(), "0".to_owned()]);
+            let process = launch::start_chatgate(&bins.chatgate, &args, Some(core))?;
+            let addr = process
+                .addr("tcp")
+                .ok_or_else(|| LoadError::Server("chatgate printed no tcp listener".into()))?;
+            Ok(Started::one(process, Target::at(Scheme::Tcp, addr)))
+        }
+        Server::JsonEvents => {
+            let mut started = start(Server::Chatgate(Transport::Ws), bins, core)?;
+            started.target.json = true;
+            Ok(started)
+        }
         Server::Chatgate(transport) => {
             let (flag, kind, scheme) = match transport {
                 Transport::Tcp => ("--tcp", "tcp", Scheme::Tcp),

@@ -27,6 +27,21 @@ pub const CLUSTER_USERS: usize = 100;
 /// Idle connections held at once.
 pub const IDLE_CONNECTIONS: usize = 10_000;
 
+/// Messages per second into one room of 1,000 WebSocket members for the
+/// JSON-events against lines comparison: 2 M deliveries a second, which
+/// both deliver in full while the generator, parsing every JSON event,
+/// still keeps up.
+pub const JSON_FIXED_RATE: f64 = 2_000.0;
+
+/// The id of that row.
+pub const JSON_FIXED_ROW: &str = "fixed-2000-1x1000";
+
+/// The label of the history-off rows.
+pub const HISTORY_OFF: &str = "chatgate tcp, history off";
+
+/// The label of the JSON-events rows.
+pub const JSON: &str = "chatgate ws, JSON events";
+
 /// The label of the cluster rows.
 pub const CLUSTER_LABEL: &str = "chatgate tcp, 2 nodes";
 
@@ -37,6 +52,10 @@ pub enum Server {
     Chatgate(Transport),
     /// nats-server.
     Nats,
+    /// chatgate over TCP with `--history 0`, beside the default.
+    HistoryOff,
+    /// chatgate over WebSocket, members asking for JSON events.
+    JsonEvents,
     /// Two chatgate nodes over TCP joined through a nats-server with
     /// JetStream, a room's users alternating between them.
     Cluster,
@@ -51,6 +70,8 @@ impl Server {
             Server::Chatgate(Transport::Ws) => "chatgate ws",
             Server::Chatgate(Transport::Wss) => "chatgate wss",
             Server::Nats => "nats-server",
+            Server::HistoryOff => HISTORY_OFF,
+            Server::JsonEvents => JSON,
             Server::Cluster => CLUSTER_LABEL,
         }
     }
@@ -63,6 +84,10 @@ impl Server {
             Server::Chatgate(Transport::Ws) => "--spawn chatgate --transport ws",
             Server::Chatgate(Transport::Wss) => "--spawn chatgate --transport wss",
             Server::Nats => "--spawn nats",
+            Server::HistoryOff => {
+                "--spawn chatgate --transport tcp --server-arg=--history --server-arg=0"
+            }
+            Server::JsonEvents => "--spawn chatgate --transport ws --json-events",
             Server::Cluster => "--spawn chatgate --cluster",
         }
     }
@@ -174,6 +199,13 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
             Work::Fanout(max(1, users)),
             &both,
         );
+        if users == 1_000 {
+            add(
+                format!("fanout-1x{users}"),
+                Work::Fanout(max(1, users)),
+                &[Server::HistoryOff],
+            );
+        }
         if users == CLUSTER_USERS {
             add(
                 format!("fanout-1x{users}-cluster"),
@@ -182,7 +214,11 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
             );
         }
     }
-    add("fanout-100x10".into(), Work::Fanout(max(100, 10)), &both);
+    add(
+        "fanout-100x10".into(),
+        Work::Fanout(max(100, 10)),
+        &[both[0], both[1], Server::HistoryOff],
+    );
     let fixed = Shape {
         rate: Some(FIXED_RATE),
         ..max(1, 1_000)
@@ -209,6 +245,19 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
         .map(|t| Server::Chatgate(*t))
         .collect();
     add("fanout-1x1000".into(), Work::Fanout(max(1, 1_000)), &others);
+    if transports.contains(&Transport::Ws) {
+        let json = [Server::Chatgate(Transport::Ws), Server::JsonEvents];
+        add(
+            "fanout-1x1000".into(),
+            Work::Fanout(max(1, 1_000)),
+            &json[1..],
+        );
+        let fixed = Shape {
+            rate: Some(JSON_FIXED_RATE),
+            ..max(1, 1_000)
+        };
+        add(JSON_FIXED_ROW.into(), Work::Fanout(fixed), &json);
+    }
     let latency = Shape {
         rate: Some(1_000.0),
         ..max(1, 100)
