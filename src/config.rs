@@ -57,6 +57,19 @@ pub const DEFAULT_HISTORY_BYTES: u64 = 64 << 20;
 /// enough to cost nothing.
 pub const DEFAULT_WS_PING_INTERVAL: u64 = 30;
 
+/// Where the server keeps what must outlive it (bans), relative to the
+/// working directory unless given: beside the `certs/` directory it
+/// already uses, and created only when something is first kept.
+pub const DEFAULT_STATE_DIR: &str = "state";
+
+/// Tools the binary offers besides the server.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Reads a password from standard input (prompting, without echo, on a
+    /// terminal) and prints its argon2id hash for --operator
+    HashPassword,
+}
+
 /// Where a listener binds, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listen {
@@ -99,10 +112,15 @@ impl fmt::Display for Listen {
     version,
     about,
     long_about = None,
+    args_conflicts_with_subcommands = true,
     after_help = "A numeric limit of 0 turns it off (--history-bytes cannot be 0). The protocol: docs/protocol.md. \
                   SIGINT/SIGTERM stop the server gracefully; SIGHUP reloads the certificate."
 )]
 pub struct Config {
+    /// A tool instead of the server
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+
     /// TCP port, the classic form: `chatgate 1234` listens on 0.0.0.0:1234
     #[arg(value_name = "PORT", conflicts_with = "tcp")]
     pub port: Option<u16>,
@@ -200,6 +218,14 @@ pub struct Config {
     /// Join the nodes that use this NATS server, like nats://127.0.0.1:4222 (repeatable, or comma-separated, for a NATS cluster); without it the node stands alone
     #[arg(long = "nats", value_name = "URL", value_delimiter = ',')]
     pub nats: Vec<String>,
+
+    /// An operator, as NAME:HASH, the hash an argon2 PHC string from `chatgate hash-password` (repeatable)
+    #[arg(long, value_name = "NAME:HASH")]
+    pub operator: Vec<String>,
+
+    /// Directory for what the server keeps across restarts (the bans, in bans.json); created when first needed
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 
     /// This node's name in the cluster: 1-64 characters from A-Z a-z 0-9 _ - [default: host name and a random suffix]
     #[arg(long, value_name = "NAME", value_parser = parse_node_name, requires = "nats")]

@@ -45,6 +45,7 @@ use crate::protocol::json::Format;
 use crate::protocol::reply;
 use crate::relay::NameClaim;
 use crate::session::{Flow, HistoryAnswer, Session, SessionSettings};
+use crate::standing::Standing;
 use crate::transport::{LineReader, LineWriter, ReadError, Transport};
 
 /// From the server's decision to close a connection to its socket being
@@ -76,7 +77,10 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let _gauge = ctx.metrics.connection(kind);
     let format = transport.format();
     let (mut reader, writer) = transport.split();
-    let outbox = Arc::new(Outbox::with_format(ctx.max_queue_bytes, format));
+    let standing = Standing::new(Some(peer.ip()));
+    let outbox = Arc::new(Outbox::with_standing(ctx.max_queue_bytes, format, standing));
+    // Bans made while the connection lives reach it through this entry.
+    let _registered = ctx.hub.moderation().register(&outbox);
     let mut writer = tokio::spawn(write_loop(writer, outbox.clone(), ctx.clone()));
 
     let now = Instant::now();
@@ -120,6 +124,11 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
                 if reason == CloseReason::TooSlow {
                     ctx.metrics.dropped(DropReason::TooSlow);
                 }
+                break;
+            }
+            eviction = poll_fn(|cx| outbox.poll_evicted(cx)) => {
+                debug!(%peer, "removed by an operator");
+                session.evicted(&eviction);
                 break;
             }
             _ = sleep_until(login_deadline.unwrap_or(now)), if !joined && login_deadline.is_some() => {
@@ -195,6 +204,9 @@ async fn on_read(
     if flow == Flow::History {
         flow = history(session, ctx).await;
     }
+    if flow == Flow::Oper {
+        flow = oper(session, ctx).await;
+    }
     if flow == Flow::RateLimited {
         ctx.metrics.dropped(DropReason::RateLimited);
     }
@@ -255,6 +267,23 @@ async fn history(session: &mut Session, ctx: &Connection) -> Flow {
         _ => HistoryAnswer::Busy,
     };
     session.history_answered(answer)
+}
+
+/// Checks the credentials of the session's pending `/oper`. Bounded: a
+/// check is one argon2 hash, behind at most
+/// `operators::MAX_CHECKS - 1` others per waiting connection, and
+/// shutdown cuts the wait short.
+async fn oper(session: &mut Session, ctx: &Connection) -> Flow {
+    let right = match session.pending_oper() {
+        Some((name, password)) => {
+            tokio::select! {
+                right = ctx.operators.check(name, password) => right,
+                () = ctx.shutdown.cancelled() => false,
+            }
+        }
+        None => false,
+    };
+    session.oper_answered(right)
 }
 
 /// Asks the cluster for the name the session reserved, and tells the
@@ -365,7 +394,8 @@ async fn last_word<W: LineWriter>(writer: &mut W, reason: CloseReason, format: F
 /// [`crate::limits::MAX_REFUSALS`]), held until it is gone.
 pub(crate) async fn refuse<T: Transport>(
     transport: impl Future<Output = Option<T>>,
-    why: &'static str,
+    why: String,
+    close: CloseReason,
     slot: OwnedSemaphorePermit,
 ) {
     let told = timeout(REFUSAL_TIMEOUT, async {
@@ -374,8 +404,8 @@ pub(crate) async fn refuse<T: Transport>(
         let format = transport.format();
         let (mut reader, mut writer) = transport.split();
         let goodbye = async {
-            writer.send(&[answer::error(format, why)]).await?;
-            writer.close(CloseReason::Overloaded).await
+            writer.send(&[answer::error(format, &why)]).await?;
+            writer.close(close).await
         };
         if goodbye.await.is_ok() {
             reader.discard().await;
@@ -384,7 +414,7 @@ pub(crate) async fn refuse<T: Transport>(
     })
     .await;
     if told.is_err() {
-        debug!(why, "refused connection did not listen in time");
+        debug!(why = %why, "refused connection did not listen in time");
     }
     drop(slot);
 }

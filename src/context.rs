@@ -23,6 +23,7 @@ use crate::cluster::Cluster;
 use crate::hub::Hub;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
+use crate::operators::Operators;
 use crate::origin::AllowedOrigins;
 use crate::pacing::Pacer;
 use crate::session::SessionSettings;
@@ -50,6 +51,8 @@ pub(crate) struct Connection {
     /// One permit per connection saying goodbye; see
     /// [`crate::limits::MAX_CLOSING`].
     pub closing: Arc<Semaphore>,
+    /// Who may become an operator.
+    pub operators: Operators,
 }
 
 /// What the listeners and the HTTP side share, around [`Connection`].
@@ -92,6 +95,15 @@ pub(crate) struct Listeners {
 }
 
 impl Shared {
+    /// The ban a connection from `peer` falls under now, if any.
+    pub fn banned(&self, peer: SocketAddr) -> Option<crate::moderation::Ban> {
+        self.conn
+            .hub
+            .moderation()
+            .bans()
+            .find(peer.ip(), self.conn.hub.now())
+    }
+
     /// A place among the connections being told they are refused, if one
     /// is free; see [`crate::limits::MAX_REFUSALS`].
     pub fn refusal_slot(&self) -> Option<OwnedSemaphorePermit> {

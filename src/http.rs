@@ -24,6 +24,7 @@ use tracing::debug;
 
 use crate::connection;
 use crate::context::Shared;
+use crate::protocol::CloseReason;
 use crate::protocol::json::{self, Format};
 use crate::transport::ws::Ws;
 use crate::web;
@@ -160,12 +161,19 @@ fn upgrade(
             format,
         )
         .await;
-        match task_shared.limiter.acquire(peer.ip()) {
+        let refusal = match task_shared.banned(peer) {
+            Some(ban) => Err((ban.refusal(), CloseReason::Banned)),
+            None => task_shared
+                .limiter
+                .acquire(peer.ip())
+                .map_err(|limit| (limit.reason().to_owned(), CloseReason::Overloaded)),
+        };
+        match refusal {
             Ok(permit) => connection::serve(transport, task_shared.conn.clone(), permit).await,
-            Err(limit) => {
+            Err((why, close)) => {
                 if let Some(slot) = task_shared.refusal_slot() {
                     let transport = std::future::ready(Some(transport));
-                    connection::refuse(transport, limit.reason(), slot).await;
+                    connection::refuse(transport, why, close, slot).await;
                 }
             }
         }

@@ -37,11 +37,13 @@ use bytes::Bytes;
 pub use arrival::Arrival;
 
 use crate::history::{ClusterStamp, History, Millis, RoomLog, Stamp};
+use crate::moderation::Moderation;
 use crate::outbox::Outbox;
 use crate::protocol::json::{self, Event, Format, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
 use crate::relay::{Relay, RoomEvent};
+use crate::standing::Eviction;
 
 /// All rooms.
 #[derive(Debug)]
@@ -55,6 +57,8 @@ pub struct Hub {
     relay: Option<Arc<dyn Relay>>,
     /// What rooms remember, and the clock events are stamped by.
     history: Arc<History>,
+    /// Bans, live connections, and the standing of each.
+    moderation: Arc<Moderation>,
 }
 
 /// One room: its members behind its own lock.
@@ -135,6 +139,7 @@ impl Default for Hub {
             closing: AtomicBool::new(false),
             relay: None,
             history: Arc::new(History::off()),
+            moderation: Arc::default(),
         }
     }
 }
@@ -167,6 +172,11 @@ impl Hub {
     /// What rooms remember.
     pub fn history(&self) -> &Arc<History> {
         &self.history
+    }
+
+    /// Bans and the live connections they reach.
+    pub fn moderation(&self) -> &Arc<Moderation> {
+        &self.moderation
     }
 
     /// The time, by the clock history keeps.
@@ -551,6 +561,46 @@ impl Membership {
             members.send_to(&self.user.key(), &line, json);
         }
         Ok(())
+    }
+
+    /// The member of this room called `name` or a look-alike of it, with
+    /// its outbox, if one has joined here.
+    pub fn member(&self, name: &str) -> Option<(UserName, Arc<Outbox>)> {
+        let key = Name::parse(name)?.key();
+        let members = self.room.lock();
+        let member = members.by_key.get(&key).filter(|m| m.stage.is_in())?;
+        Some((member.name, member.outbox.clone()))
+    }
+
+    /// Tells everyone else in the room that this user is being removed:
+    /// `*** <user> was kicked by <op>`, or its `notice` event. The user
+    /// gets only its `ERROR` line, from its own session.
+    pub fn announce_removal(&self, eviction: &Eviction) {
+        let text = eviction.room_text(self.user.as_str());
+        let line = Bytes::from(format!("*** {text}\r\n"));
+        let mut json = Encoded::Later(|| {
+            Event::Removed {
+                code: "kick",
+                text: &text,
+                room: self.room.name.as_str(),
+                user: self.user.as_str(),
+                by: &eviction.by,
+                reason: &eviction.reason,
+            }
+            .encode()
+        });
+        let me = self.user.key();
+        let members = self.room.lock();
+        for (key, member) in members.by_key.iter() {
+            if *key == me || !member.stage.receives() {
+                continue;
+            }
+            let buffer = match member.outbox.format() {
+                Format::Lines => line.clone(),
+                Format::Json => json.get(),
+            };
+            member.outbox.push(buffer);
+        }
     }
 
     /// Hands a room line to the relay, if there is one and it takes it.

@@ -29,6 +29,8 @@
 //! | [`hub`] | rooms and membership; the only shared state |
 //! | [`history`] | what each room remembers for `/history`, bounded in lines, time and bytes |
 //! | [`outbox`] | a connection's bounded outgoing queue |
+//! | [`moderation`] | bans and the live connections they reach |
+//! | [`standing`] | one connection's address, operator status, mute, eviction |
 //! | [`relay`] | the hook through which a cluster carries the hub's room lines |
 //! | `cluster` | nodes joined through NATS: room subjects, presence, the link (feature `server`) |
 //! | `config` | the command line: every flag, default and reason (feature `server`) |
@@ -38,8 +40,10 @@
 //! | `pacing` | how long a busy server lets writes gather (feature `server`) |
 //! | `transport` | the `Transport` trait and one module per transport (feature `server`) |
 //! | `limits` | connection caps per server and per address (feature `server`) |
+//! | `state` | what one node keeps across restarts: the bans file (feature `server`) |
 //! | `tls` | the certificate: loading, first-run generation, reload (feature `server`) |
 //! | `http`, `web` | the HTTP side: `/ws` upgrade, health, metrics, the page (feature `server`) |
+//! | `operators` | who may become an operator: argon2 hashes and the `/oper` check (feature `server`) |
 //! | `origin` | which page origins may open a WebSocket (feature `server`) |
 //! | `metrics` | what `/metrics` reports (feature `server`) |
 //!
@@ -84,10 +88,12 @@
 
 pub mod history;
 pub mod hub;
+pub mod moderation;
 pub mod outbox;
 pub mod protocol;
 pub mod relay;
 pub mod session;
+pub mod standing;
 
 #[cfg(feature = "server")]
 pub mod cluster;
@@ -104,11 +110,15 @@ pub mod limits;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
+pub mod operators;
+#[cfg(feature = "server")]
 pub mod origin;
 #[cfg(feature = "server")]
 pub mod pacing;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod state;
 #[cfg(feature = "server")]
 pub mod tls;
 #[cfg(feature = "server")]

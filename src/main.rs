@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use chatgate::config::Tool;
 use chatgate::{Config, Server};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
@@ -10,6 +11,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(tool) = &config.command {
+        return run_tool(tool);
+    }
     init_logging(config.verbose);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -56,6 +60,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
         })
         .await;
     Ok(())
+}
+
+fn run_tool(tool: &Tool) -> ExitCode {
+    match tool {
+        Tool::HashPassword => {
+            let password = if std::io::stdin().is_terminal() {
+                rpassword::prompt_password("password: ")
+            } else {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map(|_| line)
+            };
+            let password = match password {
+                Ok(p) => p.trim_end_matches(['\r', '\n']).to_owned(),
+                Err(e) => return fail(&format!("cannot read the password: {e}")),
+            };
+            if password.is_empty() {
+                return fail("the password is empty");
+            }
+            match chatgate::operators::hash_password(&password) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("cannot hash the password: {e}")),
+            }
+        }
+    }
 }
 
 fn init_logging(verbose: bool) {

@@ -21,6 +21,7 @@ use bytes::Bytes;
 
 use crate::protocol::CloseReason;
 use crate::protocol::json::Format;
+use crate::standing::{Eviction, Standing};
 
 /// Line slots (32 bytes each) an idle queue keeps. While a connection is
 /// busy its two vectors (the queue and the writer's batch) keep whatever
@@ -40,6 +41,9 @@ pub struct Outbox {
     /// Whether this connection gets lines or JSON events: whoever queues
     /// here encodes for it.
     format: Format,
+    /// The connection's address, mute and operator status: kept here
+    /// because the outbox is what a room holds of each member.
+    standing: Standing,
     /// Everything else; locked for a push or a swap only.
     inner: Mutex<Inner>,
 }
@@ -67,6 +71,9 @@ struct Inner {
     echoed: u64,
     /// The session task, waiting for its bursts to come back.
     echo: Option<Waker>,
+    /// An operator removed this connection; its session has not yet
+    /// acted on it (see [`Outbox::poll_evicted`]).
+    eviction: Option<Box<Eviction>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +108,51 @@ impl Outbox {
 
     /// The same, for a connection that gets `format`.
     pub fn with_format(limit: usize, format: Format) -> Self {
+        Outbox::with_standing(limit, format, Standing::default())
+    }
+
+    /// The same, for a connection whose standing (its address) is known.
+    pub fn with_standing(limit: usize, format: Format, standing: Standing) -> Self {
         Outbox {
             limit,
             format,
+            standing,
             inner: Mutex::default(),
+        }
+    }
+
+    /// The connection's address, mute and operator status.
+    pub fn standing(&self) -> &Standing {
+        &self.standing
+    }
+
+    /// An operator removes this connection: its session is woken (see
+    /// [`Outbox::poll_evicted`]) to tell the room and the user and close.
+    /// Returns false, and does nothing, if the connection is already
+    /// closing or being removed.
+    pub fn evict(&self, eviction: Eviction) -> bool {
+        let mut inner = self.lock();
+        if inner.state != State::Open || inner.eviction.is_some() {
+            return false;
+        }
+        inner.eviction = Some(Box::new(eviction));
+        if let Some(owner) = inner.owner.take() {
+            owner.wake();
+        }
+        true
+    }
+
+    /// Ready with the eviction once an operator removed this connection;
+    /// for the session task, which parks in the same slot as for
+    /// [`Outbox::poll_killed`] (both are polled by that one task).
+    pub fn poll_evicted(&self, cx: &mut Context<'_>) -> Poll<Box<Eviction>> {
+        let mut inner = self.lock();
+        match inner.eviction.take() {
+            Some(eviction) => Poll::Ready(eviction),
+            None => {
+                inner.owner = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 

@@ -35,11 +35,14 @@ use crate::context::{self, Listeners, Shared};
 use crate::history::{History, HistorySettings, Millis};
 use crate::http;
 use crate::hub::Hub;
-use crate::limits::{ConnectionLimiter, LimitError, MAX_CLOSING, MAX_REFUSALS, REFUSAL_TIMEOUT};
+use crate::limits::{ConnectionLimiter, MAX_CLOSING, MAX_REFUSALS, REFUSAL_TIMEOUT};
 use crate::metrics::Metrics;
+use crate::operators::{OperatorError, Operators};
 use crate::origin::{AllowedOrigins, BadOrigin};
 use crate::pacing;
+use crate::protocol::CloseReason;
 use crate::session::SessionSettings;
+use crate::state::{BanFile, StateError};
 use crate::tls::{CertError, Certificates};
 use crate::transport::Transport;
 use crate::transport::tcp::Tcp;
@@ -114,6 +117,12 @@ pub enum StartError {
     /// An `--allowed-origin` is not an origin.
     #[error("--allowed-origin")]
     Origin(#[from] BadOrigin),
+    /// An `--operator` is unusable.
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+    /// The state directory's bans could not be read.
+    #[error("--state-dir")]
+    State(#[from] StateError),
 }
 
 /// A bound, not yet running server.
@@ -129,6 +138,7 @@ impl Server {
     /// listener the configuration turns on.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let origins = AllowedOrigins::with_own_host_name(&config.allowed_origins)?;
+        let operators = Operators::parse(&config.operator)?;
         let certificates = if config.needs_certificate() {
             Some(Certificates::load(
                 config.cert.as_deref(),
@@ -184,11 +194,13 @@ impl Server {
             }
             None => None,
         };
+        let hub = match &cluster {
+            Some(cluster) => cluster.hub(),
+            None => Hub::with(None, history),
+        };
+        BanFile::open(&config.state_dir, hub.moderation(), wall_clock)?;
         let conn = Arc::new(context::Connection {
-            hub: match &cluster {
-                Some(cluster) => cluster.hub(),
-                None => Hub::with(None, history),
-            },
+            hub,
             cluster,
             shutdown: CancellationToken::new(),
             metrics,
@@ -201,6 +213,7 @@ impl Server {
             pacer: Arc::default(),
             login_timeout: config.login_timeout(),
             closing: Arc::new(Semaphore::new(MAX_CLOSING)),
+            operators,
         });
         let shared = Arc::new(Shared {
             conn,
@@ -307,6 +320,25 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        if let Some(ban) = shared.banned(peer) {
+            match kind {
+                // Told in a line, as a limit is; nothing else is spent.
+                ListenerKind::Tcp => {
+                    let transport = std::future::ready(Some(Tcp::new(stream, peer)));
+                    refuse(&shared, peer, ban.refusal(), CloseReason::Banned, transport);
+                    continue;
+                }
+                // No handshake is spent on a banned address: closed at
+                // once, unheard.
+                ListenerKind::Tls | ListenerKind::Https => {
+                    debug!(%peer, "banned; closed before the handshake");
+                    continue;
+                }
+                // The page is served; a WebSocket upgrade is refused with
+                // its `ERROR banned` (see `http`).
+                ListenerKind::Http => {}
+            }
+        }
         let certificates = certificates.clone();
         match kind {
             ListenerKind::Tcp => match shared.limiter.acquire(peer.ip()) {
@@ -318,7 +350,8 @@ async fn accept_loop(
                 }
                 Err(limit) => {
                     let transport = std::future::ready(Some(Tcp::new(stream, peer)));
-                    refuse(&shared, peer, limit, transport);
+                    let why = limit.reason().to_owned();
+                    refuse(&shared, peer, why, CloseReason::Overloaded, transport);
                 }
             },
             ListenerKind::Tls => {
@@ -331,7 +364,8 @@ async fn accept_loop(
                             let stream = acceptor.accept(stream).await.ok()?;
                             Some(Tls::new(stream, peer))
                         };
-                        refuse(&shared, peer, limit, transport);
+                        let why = limit.reason().to_owned();
+                        refuse(&shared, peer, why, CloseReason::Overloaded, transport);
                         continue;
                     }
                 };
@@ -404,7 +438,8 @@ async fn serve_https(
 fn refuse<T: Transport>(
     shared: &Shared,
     peer: SocketAddr,
-    limit: LimitError,
+    why: String,
+    close: CloseReason,
     transport: impl Future<Output = Option<T>> + Send + 'static,
 ) {
     let Some(slot) = shared.refusal_slot() else {
@@ -413,7 +448,7 @@ fn refuse<T: Transport>(
     };
     shared
         .tracker
-        .spawn(connection::refuse(transport, limit.reason(), slot));
+        .spawn(connection::refuse(transport, why, close, slot));
 }
 
 /// The first byte a new connection sends, without consuming it; `None` if
@@ -547,7 +582,7 @@ fn is_per_connection(e: &io::Error) -> bool {
 
 /// The wall clock history keeps lines by: milliseconds since the Unix
 /// epoch (0 for a clock set before 1970).
-fn wall_clock() -> Millis {
+pub(crate) fn wall_clock() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)

@@ -24,12 +24,13 @@
 //! once the cluster has spoken.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::hub::{Hub, Membership};
+use crate::moderation::{Ban, BanChange, BanTarget};
 use crate::outbox::Outbox;
 use crate::protocol::answer;
-use crate::protocol::command::{self, Command, HistoryAsk, Login};
+use crate::protocol::command::{self, Command, HistoryAsk, Login, Moderate};
 use crate::protocol::json::{Format, NoticeCode};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::rate::{TokenBucket, Verdict};
@@ -37,6 +38,7 @@ use crate::protocol::reply::{self, reason};
 use crate::protocol::text::clean;
 use crate::protocol::{CloseReason, MAX_JOIN_ATTEMPTS};
 use crate::relay::NameClaim;
+use crate::standing::{Eviction, EvictionKind};
 
 /// Bytes of gathered lines after which a burst goes to the room even if more
 /// input is at hand: bounds the delay the burst adds to its first line and
@@ -64,7 +66,18 @@ pub enum Flow {
     /// cluster ([`Session::pending_history`]); answer with
     /// [`Session::history_answered`] before feeding it anything else.
     History,
+    /// `/oper`: the credentials ([`Session::pending_oper`]) must be
+    /// checked, which is slow on purpose (a password hash); answer with
+    /// [`Session::oper_answered`] before feeding it anything else.
+    Oper,
 }
+
+/// Least time between two `/oper` tries that are checked (PROTOCOL.md,
+/// Operators and moderation); a faster one is refused unchecked.
+pub const OPER_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Least time between two `ERROR you are muted` to one user.
+pub const MUTED_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A `/history` request waiting for the cluster, as the session keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +129,21 @@ pub struct Session {
     settings: SessionSettings,
     /// A `/history` waiting for the cluster's answer.
     history_request: Option<HistoryRequest>,
+    /// Operator status and `/oper` tries; boxed, as few connections use it.
+    oper: Option<Box<Oper>>,
+    /// When this user was last told it is muted.
+    muted_warned: Option<Instant>,
+}
+
+/// A connection's dealings with `/oper`.
+#[derive(Debug, Default)]
+struct Oper {
+    /// The operator name, once the credentials were right.
+    name: Option<Box<str>>,
+    /// When the last checked try was made.
+    last_try: Option<Instant>,
+    /// Credentials waiting to be checked, after [`Flow::Oper`].
+    pending: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -153,6 +181,8 @@ impl Session {
             burst_lines: 0,
             settings,
             history_request: None,
+            oper: None,
+            muted_warned: None,
         }
     }
 
@@ -296,8 +326,8 @@ impl Session {
             }
         }
         match &mut self.state {
-            State::Login { .. } => self.login(&text),
-            State::Joined(_) => self.command(&text),
+            State::Login { .. } => self.login(&text, now),
+            State::Joined(_) => self.command(&text, now),
             // The driver answers a claim before it reads on.
             State::Claiming { .. } => Flow::Continue,
         }
@@ -341,7 +371,7 @@ impl Session {
         self.close(CloseReason::PeerGone)
     }
 
-    fn login(&mut self, text: &str) -> Flow {
+    fn login(&mut self, text: &str, now: Instant) -> Flow {
         match command::parse_login(text) {
             Login::Join { room, user } => {
                 let Some(room) = Name::parse(room) else {
@@ -380,6 +410,8 @@ impl Session {
             Login::Quit => self.close(CloseReason::Quit),
             Login::Usage(syntax) => self.reply(answer::usage(self.format(), syntax)),
             Login::InRoomOnly => self.reply(self.error(reason::JOIN_FIRST)),
+            Login::Oper { name, password } => self.oper(name, password, now),
+            Login::Moderate(moderate) => self.moderate(moderate),
             Login::Http if !self.settings.hint_browsers => self.failed_attempt(reason::NOT_JOIN),
             Login::Http => {
                 let hint = match self.settings.page_port {
@@ -406,19 +438,217 @@ impl Session {
         self.reply(self.error(why))
     }
 
-    fn command(&mut self, text: &str) -> Flow {
+    fn command(&mut self, text: &str, now: Instant) -> Flow {
         let State::Joined(me) = &self.state else {
             return Flow::Continue;
         };
         let user = me.user();
-        match command::parse(text) {
+        let command = command::parse(text);
+        if matches!(
+            command,
+            Command::Say(_) | Command::Me(_) | Command::Msg { .. }
+        ) && self.outbox.standing().is_muted(self.hub.now())
+        {
+            return self.muted(now);
+        }
+        match command {
             Command::Say(text) => self.gather(|burst| reply::put_said(burst, user, text)),
             Command::Me(text) => self.gather(|burst| reply::put_me(burst, user, text)),
+            Command::Oper { name, password } => {
+                self.flush();
+                self.oper(name, password, now)
+            }
             other => {
                 self.flush();
                 self.act(other)
             }
         }
+    }
+
+    /// A muted user said something: dropped, and told so at most once a
+    /// second.
+    fn muted(&mut self, now: Instant) -> Flow {
+        let warn = self
+            .muted_warned
+            .is_none_or(|at| now.saturating_duration_since(at) >= MUTED_WARNING_INTERVAL);
+        if !warn {
+            return Flow::Continue;
+        }
+        self.muted_warned = Some(now);
+        self.flush();
+        self.reply(self.error(reason::MUTED))
+    }
+
+    /// `/oper`: checked by the driver ([`Flow::Oper`]) unless it comes
+    /// within [`OPER_INTERVAL`] of the last checked try, which gets the
+    /// same answer as wrong credentials. Refused tries do not move the
+    /// interval.
+    fn oper(&mut self, name: &str, password: &str, now: Instant) -> Flow {
+        let oper = self.oper.get_or_insert_default();
+        if oper
+            .last_try
+            .is_some_and(|at| now.saturating_duration_since(at) < OPER_INTERVAL)
+        {
+            return self.reply(self.error(reason::BAD_CREDENTIALS));
+        }
+        oper.last_try = Some(now);
+        oper.pending = Some((name.to_owned(), password.to_owned()));
+        Flow::Oper
+    }
+
+    /// The name and password of a `/oper` waiting to be checked, after
+    /// [`Flow::Oper`].
+    pub fn pending_oper(&self) -> Option<(&str, &str)> {
+        let (name, password) = self.oper.as_ref()?.pending.as_ref()?;
+        Some((name, password))
+    }
+
+    /// The credentials of the pending `/oper` were right, or not.
+    pub fn oper_answered(&mut self, right: bool) -> Flow {
+        let Some(oper) = self.oper.as_mut() else {
+            return Flow::Continue;
+        };
+        let Some((name, _)) = oper.pending.take() else {
+            return Flow::Continue;
+        };
+        if !right {
+            return self.reply(self.error(reason::BAD_CREDENTIALS));
+        }
+        oper.name = Some(name.into_boxed_str());
+        self.outbox.standing().make_operator();
+        self.reply(answer::info(self.format(), "you are now an operator"))
+    }
+
+    /// `<op>` as PROTOCOL.md writes it: the operator's user name in its
+    /// room, or its `/oper` name when it is in none; `None` for someone
+    /// who is not an operator.
+    fn operator_name(&self) -> Option<String> {
+        let name = self.oper.as_ref()?.name.as_ref()?;
+        Some(match self.membership() {
+            Some(me) => me.user().as_str().to_owned(),
+            None => name.to_string(),
+        })
+    }
+
+    /// An operator's command.
+    fn moderate(&mut self, moderate: Moderate<'_>) -> Flow {
+        let Some(op) = self.operator_name() else {
+            return self.reply(self.error(reason::NOT_OPERATOR));
+        };
+        let me = match &self.state {
+            State::Joined(me) => Some(me),
+            _ => None,
+        };
+        if moderate.needs_room() && me.is_none() {
+            return self.reply(self.error(reason::JOIN_FIRST));
+        }
+        let now = self.hub.now();
+        let member = |name: &str| me.and_then(|me| me.member(name));
+        match moderate {
+            Moderate::Usage(syntax) => self.reply(answer::usage(self.format(), syntax)),
+            Moderate::Kick { user, reason } => {
+                let Some((_, outbox)) = member(user) else {
+                    return self.reply(self.error(reason::NO_SUCH_USER));
+                };
+                outbox.evict(Eviction {
+                    kind: EvictionKind::Kick,
+                    by: op,
+                    reason: reason.to_owned(),
+                });
+                Flow::Continue
+            }
+            Moderate::Ban {
+                target,
+                minutes,
+                reason,
+            } => {
+                let ban = Ban::new(now, minutes, &op, reason);
+                let (banned, named) = match BanTarget::parse(target) {
+                    Some(banned) => (banned, None),
+                    None => {
+                        let Some((_, outbox)) = member(target) else {
+                            return self.reply(self.error(reason::NO_SUCH_USER));
+                        };
+                        let Some(addr) = outbox.standing().addr() else {
+                            return self.reply(self.error(reason::NO_SUCH_USER));
+                        };
+                        (BanTarget::of_peer(addr), Some(outbox))
+                    }
+                };
+                let until = ban
+                    .until
+                    .map_or_else(|| "until unbanned".to_owned(), reply::utc_seconds);
+                // The user named is removed even if an operator: naming
+                // one is a decision, unlike sharing an address with one.
+                if let Some(outbox) = named {
+                    outbox.evict(Eviction {
+                        kind: EvictionKind::Ban,
+                        by: ban.by.clone(),
+                        reason: ban.reason.clone(),
+                    });
+                }
+                self.hub.moderation().change(BanChange::Added(banned, ban));
+                self.reply(answer::info(
+                    self.format(),
+                    &format!("banned {banned} {until}"),
+                ))
+            }
+            Moderate::Unban(target) => {
+                let moderation = self.hub.moderation();
+                match BanTarget::parse(target) {
+                    Some(target) if moderation.bans().holds(&target, now) => {
+                        moderation.change(BanChange::Lifted(target));
+                        self.reply(answer::info(self.format(), &format!("unbanned {target}")))
+                    }
+                    _ => self.reply(self.error(reason::NO_SUCH_BAN)),
+                }
+            }
+            Moderate::Bans => {
+                let bans: Vec<(String, String)> = self
+                    .hub
+                    .moderation()
+                    .bans()
+                    .list(now)
+                    .into_iter()
+                    .map(|(target, ban)| {
+                        let until = ban
+                            .until
+                            .map_or_else(|| "until unbanned".to_owned(), reply::utc_seconds);
+                        (target.to_string(), until)
+                    })
+                    .collect();
+                self.reply(answer::info(
+                    self.format(),
+                    &reply::bans_listed(&bans, self.answer_budget()),
+                ))
+            }
+            Moderate::Mute { user, minutes } => {
+                let Some((name, outbox)) = member(user) else {
+                    return self.reply(self.error(reason::NO_SUCH_USER));
+                };
+                let until = minutes.map(|m| now.saturating_add(m.saturating_mul(60_000)));
+                outbox.standing().mute(until);
+                self.reply(answer::info(self.format(), &format!("muted {name}")))
+            }
+            Moderate::Unmute(user) => {
+                let Some((name, outbox)) = member(user) else {
+                    return self.reply(self.error(reason::NO_SUCH_USER));
+                };
+                outbox.standing().unmute();
+                self.reply(answer::info(self.format(), &format!("unmuted {name}")))
+            }
+        }
+    }
+
+    /// An operator removed this connection (see [`Outbox::evict`]): the
+    /// room is told, then the user, then the connection closes and the
+    /// room sees the user leave.
+    pub fn evicted(&mut self, eviction: &Eviction) -> Flow {
+        self.flush();
+        if let State::Joined(me) = &self.state {
+            me.announce_removal(eviction);
+        }
+        self.end_with_error(&eviction.error_text(), CloseReason::Removed)
     }
 
     /// Adds a line said to the burst.
@@ -458,6 +688,9 @@ impl Session {
             )),
             Command::Help => self.reply_all(answer::help(self.format())),
             Command::History(ask) => self.history(ask),
+            Command::Moderate(moderate) => self.moderate(moderate),
+            // Handled before this, with the time it needs.
+            Command::Oper { .. } => Flow::Continue,
             Command::Quit => self.close(CloseReason::Quit),
             Command::Usage(syntax) => self.reply(answer::usage(self.format(), syntax)),
             Command::Unknown => self.reply(self.error(reason::UNKNOWN_COMMAND)),

@@ -42,6 +42,14 @@ pub fn usage(format: Format, syntax: &str) -> Bytes {
     }
 }
 
+/// Any other `*** <text>` answer: a line, or an `info` event.
+pub fn info(format: Format, text: &str) -> Bytes {
+    match format {
+        Format::Lines => reply::info(text),
+        Format::Json => Event::Info { text }.encode(),
+    }
+}
+
 /// A server notice.
 pub fn notice(format: Format, code: NoticeCode) -> Bytes {
     match format {

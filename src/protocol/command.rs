@@ -29,6 +29,16 @@ pub enum Command<'a> {
     Help,
     /// `/history [N]` or `/history since <id>`.
     History(HistoryAsk<'a>),
+    /// `/oper <name> <password>`.
+    Oper {
+        /// The operator name as typed.
+        name: &'a str,
+        /// The password: the rest of the line, blanks inside kept.
+        password: &'a str,
+    },
+    /// An operator's command: `/kick`, `/ban`, `/unban`, `/bans`, `/mute`,
+    /// `/unmute`.
+    Moderate(Moderate<'a>),
     /// `/quit`.
     Quit,
     /// A known command with missing or extra arguments; holds its syntax.
@@ -36,6 +46,75 @@ pub enum Command<'a> {
     /// A `/word` that is not a command.
     Unknown,
 }
+
+/// An operator's command (PROTOCOL.md, Operators and moderation). Who may
+/// run it is the session's business; this is only what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderate<'a> {
+    /// `/kick <user> [reason]`.
+    Kick {
+        /// The user as typed.
+        user: &'a str,
+        /// The rest of the line, kept as sent; empty when none.
+        reason: &'a str,
+    },
+    /// `/ban <user or address> [minutes] [reason]`.
+    Ban {
+        /// A user in the operator's room, or an address or CIDR prefix.
+        target: &'a str,
+        /// How long, if given; `None`: until `/unban`.
+        minutes: Option<u64>,
+        /// The rest of the line, kept as sent; empty when none.
+        reason: &'a str,
+    },
+    /// `/unban <address>`.
+    Unban(&'a str),
+    /// `/bans`.
+    Bans,
+    /// `/mute <user> [minutes]`.
+    Mute {
+        /// The user as typed.
+        user: &'a str,
+        /// How long, if given; `None`: until `/unmute`.
+        minutes: Option<u64>,
+    },
+    /// `/unmute <user>`.
+    Unmute(&'a str),
+    /// One of these with missing or extra arguments; holds its syntax.
+    Usage(&'static str),
+}
+
+impl Moderate<'_> {
+    /// Whether it acts on a user in the operator's room, and so needs one.
+    pub fn needs_room(&self) -> bool {
+        match self {
+            Moderate::Kick { .. } | Moderate::Mute { .. } | Moderate::Unmute(_) => true,
+            Moderate::Usage(syntax) => {
+                matches!(*syntax, KICK_SYNTAX | MUTE_SYNTAX | UNMUTE_SYNTAX)
+            }
+            Moderate::Ban { .. } | Moderate::Unban(_) | Moderate::Bans => false,
+        }
+    }
+}
+
+/// The syntax of `/oper`, as its usage error shows it.
+pub const OPER_SYNTAX: &str = "/oper <name> <password>";
+/// The syntax of `/kick`.
+pub const KICK_SYNTAX: &str = "/kick <user> [reason]";
+/// The syntax of `/ban`.
+pub const BAN_SYNTAX: &str = "/ban <user or address> [minutes] [reason]";
+/// The syntax of `/unban`.
+pub const UNBAN_SYNTAX: &str = "/unban <address>";
+/// The syntax of `/bans`.
+pub const BANS_SYNTAX: &str = "/bans";
+/// The syntax of `/mute`.
+pub const MUTE_SYNTAX: &str = "/mute <user> [minutes]";
+/// The syntax of `/unmute`.
+pub const UNMUTE_SYNTAX: &str = "/unmute <user>";
+
+/// Longest ban or mute, in minutes: a hundred years. A longer one is cut
+/// to this, so its end is always a date the protocol can write.
+pub const MAX_MINUTES: u64 = 100 * 366 * 24 * 60;
 
 /// Which lines of a room's history `/history` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +155,15 @@ pub enum Login<'a> {
     /// A command that works only in a room (`/history`); not a JOIN
     /// attempt.
     InRoomOnly,
+    /// `/oper <name> <password>`, as in a room.
+    Oper {
+        /// The operator name as typed.
+        name: &'a str,
+        /// The password as typed.
+        password: &'a str,
+    },
+    /// An operator's command; not a JOIN attempt.
+    Moderate(Moderate<'a>),
     /// An HTTP request line (`GET / HTTP/1.1`): a browser pointed at a chat
     /// port, to be told where the page is.
     Http,
@@ -123,6 +211,16 @@ pub fn parse(line: &str) -> Command<'_> {
         none(Command::Quit, "/quit")
     } else if is("history") {
         parse_history(args)
+    } else if is("oper") {
+        // The password is the rest of the line, so it may hold blanks.
+        match token(args) {
+            (name, password) if !name.is_empty() && !password.is_empty() => {
+                Command::Oper { name, password }
+            }
+            _ => Command::Usage(OPER_SYNTAX),
+        }
+    } else if let Some(moderate) = parse_moderate(word, args) {
+        Command::Moderate(moderate)
     } else if is("me") {
         if args.is_empty() {
             Command::Usage("/me <text>")
@@ -142,6 +240,88 @@ pub fn parse(line: &str) -> Command<'_> {
     } else {
         Command::Unknown
     }
+}
+
+/// Whether `s` is exactly one token.
+fn single(s: &str) -> bool {
+    !s.is_empty() && token(s).1.is_empty()
+}
+
+/// Minutes as `/ban` and `/mute` take them: decimal digits only, cut to
+/// [`MAX_MINUTES`].
+fn minutes(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse::<u64>().map_or(MAX_MINUTES, |m| m.min(MAX_MINUTES)))
+}
+
+/// The operators' commands, if `word` is one.
+fn parse_moderate<'a>(word: &str, args: &'a str) -> Option<Moderate<'a>> {
+    let is = |name: &str| word.eq_ignore_ascii_case(name);
+    let (first, rest) = token(args);
+    let moderate = if is("kick") {
+        if first.is_empty() {
+            Moderate::Usage(KICK_SYNTAX)
+        } else {
+            Moderate::Kick {
+                user: first,
+                reason: rest,
+            }
+        }
+    } else if is("ban") {
+        if first.is_empty() {
+            Moderate::Usage(BAN_SYNTAX)
+        } else {
+            let (second, after) = token(rest);
+            match minutes(second) {
+                Some(m) => Moderate::Ban {
+                    target: first,
+                    minutes: Some(m),
+                    reason: after,
+                },
+                None => Moderate::Ban {
+                    target: first,
+                    minutes: None,
+                    reason: rest,
+                },
+            }
+        }
+    } else if is("unban") {
+        if single(args) {
+            Moderate::Unban(first)
+        } else {
+            Moderate::Usage(UNBAN_SYNTAX)
+        }
+    } else if is("bans") {
+        if args.is_empty() {
+            Moderate::Bans
+        } else {
+            Moderate::Usage(BANS_SYNTAX)
+        }
+    } else if is("mute") {
+        match (first, minutes(rest)) {
+            ("", _) => Moderate::Usage(MUTE_SYNTAX),
+            (user, _) if rest.is_empty() => Moderate::Mute {
+                user,
+                minutes: None,
+            },
+            (user, Some(m)) => Moderate::Mute {
+                user,
+                minutes: Some(m),
+            },
+            (_, None) => Moderate::Usage(MUTE_SYNTAX),
+        }
+    } else if is("unmute") {
+        if single(args) {
+            Moderate::Unmute(first)
+        } else {
+            Moderate::Usage(UNMUTE_SYNTAX)
+        }
+    } else {
+        return None;
+    };
+    Some(moderate)
 }
 
 /// The arguments of `/history`: none, a count from 1 to
@@ -177,6 +357,9 @@ pub fn parse_login(line: &str) -> Login<'_> {
             Command::Quit => Login::Quit,
             Command::Usage(syntax @ ("/rooms" | "/help" | "/quit")) => Login::Usage(syntax),
             Command::History(_) | Command::Usage(HISTORY_SYNTAX) => Login::InRoomOnly,
+            Command::Oper { name, password } => Login::Oper { name, password },
+            Command::Usage(OPER_SYNTAX) => Login::Usage(OPER_SYNTAX),
+            Command::Moderate(moderate) => Login::Moderate(moderate),
             _ => Login::NotJoin,
         };
     }
@@ -309,6 +492,104 @@ mod tests {
         assert_eq!(parse_login("/QUIT"), Login::Quit);
         assert_eq!(parse_login("/history"), Login::InRoomOnly);
         assert_eq!(parse_login("/history 0"), Login::InRoomOnly);
+    }
+
+    #[test]
+    fn operator_commands() {
+        assert_eq!(
+            parse("/OPER root s3cret"),
+            Command::Oper {
+                name: "root",
+                password: "s3cret"
+            }
+        );
+        assert_eq!(
+            parse("/oper root pass  word"),
+            Command::Oper {
+                name: "root",
+                password: "pass  word"
+            }
+        );
+        for bad in ["/oper", "/oper root", "/oper  root  "] {
+            assert_eq!(parse(bad), Command::Usage(OPER_SYNTAX), "{bad}");
+        }
+        let m = |line| match parse(line) {
+            Command::Moderate(m) => m,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(
+            m("/kick bob"),
+            Moderate::Kick {
+                user: "bob",
+                reason: ""
+            }
+        );
+        assert_eq!(
+            m("/kick  bob  spam,  again "),
+            Moderate::Kick {
+                user: "bob",
+                reason: "spam,  again "
+            }
+        );
+        assert_eq!(m("/kick"), Moderate::Usage(KICK_SYNTAX));
+        assert_eq!(
+            m("/ban 10.0.0.0/8 30 flood"),
+            Moderate::Ban {
+                target: "10.0.0.0/8",
+                minutes: Some(30),
+                reason: "flood"
+            }
+        );
+        assert_eq!(
+            m("/ban bob 3x flood"),
+            Moderate::Ban {
+                target: "bob",
+                minutes: None,
+                reason: "3x flood"
+            }
+        );
+        assert_eq!(
+            m("/ban bob 99999999999999999999999"),
+            Moderate::Ban {
+                target: "bob",
+                minutes: Some(MAX_MINUTES),
+                reason: ""
+            }
+        );
+        assert_eq!(m("/ban"), Moderate::Usage(BAN_SYNTAX));
+        assert_eq!(m("/unban ::1"), Moderate::Unban("::1"));
+        assert_eq!(m("/unban a b"), Moderate::Usage(UNBAN_SYNTAX));
+        assert_eq!(m("/BANS"), Moderate::Bans);
+        assert_eq!(m("/bans x"), Moderate::Usage(BANS_SYNTAX));
+        assert_eq!(
+            m("/mute bob 5"),
+            Moderate::Mute {
+                user: "bob",
+                minutes: Some(5)
+            }
+        );
+        assert_eq!(
+            m("/mute bob"),
+            Moderate::Mute {
+                user: "bob",
+                minutes: None
+            }
+        );
+        assert_eq!(m("/mute bob five"), Moderate::Usage(MUTE_SYNTAX));
+        assert_eq!(m("/mute bob 5 6"), Moderate::Usage(MUTE_SYNTAX));
+        assert_eq!(m("/unmute bob"), Moderate::Unmute("bob"));
+        assert_eq!(m("/unmute"), Moderate::Usage(UNMUTE_SYNTAX));
+        assert!(Moderate::Usage(KICK_SYNTAX).needs_room());
+        assert!(!Moderate::Bans.needs_room());
+        assert_eq!(
+            parse_login("/oper a b"),
+            Login::Oper {
+                name: "a",
+                password: "b"
+            }
+        );
+        assert_eq!(parse_login("/oper a"), Login::Usage(OPER_SYNTAX));
+        assert_eq!(parse_login("/bans"), Login::Moderate(Moderate::Bans));
     }
 
     #[test]

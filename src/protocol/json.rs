@@ -166,6 +166,22 @@ pub enum Event<'a> {
         /// The line's text, without the `*** `.
         text: &'a str,
     },
+    /// A user kicked or banned from a room, as its other members see it.
+    #[serde(rename = "notice")]
+    Removed {
+        /// Always `kick`, for kicks and bans alike.
+        code: &'static str,
+        /// The line's text, without the `*** `.
+        text: &'a str,
+        /// The room.
+        room: &'a str,
+        /// Who was removed, as joined.
+        user: &'a str,
+        /// The operator.
+        by: &'a str,
+        /// Why; empty when not given.
+        reason: &'a str,
+    },
     /// Any other `*** ` answer.
     Info {
         /// Its text, without the `*** `.

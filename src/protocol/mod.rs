@@ -70,6 +70,10 @@ pub enum CloseReason {
     /// The client spoke another protocol (HTTP on a chat port) and was told
     /// where to go.
     WrongPort,
+    /// An operator kicked or banned the user.
+    Removed,
+    /// The address is banned; refused before the welcome.
+    Banned,
 }
 
 impl CloseReason {
@@ -84,7 +88,9 @@ impl CloseReason {
             | CloseReason::LoginTimeout
             | CloseReason::TooSlow
             | CloseReason::MissedPing
-            | CloseReason::WrongPort => 1008,
+            | CloseReason::WrongPort
+            | CloseReason::Removed
+            | CloseReason::Banned => 1008,
             CloseReason::LineTooLong => 1009,
             CloseReason::Overloaded => 1013,
         }
@@ -105,6 +111,8 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Overloaded => "overloaded",
             CloseReason::WrongPort => "wrong_port",
+            CloseReason::Removed => "removed",
+            CloseReason::Banned => "banned",
         }
     }
 }

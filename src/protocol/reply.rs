@@ -208,6 +208,40 @@ pub fn rooms_listed(mut rooms: Vec<(Name, usize)>, budget: usize) -> (Vec<(Name,
     (rooms, total)
 }
 
+/// The text of the `/bans` answer, without the `*** `: `bans: <address>
+/// (<until>), ...`, `bans: none`, or, for more than fit, `bans (first <k>
+/// of <total>): ...`. `bans` holds each ban's address and end as shown,
+/// already in order (by address value, IPv4 first); k is bounded as in
+/// [`who`], the budget counting the `*** ` too.
+pub fn bans_listed(bans: &[(String, String)], budget: usize) -> String {
+    let total = bans.len();
+    if total == 0 {
+        return "bans: none".to_owned();
+    }
+    let listed = &bans[..total.min(MAX_LISTED)];
+    let header = |k: usize| {
+        if k == total {
+            "*** bans: ".to_owned()
+        } else {
+            format!("*** bans (first {k} of {total}): ")
+        }
+    };
+    let k = fitting(
+        listed
+            .iter()
+            .map(|(addr, until)| addr.len() + until.len() + 3),
+        budget,
+        header,
+        total,
+    );
+    let entries: Vec<String> = listed[..k]
+        .iter()
+        .map(|(addr, until)| format!("{addr} ({until})"))
+        .collect();
+    let header = header(k);
+    format!("{}{}", &header["*** ".len()..], entries.join(", "))
+}
+
 /// How many entries, of the lengths given in the order they are kept, fit
 /// in `budget` bytes (0: all) with their `, ` separators, the `\r\n` and
 /// the longest header that `header` can write for a list of `total`.
@@ -241,6 +275,11 @@ pub fn error(reason: &str) -> Bytes {
     line(&["ERROR ", reason])
 }
 
+/// `*** <text>`
+pub fn info(text: &str) -> Bytes {
+    line(&["*** ", text])
+}
+
 /// `ERROR usage: <syntax>`
 pub fn usage(syntax: &str) -> Bytes {
     line(&["ERROR usage: ", syntax])
@@ -257,6 +296,7 @@ pub fn help() -> Vec<Bytes> {
         "***   /me <text>           say what you are doing: * you <text>",
         "***   /history [N]         the last N lines said in your room (default 20, at most 1000)",
         "***   /history since <id>  the lines after the one with that id (ids come with JSON events)",
+        "***   /oper <name> <password>  become an operator (operators: /kick, /ban, /unban, /bans, /mute, /unmute)",
         "***   /help                this help",
         "***   /quit                leave and disconnect",
         "*** any other line is sent to your room; start it with // to send a line beginning with /",
@@ -320,6 +360,13 @@ pub fn history_header(room: Name, lines: usize, complete: bool) -> Bytes {
 /// Longest [`history_header`], for answer budgets.
 pub const MAX_HISTORY_HEADER: usize =
     "*** history of : 1000 lines, some missing\r\n".len() + crate::protocol::names::MAX_NAME;
+
+/// `at` (milliseconds since the Unix epoch) as `2026-11-29T18:44:19Z`.
+pub fn utc_seconds(at: crate::history::Millis) -> String {
+    let mut buf = Vec::with_capacity(20);
+    put_utc_seconds(&mut buf, at);
+    String::from_utf8(buf).unwrap_or_default()
+}
 
 /// Writes `at` (milliseconds since the Unix epoch) as
 /// `2026-11-29T18:44:19Z`: RFC 3339 in UTC, to the second.
@@ -390,6 +437,15 @@ pub mod reason {
     pub const BAD_UTF8: &str = "invalid UTF-8";
     /// A WebSocket frame that breaks RFC 6455.
     pub const PROTOCOL_ERROR: &str = "protocol error";
+    /// An operator's command from someone who is not one.
+    pub const NOT_OPERATOR: &str = "not an operator";
+    /// `/oper` with a wrong name or password, or too soon after the last
+    /// try.
+    pub const BAD_CREDENTIALS: &str = "bad operator credentials";
+    /// `/unban` of something not banned.
+    pub const NO_SUCH_BAN: &str = "no such ban";
+    /// A muted user tried to say something.
+    pub const MUTED: &str = "you are muted";
 }
 
 #[cfg(test)]

@@ -179,6 +179,16 @@ impl Conn {
     /// WebSocket offering `protocols` (a `Sec-WebSocket-Protocol` value);
     /// asserts whether the server picked `chatgate.v2.json`.
     pub async fn ws_offering(addr: SocketAddr, protocols: &str, agreed: bool) -> Conn {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        Conn::ws_offering_over(Box::new(tcp), addr, protocols, agreed).await
+    }
+
+    async fn ws_offering_over(
+        tcp: Box<dyn AsyncReadWrite>,
+        addr: SocketAddr,
+        protocols: &str,
+        agreed: bool,
+    ) -> Conn {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = format!("ws://{addr}/ws")
             .into_client_request()
@@ -187,8 +197,6 @@ impl Conn {
             "Sec-WebSocket-Protocol",
             protocols.parse().expect("header value"),
         );
-        let tcp: Box<dyn AsyncReadWrite> =
-            Box::new(TcpStream::connect(addr).await.expect("connect"));
         let (ws, response) = timeout(WAIT, tokio_tungstenite::client_async(request, tcp))
             .await
             .expect("websocket handshake timed out")
@@ -206,6 +214,24 @@ impl Conn {
             ws: Box::new(ws),
             closed_with: None,
         }
+    }
+
+    /// WebSocket at `ws://addr/ws` over a TCP connection the test made
+    /// (from another loopback address, say), asking for JSON events if
+    /// `json`.
+    pub async fn ws_over_stream(tcp: TcpStream, addr: SocketAddr, json: bool) -> Conn {
+        if json {
+            Conn::ws_offering_over(Box::new(tcp), addr, "chatgate.v2.json", true).await
+        } else {
+            Conn::ws_over(Box::new(tcp), &format!("ws://{addr}/ws")).await
+        }
+    }
+
+    /// The next message, which must be a JSON event of type `kind`.
+    pub async fn expect_event(&mut self, kind: &str) -> serde_json::Value {
+        let event = self.next_event().await;
+        assert_eq!(event["type"], kind, "event {event}");
+        event
     }
 
     /// The next message, as a JSON event.

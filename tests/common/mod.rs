@@ -109,6 +109,8 @@ pub struct TestServer {
     /// Every listener that is on.
     addrs: Vec<(ListenerKind, SocketAddr)>,
     stop: CancellationToken,
+    /// Its `--state-dir`, unless the test gave one.
+    _state: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -122,6 +124,13 @@ impl TestServer {
             }
         }
         args.extend(flags);
+        // Bans a test makes stay with that test's server: never in the
+        // working directory, where every later server would read them.
+        let state = tempfile::tempdir().expect("state directory");
+        let state_flag = state.path().to_str().expect("utf-8 path").to_owned();
+        if !flags.contains(&"--state-dir") {
+            args.extend(["--state-dir", &state_flag]);
+        }
         let config = chatgate::Config::parse_from(args);
         let server = chatgate::Server::bind(config)
             .await
@@ -132,7 +141,12 @@ impl TestServer {
             .expect("a tcp listener");
         let stop = CancellationToken::new();
         tokio::spawn(server.run(stop.clone().cancelled_owned()));
-        TestServer { addr, addrs, stop }
+        TestServer {
+            addr,
+            addrs,
+            stop,
+            _state: state,
+        }
     }
 
     /// The address of the listener of `kind`, which must be on.

@@ -1,0 +1,142 @@
+//! What moderation knows of one connection, carried in its outbox: the
+//! peer's address, whether it is an operator, until when it is muted, and
+//! why an operator is removing it.
+//!
+//! It lives apart from `moderation` because the outbox holds it and
+//! `moderation` holds outboxes: this way neither imports the other back.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::history::Millis;
+
+/// Why a connection is being removed, left in its outbox for its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    /// Kicked, or banned.
+    pub kind: EvictionKind,
+    /// The operator, as `<op>` in PROTOCOL.md.
+    pub by: String,
+    /// Why; empty when not given.
+    pub reason: String,
+}
+
+/// Kicked or banned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionKind {
+    /// `/kick`.
+    Kick,
+    /// `/ban` of the user or of its address.
+    Ban,
+}
+
+impl Eviction {
+    fn verb(&self) -> &'static str {
+        match self.kind {
+            EvictionKind::Kick => "kicked",
+            EvictionKind::Ban => "banned",
+        }
+    }
+
+    /// The reason of the `ERROR` line the user gets: `kicked by <op>`,
+    /// with `: <reason>` when one was given.
+    pub fn error_text(&self) -> String {
+        with_reason(format!("{} by {}", self.verb(), self.by), &self.reason)
+    }
+
+    /// What the room is told, without the `*** `: `<user> was kicked by
+    /// <op>`, with the same suffix.
+    pub fn room_text(&self, user: &str) -> String {
+        with_reason(
+            format!("{user} was {} by {}", self.verb(), self.by),
+            &self.reason,
+        )
+    }
+}
+
+/// What moderation knows of one connection, reachable by whoever holds
+/// its outbox.
+#[derive(Debug, Default)]
+pub struct Standing {
+    /// The peer's address; `None` for connections made in-process.
+    addr: Option<IpAddr>,
+    /// Until when the user is muted, in milliseconds since the Unix epoch;
+    /// 0: not muted; `Millis::MAX`: until `/unmute`.
+    muted_until: AtomicU64,
+    /// Whether the user gave operator credentials.
+    operator: AtomicBool,
+}
+
+impl Standing {
+    /// A connection from `addr`.
+    pub fn new(addr: Option<IpAddr>) -> Standing {
+        Standing {
+            addr,
+            ..Standing::default()
+        }
+    }
+
+    /// The peer's address, if it has one.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.addr
+    }
+
+    /// Mutes the user until `until` (none: until unmuted).
+    pub fn mute(&self, until: Option<Millis>) {
+        self.muted_until
+            .store(until.unwrap_or(Millis::MAX).max(1), Ordering::Relaxed);
+    }
+
+    /// Lifts a mute.
+    pub fn unmute(&self) {
+        self.muted_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the user is muted at `now`.
+    pub fn is_muted(&self, now: Millis) -> bool {
+        now < self.muted_until.load(Ordering::Relaxed)
+    }
+
+    /// Marks the user an operator, for the rest of the connection.
+    pub fn make_operator(&self) {
+        self.operator.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the user is an operator. Operators are not removed by a ban
+    /// of their address: the one who bans is usually one of them.
+    pub fn is_operator(&self) -> bool {
+        self.operator.load(Ordering::Relaxed)
+    }
+}
+
+/// `text`, then `: <reason>` if there is one.
+pub(crate) fn with_reason(mut text: String, reason: &str) -> String {
+    if !reason.is_empty() {
+        text.push_str(": ");
+        text.push_str(reason);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_texts() {
+        let e = Eviction {
+            kind: EvictionKind::Kick,
+            by: "op".into(),
+            reason: String::new(),
+        };
+        assert_eq!(e.error_text(), "kicked by op");
+        assert_eq!(e.room_text("bob"), "bob was kicked by op");
+        let e = Eviction {
+            kind: EvictionKind::Ban,
+            reason: "spam".into(),
+            ..e
+        };
+        assert_eq!(e.error_text(), "banned by op: spam");
+        assert_eq!(e.room_text("bob"), "bob was banned by op: spam");
+    }
+}

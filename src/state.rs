@@ -1,0 +1,236 @@
+//! What a single node keeps across restarts, in `--state-dir`: the bans,
+//! in `bans.json`.
+//!
+//! The file is read once at start (a file that does not parse is an error,
+//! not an empty list: starting without its bans would let everyone back
+//! in) and rewritten whole after every change an operator makes, through a
+//! temporary file renamed over it, so a crash leaves the old list or the
+//! new one, never half of either. The directory is created on the first
+//! write, so a server nobody bans anyone on never needs a writable one.
+//!
+//! In a cluster bans live in NATS instead (see `cluster`), and this file
+//! is not used.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::history::Millis;
+use crate::moderation::{Ban, BanChange, BanStore, BanTarget, Moderation};
+
+/// The bans file's name in the state directory.
+pub const BANS_FILE: &str = "bans.json";
+
+/// The version written in the file; a file of another version is refused.
+const VERSION: u32 = 1;
+
+/// The file's contents.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BansFile {
+    version: u32,
+    bans: Vec<Entry>,
+}
+
+/// One ban as kept.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    /// An address or CIDR prefix, as `/bans` shows it.
+    target: BanTarget,
+    /// When it ends, in milliseconds since the Unix epoch; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<Millis>,
+    by: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The bans file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct StateError {
+    path: PathBuf,
+    reason: String,
+}
+
+/// Keeps the bans of one node in its state directory.
+#[derive(Debug)]
+pub struct BanFile {
+    path: PathBuf,
+    moderation: std::sync::Weak<Moderation>,
+    /// Held while a snapshot is taken and written, so the last write is
+    /// always of the latest list.
+    writing: Arc<Mutex<()>>,
+    clock: fn() -> Millis,
+}
+
+impl BanFile {
+    /// Loads `dir`'s bans into `moderation` (those that still hold at
+    /// `clock()`), and keeps every later change there.
+    pub fn open(
+        dir: &Path,
+        moderation: &Arc<Moderation>,
+        clock: fn() -> Millis,
+    ) -> Result<(), StateError> {
+        let path = dir.join(BANS_FILE);
+        let now = clock();
+        for (target, ban) in read(&path)? {
+            if ban.holds(now) {
+                moderation.apply(&BanChange::Added(target, ban));
+            }
+        }
+        moderation.keep_in(Arc::new(BanFile {
+            path,
+            moderation: Arc::downgrade(moderation),
+            writing: Arc::default(),
+            clock,
+        }));
+        Ok(())
+    }
+
+    /// Writes the current list, on the blocking pool.
+    fn save(&self) {
+        let Some(moderation) = self.moderation.upgrade() else {
+            return;
+        };
+        let path = self.path.clone();
+        let writing = self.writing.clone();
+        let clock = self.clock;
+        let write = move || {
+            let _turn = writing.lock().unwrap_or_else(|e| e.into_inner());
+            let bans = moderation.bans().list(clock());
+            if let Err(e) = write_atomically(&path, &bans) {
+                warn!(path = %path.display(), error = %e, "cannot keep the bans; they hold until the server stops");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(write)),
+            Err(_) => write(),
+        }
+    }
+}
+
+impl BanStore for BanFile {
+    fn changed(&self, _change: &BanChange) {
+        self.save();
+    }
+}
+
+/// The bans in `path`; none if it does not exist.
+fn read(path: &Path) -> Result<Vec<(BanTarget, Ban)>, StateError> {
+    let error = |reason: String| StateError {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(error(e.to_string())),
+    };
+    let file: BansFile = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
+    if file.version != VERSION {
+        return Err(error(format!(
+            "version {} (this server reads version {VERSION})",
+            file.version
+        )));
+    }
+    Ok(file
+        .bans
+        .into_iter()
+        .map(|e| {
+            let ban = Ban {
+                until: e.until,
+                by: e.by,
+                reason: e.reason,
+            };
+            (e.target, ban)
+        })
+        .collect())
+}
+
+/// Writes `bans` to `path` through a temporary file beside it, synced
+/// before it is renamed over the old one.
+fn write_atomically(path: &Path, bans: &[(BanTarget, Ban)]) -> std::io::Result<()> {
+    let file = BansFile {
+        version: VERSION,
+        bans: bans
+            .iter()
+            .map(|(target, ban)| Entry {
+                target: *target,
+                until: ban.until,
+                by: ban.by.clone(),
+                reason: ban.reason.clone(),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temporary = path.with_extension("json.tmp");
+    let mut out = std::fs::File::create(&temporary)?;
+    out.write_all(&json)?;
+    out.write_all(b"\n")?;
+    out.sync_all()?;
+    drop(out);
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        // The rename itself is durable once the directory is synced.
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock() -> Millis {
+        1_000
+    }
+
+    #[test]
+    fn bans_survive_a_reload_and_expired_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = Arc::new(Moderation::default());
+        BanFile::open(&state, &first, clock).unwrap();
+        let target = BanTarget::parse("10.0.0.0/8").unwrap();
+        first.change(BanChange::Added(
+            target,
+            Ban::new(clock(), None, "op", "flood"),
+        ));
+        first.change(BanChange::Added(
+            BanTarget::parse("192.0.2.1").unwrap(),
+            Ban {
+                until: Some(1_500),
+                by: "op".into(),
+                reason: String::new(),
+            },
+        ));
+        let second = Arc::new(Moderation::default());
+        BanFile::open(&state, &second, clock).unwrap();
+        assert_eq!(second.bans().list(clock()).len(), 2);
+        let third = Arc::new(Moderation::default());
+        BanFile::open(&state, &third, || 2_000).unwrap();
+        let kept = third.bans().list(2_000);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, target);
+        assert_eq!(kept[0].1.reason, "flood");
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(BANS_FILE), "{\"version\":1,\"bans\":[{}]}").unwrap();
+        let moderation = Arc::new(Moderation::default());
+        let e = BanFile::open(dir.path(), &moderation, clock).unwrap_err();
+        assert!(e.to_string().contains(BANS_FILE), "{e}");
+    }
+}
