@@ -198,7 +198,10 @@ impl Server {
             Some(cluster) => cluster.hub(),
             None => Hub::with(None, history),
         };
-        BanFile::open(&config.state_dir, hub.moderation(), wall_clock)?;
+        // In a cluster the bans live in NATS (see `cluster`).
+        if cluster.is_none() {
+            BanFile::open(&config.state_dir, hub.moderation(), wall_clock)?;
+        }
         let conn = Arc::new(context::Connection {
             hub,
             cluster,

@@ -409,3 +409,61 @@ async fn expect_file_holds(dir: &std::path::Path, banned: &str, lifted: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Connects from `ip` until the server refuses it with `refusal`, or
+/// welcomes it if `refusal` is `None`: what another node learns through
+/// NATS arrives a moment later. Each try is a connection, not a pause;
+/// bounded by the protocol's "within a second", with room to spare.
+async fn eventually_from(server: &TestServer, ip: Ipv4Addr, refusal: Option<&str>) -> Client {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut client = server.connect_from(ip).await;
+        let first = client.read_line().await;
+        let wanted = match refusal {
+            Some(refusal) => first == error(refusal),
+            None => first == WELCOME[0],
+        };
+        if wanted {
+            return client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {first:?} from {ip}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_on_one_node_holds_on_the_others_and_outlives_them() {
+    let Some(nats) = common::nats::Nats::start().await else {
+        return;
+    };
+    let operator = operator_flag();
+    let flags = ["--operator", operator.as_str()];
+    let a = common::nats::node(&nats, "a", &flags).await;
+    let b = common::nats::node(&nats, "b", &flags).await;
+    let mut on_b = joined_from(&b, lo(5), "lobby", "mallory").await;
+    let mut op = a.connect_welcomed().await;
+    oper(&mut op).await;
+    op.send_line("/ban 127.0.0.5 spam").await;
+    op.expect_line("*** banned 127.0.0.5 until unbanned").await;
+    // Node b removes the connection it holds from the address, and
+    // refuses new ones.
+    on_b.expect_line(&error("banned by root: spam")).await;
+    expect_closed(&mut on_b).await;
+    eventually_from(&b, lo(5), Some("banned: spam")).await;
+
+    // A node started afterwards knows the ban from NATS.
+    b.stop();
+    let c = common::nats::node(&nats, "c", &flags).await;
+    eventually_from(&c, lo(5), Some("banned: spam")).await;
+    let mut op_c = c.connect_welcomed().await;
+    oper(&mut op_c).await;
+    op_c.send_line("/bans").await;
+    op_c.expect_line("*** bans: 127.0.0.5 (until unbanned)")
+        .await;
+    op_c.send_line("/unban 127.0.0.5").await;
+    op_c.expect_line("*** unbanned 127.0.0.5").await;
+    eventually_from(&a, lo(5), None).await;
+}

@@ -2,7 +2,7 @@
 //! `server`, flag `--nats`).
 //!
 //! Without `--nats` none of this runs. With it, the node's [`Hub`] gets a
-//! relay (the `shared` module) and four tasks run beside the listeners:
+//! relay (the `shared` module) and five tasks run beside the listeners:
 //!
 //! - the rooms task (`rooms`) publishes every room line once to the room's
 //!   subject, `chatgate.room.<hex of the name>`, which a JetStream stream in
@@ -16,6 +16,8 @@
 //!   hears the others over a NATS connection of its own, and times its own
 //!   beats through the NATS server on the lines' connection, so that a
 //!   silent link is noticed within seconds whatever the traffic;
+//! - the bans task (`bans`) keeps the cluster's bans in a key-value bucket
+//!   that every node watches, so a ban made on one node holds on all;
 //! - the sweep task (`sweep`) purges the delete markers the presence bucket
 //!   collects, so that it holds no more than the members of the moment.
 //!
@@ -27,6 +29,7 @@
 //! have left, sends their leave lines and deletes their keys, so that the
 //! other nodes see them go at once.
 
+mod bans;
 mod consumers;
 mod envelope;
 mod heartbeat;
@@ -247,6 +250,18 @@ impl Cluster {
                 flushes: flushes_rx,
                 stop: stop.clone(),
                 history: config.history(),
+            }
+            .run(),
+        );
+        let (ban_store, ban_changes) = bans::Bans::store();
+        hub.moderation().keep_in(ban_store);
+        tokio::spawn(
+            bans::Bans {
+                client: client.clone(),
+                moderation: hub.moderation().clone(),
+                link: link.clone(),
+                changes: ban_changes,
+                stop: stop.clone(),
             }
             .run(),
         );

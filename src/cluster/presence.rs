@@ -715,7 +715,9 @@ async fn delete(
 }
 
 /// The next item of an optional stream; pending forever without one.
-async fn next<S: futures_util::Stream + Unpin>(stream: &mut Option<S>) -> Option<S::Item> {
+pub(super) async fn next<S: futures_util::Stream + Unpin>(
+    stream: &mut Option<S>,
+) -> Option<S::Item> {
     match stream {
         Some(s) => s.next().await,
         None => std::future::pending().await,
