@@ -207,6 +207,9 @@ async fn on_read(
     if flow == Flow::Oper {
         flow = oper(session, ctx).await;
     }
+    if flow == Flow::Moderate {
+        flow = order(session, ctx).await;
+    }
     if flow == Flow::RateLimited {
         ctx.metrics.dropped(DropReason::RateLimited);
     }
@@ -284,6 +287,22 @@ async fn oper(session: &mut Session, ctx: &Connection) -> Flow {
         None => false,
     };
     session.oper_answered(right)
+}
+
+/// Carries the session's pending order to the node holding its user.
+/// Bounded: the cluster answers within its order timeout, and shutdown
+/// cuts the wait short.
+async fn order(session: &mut Session, ctx: &Connection) -> Flow {
+    let done = match (session.pending_order(), &ctx.cluster) {
+        (Some(order), Some(cluster)) => {
+            tokio::select! {
+                done = cluster.moderate(order) => done,
+                () = ctx.shutdown.cancelled() => None,
+            }
+        }
+        _ => None,
+    };
+    session.order_answered(done)
 }
 
 /// Asks the cluster for the name the session reserved, and tells the

@@ -37,13 +37,13 @@ use bytes::Bytes;
 pub use arrival::Arrival;
 
 use crate::history::{ClusterStamp, History, Millis, RoomLog, Stamp};
-use crate::moderation::Moderation;
+use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Moderation, Order};
 use crate::outbox::Outbox;
 use crate::protocol::json::{self, Event, Format, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
 use crate::relay::{Relay, RoomEvent};
-use crate::standing::Eviction;
+use crate::standing::{Eviction, EvictionKind, Removal};
 
 /// All rooms.
 #[derive(Debug)]
@@ -177,6 +177,46 @@ impl Hub {
     /// Bans and the live connections they reach.
     pub fn moderation(&self) -> &Arc<Moderation> {
         &self.moderation
+    }
+
+    /// Carries out an operator's order from another node, if the user it
+    /// names is a member of its room here; `None` if not.
+    pub fn carry_out(&self, order: &Order) -> Option<Done> {
+        let room = read(&self.rooms).get(&Name::parse(&order.room)?).cloned()?;
+        let key = Name::parse(&order.user)?.key();
+        let (name, outbox) = {
+            let members = room.lock();
+            let member = members.by_key.get(&key).filter(|m| m.stage.is_in())?;
+            (member.name, member.outbox.clone())
+        };
+        let eviction = |kind| Eviction {
+            kind,
+            by: order.by.clone(),
+            reason: order.reason.clone(),
+        };
+        let mut banned = None;
+        match order.action {
+            Action::Kick => {
+                outbox.evict(eviction(EvictionKind::Kick));
+            }
+            Action::Mute => outbox.standing().mute(order.until),
+            Action::Unmute => outbox.standing().unmute(),
+            Action::Ban => {
+                let target = BanTarget::of_peer(outbox.standing().addr()?);
+                outbox.evict(eviction(EvictionKind::Ban));
+                let ban = Ban {
+                    until: order.until,
+                    by: order.by.clone(),
+                    reason: order.reason.clone(),
+                };
+                self.moderation.change(BanChange::Added(target, ban));
+                banned = Some(target);
+            }
+        }
+        Some(Done {
+            user: name.as_str().to_owned(),
+            banned,
+        })
     }
 
     /// The time, by the clock history keeps.
@@ -391,6 +431,32 @@ impl Members {
         }
     }
 
+    /// Sends the notice of `user`'s removal to every member but `user`.
+    fn broadcast_removal(&self, room: RoomName, user: UserName, line: &Bytes, removal: &Removal) {
+        let mut json = Encoded::Later(|| {
+            Event::Removed {
+                code: "kick",
+                text: removal.text,
+                room: room.as_str(),
+                user: user.as_str(),
+                by: removal.by,
+                reason: removal.reason,
+            }
+            .encode()
+        });
+        let removed = user.key();
+        for (key, member) in self.by_key.iter() {
+            if *key == removed || !member.stage.receives() {
+                continue;
+            }
+            let buffer = match member.outbox.format() {
+                Format::Lines => line.clone(),
+                Format::Json => json.get(),
+            };
+            member.outbox.push(buffer);
+        }
+    }
+
     /// Sends `line`, or its event from `json`, to the member whose
     /// look-alike key is `key`, if it receives.
     fn send_to(&self, key: &Name, line: &Bytes, json: impl FnOnce(UserName) -> Bytes) -> bool {
@@ -572,35 +638,29 @@ impl Membership {
         Some((member.name, member.outbox.clone()))
     }
 
-    /// Tells everyone else in the room that this user is being removed:
-    /// `*** <user> was kicked by <op>`, or its `notice` event. The user
-    /// gets only its `ERROR` line, from its own session.
+    /// The member of this room on another node called `name` or a
+    /// look-alike of it, as joined.
+    pub fn remote_member(&self, name: &str) -> Option<UserName> {
+        let key = Name::parse(name)?.key();
+        self.remote_members().into_iter().find(|u| u.key() == key)
+    }
+
+    /// Tells everyone else in the room, on every node, that this user is
+    /// being removed: `*** <user> was kicked by <op>`, or its `notice`
+    /// event. The user gets only its `ERROR` line, from its own session.
     pub fn announce_removal(&self, eviction: &Eviction) {
         let text = eviction.room_text(self.user.as_str());
         let line = Bytes::from(format!("*** {text}\r\n"));
-        let mut json = Encoded::Later(|| {
-            Event::Removed {
-                code: "kick",
-                text: &text,
-                room: self.room.name.as_str(),
-                user: self.user.as_str(),
-                by: &eviction.by,
-                reason: &eviction.reason,
-            }
-            .encode()
-        });
-        let me = self.user.key();
         let members = self.room.lock();
-        for (key, member) in members.by_key.iter() {
-            if *key == me || !member.stage.receives() {
-                continue;
-            }
-            let buffer = match member.outbox.format() {
-                Format::Lines => line.clone(),
-                Format::Json => json.get(),
-            };
-            member.outbox.push(buffer);
+        if self.relay_publish(RoomEvent::Removed { user: self.user }, &line) {
+            return;
         }
+        let removal = Removal {
+            text: &text,
+            by: &eviction.by,
+            reason: &eviction.reason,
+        };
+        members.broadcast_removal(self.room.name, self.user, &line, &removal);
     }
 
     /// Hands a room line to the relay, if there is one and it takes it.

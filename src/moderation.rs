@@ -229,6 +229,52 @@ impl Bans {
     }
 }
 
+/// An operator's action on a user connected to another node of a
+/// cluster, carried to that node (see `cluster`), which carries it out
+/// with [`Hub::carry_out`](crate::hub::Hub::carry_out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// What to do.
+    pub action: Action,
+    /// The operator's room, where the user is.
+    pub room: String,
+    /// The user, as the operator wrote it (matched as JOIN matches).
+    pub user: String,
+    /// The operator, as `<op>`.
+    pub by: String,
+    /// Why; empty when not given.
+    #[serde(default)]
+    pub reason: String,
+    /// When a ban or mute ends, in milliseconds since the Unix epoch;
+    /// `None`: when lifted.
+    #[serde(default)]
+    pub until: Option<Millis>,
+}
+
+/// What an [`Order`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `/kick`.
+    Kick,
+    /// `/ban` of a user by name.
+    Ban,
+    /// `/mute`.
+    Mute,
+    /// `/unmute`.
+    Unmute,
+}
+
+/// What the node holding the user did with an [`Order`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    /// The user's name as joined.
+    pub user: String,
+    /// For a ban, what was banned.
+    #[serde(default)]
+    pub banned: Option<BanTarget>,
+}
+
 /// The bans, the live connections they apply to, and where bans are kept.
 #[derive(Debug, Default)]
 pub struct Moderation {

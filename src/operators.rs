@@ -18,6 +18,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use tokio::sync::Semaphore;
 
+use crate::protocol::names::Name;
+
 /// Credential checks running at once, all connections together.
 pub const MAX_CHECKS: usize = 2;
 
@@ -35,6 +37,9 @@ pub enum OperatorError {
         /// What argon2 said.
         error: String,
     },
+    /// A name that is not a valid user name.
+    #[error("--operator {0:?}: the name must be 1-20 characters from A-Z a-z 0-9 _ - . #")]
+    BadName(String),
     /// The same name twice.
     #[error("--operator {0}: given twice")]
     Twice(String),
@@ -60,6 +65,11 @@ impl Operators {
             };
             if name.is_empty() || hash.is_empty() {
                 return Err(OperatorError::Malformed(spec.clone()));
+            }
+            // An operator's name can stand in room lines as `<op>`, so it
+            // keeps to what a user name may be.
+            if Name::parse(name).is_none() {
+                return Err(OperatorError::BadName(name.to_owned()));
             }
             PasswordHash::new(hash).map_err(|e| OperatorError::BadHash {
                 name: name.to_owned(),

@@ -66,6 +66,12 @@ pub enum RoomEvent {
         /// The recipient, as it joined.
         to: UserName,
     },
+    /// An operator is removing `user`: `*** <user> was kicked by <op>`
+    /// (or banned, with a reason), for every member but `user`.
+    Removed {
+        /// Who is removed, as joined.
+        user: UserName,
+    },
 }
 
 /// Carries room traffic and presence between nodes.
@@ -152,6 +158,7 @@ pub(crate) mod testing {
                         from: from.key(),
                         to,
                     },
+                    RoomEvent::Removed { user } => Arrival::Removed { user },
                 };
                 hub.deliver(room, arrival, line);
             }

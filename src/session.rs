@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hub::{Hub, Membership};
-use crate::moderation::{Ban, BanChange, BanTarget};
+use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Order};
 use crate::outbox::Outbox;
 use crate::protocol::answer;
 use crate::protocol::command::{self, Command, HistoryAsk, Login, Moderate};
@@ -70,6 +70,10 @@ pub enum Flow {
     /// checked, which is slow on purpose (a password hash); answer with
     /// [`Session::oper_answered`] before feeding it anything else.
     Oper,
+    /// An operator's command for a user on another node: the order
+    /// ([`Session::pending_order`]) must be carried there; answer with
+    /// [`Session::order_answered`] before feeding it anything else.
+    Moderate,
 }
 
 /// Least time between two `/oper` tries that are checked (PROTOCOL.md,
@@ -144,6 +148,8 @@ struct Oper {
     last_try: Option<Instant>,
     /// Credentials waiting to be checked, after [`Flow::Oper`].
     pending: Option<(String, String)>,
+    /// An order for another node, after [`Flow::Moderate`].
+    order: Option<Order>,
 }
 
 #[derive(Debug)]
@@ -544,6 +550,44 @@ impl Session {
         }
         let now = self.hub.now();
         let member = |name: &str| me.and_then(|me| me.member(name));
+        // A user of the room who is on another node: the order goes there.
+        let elsewhere = |name: &str, action, reason: &str, until| {
+            let me = me?;
+            me.remote_member(name)?;
+            Some(Order {
+                action,
+                room: me.room().as_str().to_owned(),
+                user: name.to_owned(),
+                by: op.clone(),
+                reason: reason.to_owned(),
+                until,
+            })
+        };
+        let minutes_from_now =
+            |m: Option<u64>| m.map(|m| now.saturating_add(m.saturating_mul(60_000)));
+        let order = match moderate {
+            Moderate::Kick { user, reason } if member(user).is_none() => {
+                elsewhere(user, Action::Kick, reason, None)
+            }
+            Moderate::Ban {
+                target,
+                minutes,
+                reason,
+            } if BanTarget::parse(target).is_none() && member(target).is_none() => {
+                elsewhere(target, Action::Ban, reason, minutes_from_now(minutes))
+            }
+            Moderate::Mute { user, minutes } if member(user).is_none() => {
+                elsewhere(user, Action::Mute, "", minutes_from_now(minutes))
+            }
+            Moderate::Unmute(user) if member(user).is_none() => {
+                elsewhere(user, Action::Unmute, "", None)
+            }
+            _ => None,
+        };
+        if let Some(order) = order {
+            self.oper.get_or_insert_default().order = Some(order);
+            return Flow::Moderate;
+        }
         match moderate {
             Moderate::Usage(syntax) => self.reply(answer::usage(self.format(), syntax)),
             Moderate::Kick { user, reason } => {
@@ -638,6 +682,37 @@ impl Session {
                 self.reply(answer::info(self.format(), &format!("unmuted {name}")))
             }
         }
+    }
+
+    /// An operator's order for a user on another node, waiting to be
+    /// carried there, after [`Flow::Moderate`].
+    pub fn pending_order(&self) -> Option<&Order> {
+        self.oper.as_ref()?.order.as_ref()
+    }
+
+    /// The node holding the user carried out the pending order (`None`: no
+    /// node had the user by then).
+    pub fn order_answered(&mut self, done: Option<Done>) -> Flow {
+        let Some(order) = self.oper.as_mut().and_then(|o| o.order.take()) else {
+            return Flow::Continue;
+        };
+        let Some(done) = done else {
+            return self.reply(self.error(reason::NO_SUCH_USER));
+        };
+        let text = match (order.action, done.banned) {
+            // The room's notice is the answer.
+            (Action::Kick, _) => return Flow::Continue,
+            (Action::Mute, _) => format!("muted {}", done.user),
+            (Action::Unmute, _) => format!("unmuted {}", done.user),
+            (Action::Ban, Some(target)) => {
+                let until = order
+                    .until
+                    .map_or_else(|| "until unbanned".to_owned(), reply::utc_seconds);
+                format!("banned {target} {until}")
+            }
+            (Action::Ban, None) => return self.reply(self.error(reason::NO_SUCH_USER)),
+        };
+        self.reply(answer::info(self.format(), &text))
     }
 
     /// An operator removed this connection (see [`Outbox::evict`]): the

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::history::Millis;
+use crate::protocol::names::Name;
 
 /// Why a connection is being removed, left in its outbox for its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +110,34 @@ impl Standing {
     }
 }
 
+/// A removal notice's parts, as its room line (`*** <user> was kicked by
+/// <op>: <reason>`) carries them to other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal<'a> {
+    /// The line's text, without the `*** `.
+    pub text: &'a str,
+    /// The operator.
+    pub by: &'a str,
+    /// Why; empty when not given.
+    pub reason: &'a str,
+}
+
+impl<'a> Removal<'a> {
+    /// Reads the notice line of `user`'s removal; `None` if it is not one.
+    /// Operators' names are names (see `operators`), so the first `: `
+    /// after one starts the reason.
+    pub fn parse(user: &str, line: &'a str) -> Option<Removal<'a>> {
+        let text = line.strip_prefix("*** ")?;
+        let rest = text.strip_prefix(user)?;
+        let rest = rest
+            .strip_prefix(" was kicked by ")
+            .or_else(|| rest.strip_prefix(" was banned by "))?;
+        let (by, reason) = rest.split_once(": ").unwrap_or((rest, ""));
+        Name::parse(by)?;
+        Some(Removal { text, by, reason })
+    }
+}
+
 /// `text`, then `: <reason>` if there is one.
 pub(crate) fn with_reason(mut text: String, reason: &str) -> String {
     if !reason.is_empty() {
@@ -138,5 +167,23 @@ mod tests {
         };
         assert_eq!(e.error_text(), "banned by op: spam");
         assert_eq!(e.room_text("bob"), "bob was banned by op: spam");
+    }
+
+    #[test]
+    fn removal_lines_are_read_back() {
+        let line = "*** bob was banned by op: spam: again";
+        assert_eq!(
+            Removal::parse("bob", line),
+            Some(Removal {
+                text: "bob was banned by op: spam: again",
+                by: "op",
+                reason: "spam: again",
+            })
+        );
+        let plain = Removal::parse("bob", "*** bob was kicked by op").unwrap();
+        assert_eq!((plain.by, plain.reason), ("op", ""));
+        assert_eq!(Removal::parse("bob", "*** bob was kicked by"), None);
+        assert_eq!(Removal::parse("eve", "*** bob was kicked by op"), None);
+        assert_eq!(Removal::parse("bob", "bob: was kicked by op"), None);
     }
 }

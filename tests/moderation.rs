@@ -467,3 +467,74 @@ async fn a_ban_on_one_node_holds_on_the_others_and_outlives_them() {
     op_c.expect_line("*** unbanned 127.0.0.5").await;
     eventually_from(&a, lo(5), None).await;
 }
+
+/// Sends `/who` until its answer is `expected`: what one node learns of
+/// another's members arrives a moment after the room's own lines. Each try
+/// is a round trip, not a pause.
+async fn who_until(client: &mut Client, expected: &str) {
+    let mut last = String::new();
+    for _ in 0..50 {
+        client.send_line("/who").await;
+        last = client.read_line().await;
+        if last == expected {
+            return;
+        }
+    }
+    panic!("/who kept answering {last:?}, not {expected:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_mutes_and_bans_reach_users_on_other_nodes() {
+    let Some(nats) = common::nats::Nats::start().await else {
+        return;
+    };
+    let operator = operator_flag();
+    let flags = ["--operator", operator.as_str()];
+    let a = common::nats::node(&nats, "a", &flags).await;
+    let b = common::nats::node(&nats, "b", &flags).await;
+    let mut op = a.join("lobby", "alice").await;
+    oper(&mut op).await;
+    let mut bob = joined_from(&b, lo(6), "lobby", "bob").await;
+    op.expect_line("bob has joined").await;
+    let mut dave = joined_from(&b, lo(7), "lobby", "dave").await;
+    op.expect_line("dave has joined").await;
+    bob.expect_line("dave has joined").await;
+    who_until(&mut op, "*** users in lobby: alice, bob, dave").await;
+
+    // A kick: bob's node removes him, and the whole room, on both nodes,
+    // hears the notice before he leaves.
+    op.send_line("/kick bob spam").await;
+    bob.expect_line(&error("kicked by alice: spam")).await;
+    expect_closed(&mut bob).await;
+    for member in [&mut op, &mut dave] {
+        member
+            .expect_lines(&["*** bob was kicked by alice: spam", "bob has left"])
+            .await;
+    }
+
+    // A mute, answered by the operator's node once dave's has done it.
+    op.send_line("/mute DAVE").await;
+    op.expect_line("*** muted dave").await;
+    dave.send_line("can anyone hear me").await;
+    dave.expect_line(&error("you are muted")).await;
+    op.send_line("/unmute dave").await;
+    op.expect_line("*** unmuted dave").await;
+    dave.send_line("back").await;
+    op.expect_line("dave: back").await;
+    dave.expect_line("dave: back").await;
+
+    // A ban by name: dave's node knows his address and bans it for all.
+    op.send_line("/ban dave 10 flood").await;
+    let answer = op.read_line().await;
+    assert!(
+        answer.starts_with("*** banned 127.0.0.7 20"),
+        "ban answer {answer:?}"
+    );
+    dave.expect_line(&error("banned by alice: flood")).await;
+    expect_closed(&mut dave).await;
+    op.expect_lines(&["*** dave was banned by alice: flood", "dave has left"])
+        .await;
+    eventually_from(&a, lo(7), Some("banned: flood")).await;
+    op.send_line("/kick dave").await;
+    op.expect_line(&error("no such user")).await;
+}

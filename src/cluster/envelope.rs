@@ -78,6 +78,11 @@ pub(super) enum Kind {
         /// The user, as written.
         user: UserName,
     },
+    /// An operator removed `user`: a `***` line for everyone else.
+    Removed {
+        /// The user removed, as joined.
+        user: UserName,
+    },
     /// A repair: `user` on `node` is gone (the node died, or the user left
     /// while the link was down). Shown to every member of the other nodes.
     Gone {
@@ -103,6 +108,10 @@ impl Kind {
             Kind::Leave { node, user } => {
                 h.insert(EVENT, "leave");
                 h.insert(NODE, node.as_str());
+                h.insert(USER, user.as_str());
+            }
+            Kind::Removed { user } => {
+                h.insert(EVENT, "removed");
                 h.insert(USER, user.as_str());
             }
             Kind::Private { from, to } => {
@@ -151,6 +160,7 @@ impl Kind {
                 from: user(USER)?.key(),
                 to: user(TO)?.key(),
             },
+            Some("removed") => Kind::Removed { user: user(USER)? },
             Some("present") => Kind::Present {
                 node: node()?,
                 user: user(USER)?,
@@ -213,6 +223,7 @@ mod tests {
                 node: "b.0000000000000002".into(),
                 user: n("x"),
             },
+            Kind::Removed { user: n("Bob") },
             Kind::Gone {
                 node: "b.0000000000000002".into(),
                 user: n("x"),

@@ -2,7 +2,7 @@
 //! `server`, flag `--nats`).
 //!
 //! Without `--nats` none of this runs. With it, the node's [`Hub`] gets a
-//! relay (the `shared` module) and five tasks run beside the listeners:
+//! relay (the `shared` module) and six tasks run beside the listeners:
 //!
 //! - the rooms task (`rooms`) publishes every room line once to the room's
 //!   subject, `chatgate.room.<hex of the name>`, which a JetStream stream in
@@ -18,6 +18,8 @@
 //!   silent link is noticed within seconds whatever the traffic;
 //! - the bans task (`bans`) keeps the cluster's bans in a key-value bucket
 //!   that every node watches, so a ban made on one node holds on all;
+//! - the orders task (`orders`) carries out operators' kicks and mutes
+//!   sent from other nodes for this node's users;
 //! - the sweep task (`sweep`) purges the delete markers the presence bucket
 //!   collects, so that it holds no more than the members of the moment.
 //!
@@ -36,6 +38,7 @@ mod heartbeat;
 mod history;
 mod link;
 mod liveness;
+mod orders;
 mod presence;
 mod replica;
 mod rooms;
@@ -266,6 +269,14 @@ impl Cluster {
             .run(),
         );
         tokio::spawn(
+            orders::Orders {
+                client: client.clone(),
+                hub: hub.clone(),
+                stop: stop.clone(),
+            }
+            .run(),
+        );
+        tokio::spawn(
             Presence {
                 client: client.clone(),
                 hub: hub.clone(),
@@ -304,6 +315,15 @@ impl Cluster {
                 "no cluster link yet; serving this node's users alone until it comes"
             ),
         }
+    }
+
+    /// Carries an operator's order to the node holding its user, within
+    /// `orders::ORDER_TIMEOUT`; `None` if no node answered.
+    pub async fn moderate(
+        &self,
+        order: &crate::moderation::Order,
+    ) -> Option<crate::moderation::Done> {
+        orders::send(&self.client, order).await
     }
 
     /// The hub whose rooms span the cluster.

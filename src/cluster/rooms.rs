@@ -937,6 +937,7 @@ impl Rooms {
                 to: *to,
             },
             Kind::Line => Arrival::Said { lines, stamp: None },
+            Kind::Removed { user } => Arrival::Removed { user: *user },
             Kind::Join { user, .. } | Kind::Present { user, .. } => Arrival::Joined { user: *user },
             Kind::Leave { user, .. } | Kind::Gone { user, .. } => Arrival::Left { user: *user },
         };

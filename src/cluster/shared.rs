@@ -305,6 +305,7 @@ impl Relay for Shared {
                 from: from.key(),
                 to,
             },
+            RoomEvent::Removed { user } => Kind::Removed { user },
         };
         let joiner = match &kind {
             Kind::Join { user, tag, .. } => Some((*user, *tag)),

@@ -12,6 +12,7 @@ use crate::history::ClusterStamp;
 use crate::protocol::json::{self, Event, NoticeCode, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::reply;
+use crate::standing::Removal;
 
 /// What a line that came back from the relay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,11 @@ pub enum Arrival {
         from: Name,
         /// The recipient, as it joined.
         to: UserName,
+    },
+    /// An operator removed `user`: the line is for everyone else.
+    Removed {
+        /// Who, as joined.
+        user: UserName,
     },
 }
 
@@ -97,6 +103,16 @@ impl Hub {
                     }
                 }
                 members.broadcast(&line, || room.membership_json(user, true, at));
+            }
+            Arrival::Removed { user } => {
+                let text = reply::texts_of(&line).next().unwrap_or_default();
+                let Some(removal) = std::str::from_utf8(text)
+                    .ok()
+                    .and_then(|t| Removal::parse(user.as_str(), t))
+                else {
+                    return;
+                };
+                members.broadcast_removal(room.name, user, &line, &removal);
             }
             Arrival::Private { from, to } => {
                 let text = reply::texts_of(&line).next().unwrap_or_default();
