@@ -62,6 +62,20 @@ pub const DEFAULT_WS_PING_INTERVAL: u64 = 30;
 /// already uses, and created only when something is first kept.
 pub const DEFAULT_STATE_DIR: &str = "state";
 
+/// Seconds a drain spreads closing connections over: long enough that a
+/// load balancer's clients do not all reconnect in the same second, short
+/// enough for a rolling restart of a few nodes to take minutes.
+pub const DEFAULT_DRAIN_PERIOD: u64 = 30;
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsOn {
+    /// On the admin listener, behind its token.
+    Admin,
+    /// On the public HTTP listeners, beside the page.
+    Public,
+}
+
 /// Tools the binary offers besides the server.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Tool {
@@ -219,6 +233,22 @@ pub struct Config {
     #[arg(long = "nats", value_name = "URL", value_delimiter = ',')]
     pub nats: Vec<String>,
 
+    /// Admin API listener (JSON over HTTP, bearer token): rooms, kick, bans, notices, drain; off unless given
+    #[arg(long, value_name = "ADDR", requires = "admin_token_file")]
+    pub admin: Option<SocketAddr>,
+
+    /// File holding the admin API's bearer token (its whole text, whitespace around it ignored)
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Where /metrics is served: on the admin listener or the public HTTP one [default: admin when --admin is on, else public]
+    #[arg(long, value_name = "WHERE", value_enum)]
+    pub metrics_on: Option<MetricsOn>,
+
+    /// Seconds a drain (admin API) spreads the closing of connections over, unless the request says
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_DRAIN_PERIOD)]
+    pub drain_period: u64,
+
     /// An operator, as NAME:HASH, the hash an argon2 PHC string from `chatgate hash-password` (repeatable)
     #[arg(long, value_name = "NAME:HASH")]
     pub operator: Vec<String>,
@@ -258,6 +288,14 @@ fn parse_node_name(s: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// Whether `/metrics` is on the public HTTP listeners.
+    pub fn metrics_public(&self) -> bool {
+        match self.metrics_on {
+            Some(on) => on == MetricsOn::Public,
+            None => self.admin.is_none(),
+        }
+    }
+
     /// The TCP listener, after the classic positional PORT.
     pub fn tcp_listen(&self) -> Listen {
         match self.port {

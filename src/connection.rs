@@ -77,7 +77,7 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let _gauge = ctx.metrics.connection(kind);
     let format = transport.format();
     let (mut reader, writer) = transport.split();
-    let standing = Standing::new(Some(peer.ip()));
+    let standing = Standing::new(Some(peer.ip()), kind, ctx.hub.now());
     let outbox = Arc::new(Outbox::with_standing(ctx.max_queue_bytes, format, standing));
     // Bans made while the connection lives reach it through this entry.
     let _registered = ctx.hub.moderation().register(&outbox);

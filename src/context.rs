@@ -81,6 +81,14 @@ pub(crate) struct Shared {
     /// The bound address of each listener, for the hints given to clients
     /// that reached the wrong port.
     pub listeners: Listeners,
+    /// Whether `/metrics` is served beside the page.
+    pub metrics_public: bool,
+    /// `--drain-period`.
+    pub drain_period: Duration,
+    /// Cancelled when a drain begins: listeners stop accepting.
+    pub draining: CancellationToken,
+    /// Cancelled when a drain is over: the server stops.
+    pub drained: CancellationToken,
 }
 
 /// The bound addresses of the listeners that are on.

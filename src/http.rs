@@ -87,16 +87,8 @@ fn route(
     match req.uri().path() {
         "/ws" => upgrade(req, peer, secure, shared),
         "/healthz" => web::plain(StatusCode::OK, "ok\n"),
-        "/metrics" => {
-            let text = shared.conn.metrics.render(&shared.conn.hub);
-            let mut response = Response::new(Full::new(Bytes::from(text)));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            response
+        "/metrics" if shared.metrics_public => {
+            web::metrics(shared.conn.metrics.render(&shared.conn.hub))
         }
         path => web::serve(path, req.headers(), shared.web_dir.as_deref()),
     }

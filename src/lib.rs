@@ -42,6 +42,7 @@
 //! | `limits` | connection caps per server and per address (feature `server`) |
 //! | `state` | what one node keeps across restarts: the bans file (feature `server`) |
 //! | `tls` | the certificate: loading, first-run generation, reload (feature `server`) |
+//! | `admin` | the admin API: rooms, kicks, bans, notices, drain, behind a bearer token (feature `server`) |
 //! | `http`, `web` | the HTTP side: `/ws` upgrade, health, metrics, the page (feature `server`) |
 //! | `operators` | who may become an operator: argon2 hashes and the `/oper` check (feature `server`) |
 //! | `origin` | which page origins may open a WebSocket (feature `server`) |
@@ -95,6 +96,8 @@ pub mod relay;
 pub mod session;
 pub mod standing;
 
+#[cfg(feature = "server")]
+pub mod admin;
 #[cfg(feature = "server")]
 pub mod cluster;
 #[cfg(feature = "server")]

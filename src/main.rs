@@ -49,6 +49,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     for (kind, addr) in server.local_addrs() {
         writeln!(stdout, "listening {} {addr}", kind.as_str())?;
     }
+    if let Some(addr) = server.admin_addr() {
+        writeln!(stdout, "listening admin {addr}")?;
+    }
     stdout.flush()?;
     drop(stdout);
     server

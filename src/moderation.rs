@@ -370,6 +370,16 @@ impl Moderation {
         }
     }
 
+    /// Every live connection's outbox.
+    pub fn live_outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     /// Connections counted live, for tests and metrics.
     pub fn live(&self) -> usize {
         self.live

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admin::{self, AdminError, Token};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, Listen};
 use crate::connection;
@@ -120,6 +121,9 @@ pub enum StartError {
     /// An `--operator` is unusable.
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    /// The admin API's token could not be read.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     /// The state directory's bans could not be read.
     #[error("--state-dir")]
     State(#[from] StateError),
@@ -129,6 +133,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     listeners: Vec<(ListenerKind, TcpListener)>,
+    /// The admin API's listener and token, with `--admin`.
+    admin: Option<(TcpListener, Token)>,
     certificates: Option<Arc<Certificates>>,
     shared: Arc<Shared>,
 }
@@ -139,6 +145,10 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let origins = AllowedOrigins::with_own_host_name(&config.allowed_origins)?;
         let operators = Operators::parse(&config.operator)?;
+        let admin_token = match &config.admin_token_file {
+            Some(path) if config.admin.is_some() => Some(Token::read(path)?),
+            _ => None,
+        };
         let certificates = if config.needs_certificate() {
             Some(Certificates::load(
                 config.cert.as_deref(),
@@ -165,6 +175,20 @@ impl Server {
                 })?;
             listeners.push((kind, listener));
         }
+        let admin = match (config.admin, admin_token) {
+            (Some(addr), Some(token)) => {
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            kind: "admin",
+                            addr,
+                            source,
+                        })?;
+                Some((listener, token))
+            }
+            _ => None,
+        };
         let addr_of = |wanted: ListenerKind| {
             listeners
                 .iter()
@@ -229,9 +253,14 @@ impl Server {
             web_dir: config.web_dir.clone(),
             origins,
             listeners: bound,
+            metrics_public: config.metrics_public(),
+            drain_period: Duration::from_secs(config.drain_period),
+            draining: CancellationToken::new(),
+            drained: CancellationToken::new(),
         });
         Ok(Server {
             listeners,
+            admin,
             certificates,
             shared,
         })
@@ -251,6 +280,11 @@ impl Server {
             .into_iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, a)| a)
+    }
+
+    /// The admin API's bound address, with `--admin`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The certificate in use, to reload it (on SIGHUP, say).
@@ -278,7 +312,17 @@ impl Server {
                 .tracker
                 .spawn(accept_loop(listener, kind, acceptor, shared.clone()));
         }
-        shutdown.await;
+        if let Some((listener, token)) = self.admin {
+            let metrics = !shared.metrics_public;
+            shared
+                .tracker
+                .spawn(admin::serve(listener, token, metrics, shared.clone()));
+        }
+        // A drain ends like a signal, once its connections are closed.
+        tokio::select! {
+            _ = shutdown => {}
+            _ = shared.drained.cancelled() => {}
+        }
         info!("shutting down");
         conn.hub.close();
         conn.shutdown.cancel();
@@ -311,6 +355,8 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             _ = shared.conn.shutdown.cancelled() => return,
+            // Draining: the listener closes, so new clients go elsewhere.
+            _ = shared.draining.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {

@@ -720,6 +720,11 @@ impl Session {
     /// room sees the user leave.
     pub fn evicted(&mut self, eviction: &Eviction) -> Flow {
         self.flush();
+        if eviction.kind == EvictionKind::Restart {
+            self.outbox
+                .push(answer::notice(self.format(), NoticeCode::Restarting));
+            return self.close(CloseReason::Shutdown);
+        }
         if let State::Joined(me) = &self.state {
             me.announce_removal(eviction);
         }

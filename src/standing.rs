@@ -29,6 +29,9 @@ pub enum EvictionKind {
     Kick,
     /// `/ban` of the user or of its address.
     Ban,
+    /// The server is draining for a restart: the user is told to come
+    /// back, and closed, with no word to the room but its `has left`.
+    Restart,
 }
 
 impl Eviction {
@@ -36,6 +39,7 @@ impl Eviction {
         match self.kind {
             EvictionKind::Kick => "kicked",
             EvictionKind::Ban => "banned",
+            EvictionKind::Restart => "restarting",
         }
     }
 
@@ -61,6 +65,11 @@ impl Eviction {
 pub struct Standing {
     /// The peer's address; `None` for connections made in-process.
     addr: Option<IpAddr>,
+    /// The transport's name (`tcp`, `tls`, `ws`, `wss`), for the admin API.
+    transport: &'static str,
+    /// When the connection was accepted, in milliseconds since the Unix
+    /// epoch.
+    since: Millis,
     /// Until when the user is muted, in milliseconds since the Unix epoch;
     /// 0: not muted; `Millis::MAX`: until `/unmute`.
     muted_until: AtomicU64,
@@ -69,10 +78,12 @@ pub struct Standing {
 }
 
 impl Standing {
-    /// A connection from `addr`.
-    pub fn new(addr: Option<IpAddr>) -> Standing {
+    /// A connection from `addr` over `transport`, accepted at `since`.
+    pub fn new(addr: Option<IpAddr>, transport: &'static str, since: Millis) -> Standing {
         Standing {
             addr,
+            transport,
+            since,
             ..Standing::default()
         }
     }
@@ -80,6 +91,18 @@ impl Standing {
     /// The peer's address, if it has one.
     pub fn addr(&self) -> Option<IpAddr> {
         self.addr
+    }
+
+    /// The transport's name: `tcp`, `tls`, `ws` or `wss`; empty for
+    /// connections made in-process.
+    pub fn transport(&self) -> &'static str {
+        self.transport
+    }
+
+    /// When the connection was accepted, in milliseconds since the Unix
+    /// epoch.
+    pub fn since(&self) -> Millis {
+        self.since
     }
 
     /// Mutes the user until `until` (none: until unmuted).

@@ -141,6 +141,16 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// The OpenMetrics text of `/metrics`, as a response.
+pub(crate) fn metrics(text: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
 /// A short plain-text response.
 pub(crate) fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(text.into()));

@@ -59,6 +59,9 @@ pub enum Arrival {
     },
 }
 
+/// A member's name and outbox.
+pub type MemberOutbox = (UserName, std::sync::Arc<crate::outbox::Outbox>);
+
 impl Hub {
     /// Delivers a line the relay carried back to this node's members of
     /// `room`. Nothing is delivered while the server stops.
@@ -161,6 +164,41 @@ impl Hub {
         };
         room.lock()
             .send_to(&user, &reply::notice(code), |_| json::notice(code));
+    }
+
+    /// Every member in a room here, with its outbox (whose standing tells
+    /// its address, transport and age), by room.
+    pub fn member_outboxes(&self) -> Vec<(RoomName, Vec<MemberOutbox>)> {
+        self.all_rooms()
+            .into_iter()
+            .map(|room| {
+                let members = room.lock();
+                let list = members
+                    .by_key
+                    .values()
+                    .filter(|m| m.stage.is_in())
+                    .map(|m| (m.name, m.outbox.clone()))
+                    .collect();
+                (room.name, list)
+            })
+            .collect()
+    }
+
+    /// Sends `*** <text>` (an `info` event to JSON clients) to every
+    /// member of `room` here; returns how many got it.
+    pub fn announce(&self, room: RoomName, text: &str) -> usize {
+        let Some(room) = read(&self.rooms).get(&room).cloned() else {
+            return 0;
+        };
+        let line = reply::info(text);
+        let event = Event::Info { text }.encode();
+        let members = room.lock();
+        members.broadcast(&line, || event.clone());
+        members
+            .by_key
+            .values()
+            .filter(|m| m.stage.receives())
+            .count()
     }
 
     /// Every member in a room here (reservations excluded), by room.

@@ -58,6 +58,10 @@ impl Serialize for Time {
 pub enum NoticeCode {
     /// `*** server shutting down`
     Shutdown,
+    /// `*** server restarting, please reconnect`: a drain. Its code is
+    /// `shutdown`, which clients already know: the server is going away.
+    #[serde(rename = "shutdown")]
+    Restarting,
     /// `*** cluster link lost`
     LinkLost,
     /// `*** cluster link restored`

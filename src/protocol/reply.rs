@@ -27,6 +27,8 @@ pub const WELCOME: Bytes = Bytes::from_static(b"Welcome! Use the command:\r\n");
 pub const WELCOME_USAGE: Bytes = Bytes::from_static(b"JOIN <ROOMNAME> <USERNAME>\r\n");
 /// Sent to everyone when the server stops.
 pub const SHUTTING_DOWN: Bytes = Bytes::from_static(b"*** server shutting down\r\n");
+/// What a drained connection is told before it is closed.
+pub const RESTARTING: Bytes = Bytes::from_static(b"*** server restarting, please reconnect\r\n");
 
 /// Sent to a node's users when its cluster link drops: until it is back,
 /// their lines reach this node's members only.
@@ -318,6 +320,7 @@ pub fn notice(code: super::json::NoticeCode) -> Bytes {
     use super::json::NoticeCode;
     match code {
         NoticeCode::Shutdown => SHUTTING_DOWN,
+        NoticeCode::Restarting => RESTARTING,
         NoticeCode::LinkLost => CLUSTER_LINK_LOST,
         NoticeCode::LinkRestored => CLUSTER_LINK_RESTORED,
     }

@@ -108,6 +108,8 @@ pub struct TestServer {
     addr: SocketAddr,
     /// Every listener that is on.
     addrs: Vec<(ListenerKind, SocketAddr)>,
+    /// The admin API, with `--admin`.
+    pub admin: Option<SocketAddr>,
     stop: CancellationToken,
     /// Its `--state-dir`, unless the test gave one.
     _state: tempfile::TempDir,
@@ -136,6 +138,7 @@ impl TestServer {
             .await
             .expect("bind 127.0.0.1:0");
         let addrs = server.local_addrs();
+        let admin = server.admin_addr();
         let addr = server
             .local_addr(ListenerKind::Tcp)
             .expect("a tcp listener");
@@ -144,6 +147,7 @@ impl TestServer {
         TestServer {
             addr,
             addrs,
+            admin,
             stop,
             _state: state,
         }
