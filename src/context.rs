@@ -104,12 +104,14 @@ pub(crate) struct Listeners {
 
 impl Shared {
     /// The ban a connection from `peer` falls under now, if any.
+    /// Counts it as refused if so.
     pub fn banned(&self, peer: SocketAddr) -> Option<crate::moderation::Ban> {
-        self.conn
-            .hub
-            .moderation()
-            .bans()
-            .find(peer.ip(), self.conn.hub.now())
+        let moderation = self.conn.hub.moderation();
+        let ban = moderation.bans().find(peer.ip(), self.conn.hub.now())?;
+        moderation
+            .tally
+            .count(crate::moderation::Moderated::Refused);
+        Some(ban)
     }
 
     /// A place among the connections being told they are refused, if one

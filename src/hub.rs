@@ -37,7 +37,7 @@ use bytes::Bytes;
 pub use arrival::Arrival;
 
 use crate::history::{ClusterStamp, History, Millis, RoomLog, Stamp};
-use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Moderation, Order};
+use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Moderated, Moderation, Order};
 use crate::outbox::Outbox;
 use crate::protocol::json::{self, Event, Format, Time};
 use crate::protocol::names::{Name, RoomName, UserName};
@@ -197,9 +197,14 @@ impl Hub {
         let mut banned = None;
         match order.action {
             Action::Kick => {
-                outbox.evict(eviction(EvictionKind::Kick));
+                if outbox.evict(eviction(EvictionKind::Kick)) {
+                    self.moderation.tally.count(Moderated::Kick);
+                }
             }
-            Action::Mute => outbox.standing().mute(order.until),
+            Action::Mute => {
+                outbox.standing().mute(order.until);
+                self.moderation.tally.count(Moderated::Mute);
+            }
             Action::Unmute => outbox.standing().unmute(),
             Action::Ban => {
                 let target = BanTarget::of_peer(outbox.standing().addr()?);

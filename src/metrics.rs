@@ -13,11 +13,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::hub::Hub;
+use crate::moderation::Moderated;
 
 /// Labels a connection gauge by transport.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransportLabel {
     transport: &'static str,
+}
+
+/// Labels the moderation counter by what was done.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
 }
 
 /// Labels a drop counter by reason.
@@ -57,6 +64,11 @@ pub struct Metrics {
     drops: Family<ReasonLabel, Counter>,
     rooms: Gauge,
     users: Gauge,
+    /// What operators did, brought up to the hub's tally at each scrape.
+    moderation: Family<ActionLabel, Counter>,
+    /// Held while a scrape brings the moderation counters up to date, so
+    /// two scrapes at once do not both add the same difference.
+    scraping: std::sync::Mutex<()>,
     /// Present when the node is part of a cluster.
     cluster: Option<ClusterMetrics>,
 }
@@ -96,6 +108,8 @@ impl Metrics {
             drops: Family::default(),
             rooms: Gauge::default(),
             users: Gauge::default(),
+            moderation: Family::default(),
+            scraping: std::sync::Mutex::default(),
             cluster: cluster.then(ClusterMetrics::default),
             registry: Registry::default(),
         };
@@ -125,6 +139,16 @@ impl Metrics {
             metrics.rooms.clone(),
         );
         registry.register("users", "Users in a room", metrics.users.clone());
+        registry.register(
+            "moderation",
+            "Operators' actions, /oper tries and connections refused for a ban, by action",
+            metrics.moderation.clone(),
+        );
+        for what in Moderated::ALL {
+            let _ = metrics.moderation.get_or_create(&ActionLabel {
+                action: what.label(),
+            });
+        }
         if let Some(c) = &metrics.cluster {
             let sub = registry.sub_registry_with_prefix("cluster");
             sub.register(
@@ -204,8 +228,16 @@ impl Metrics {
 
     /// The text exposition, with room and user counts read from `hub` now.
     pub fn render(&self, hub: &Hub) -> String {
+        let _scrape = self.scraping.lock().unwrap_or_else(|e| e.into_inner());
         self.rooms.set(hub.room_count() as i64);
         self.users.set(hub.user_count() as i64);
+        for what in Moderated::ALL {
+            let counter = self.moderation.get_or_create(&ActionLabel {
+                action: what.label(),
+            });
+            let now = hub.moderation().tally.get(what);
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -275,9 +275,74 @@ pub struct Done {
     pub banned: Option<BanTarget>,
 }
 
+/// What operators did, counted for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Tally {
+    counts: [AtomicU64; Moderated::ALL.len()],
+}
+
+/// One kind of thing [`Tally`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderated {
+    /// A user kicked.
+    Kick,
+    /// A ban made here.
+    Ban,
+    /// A ban lifted here.
+    Unban,
+    /// A user muted.
+    Mute,
+    /// A connection refused for its address's ban.
+    Refused,
+    /// `/oper` with the right credentials.
+    OperGranted,
+    /// `/oper` refused: wrong credentials, or too soon after the last try.
+    OperRefused,
+}
+
+impl Moderated {
+    /// Every kind, in the order counted.
+    pub const ALL: [Moderated; 7] = [
+        Moderated::Kick,
+        Moderated::Ban,
+        Moderated::Unban,
+        Moderated::Mute,
+        Moderated::Refused,
+        Moderated::OperGranted,
+        Moderated::OperRefused,
+    ];
+
+    /// Its label in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Moderated::Kick => "kick",
+            Moderated::Ban => "ban",
+            Moderated::Unban => "unban",
+            Moderated::Mute => "mute",
+            Moderated::Refused => "refused_banned",
+            Moderated::OperGranted => "oper_granted",
+            Moderated::OperRefused => "oper_refused",
+        }
+    }
+}
+
+impl Tally {
+    /// Counts one.
+    pub fn count(&self, what: Moderated) {
+        self.counts[what as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many so far.
+    pub fn get(&self, what: Moderated) -> u64 {
+        self.counts[what as usize].load(Ordering::Relaxed)
+    }
+}
+
 /// The bans, the live connections they apply to, and where bans are kept.
 #[derive(Debug, Default)]
 pub struct Moderation {
+    /// What operators did, for `/metrics`.
+    pub tally: Tally,
     bans: Bans,
     /// Every live connection, by its outbox's address in memory.
     live: Mutex<HashMap<usize, Weak<Outbox>>>,
@@ -330,6 +395,10 @@ impl Moderation {
     /// An operator here changed the list: apply it, remove the
     /// connections a new ban covers, and keep it.
     pub fn change(&self, change: BanChange) {
+        self.tally.count(match change {
+            BanChange::Added(..) => Moderated::Ban,
+            BanChange::Lifted(_) => Moderated::Unban,
+        });
         self.apply(&change);
         if let Some(store) = self.store.get() {
             store.changed(&change);

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hub::{Hub, Membership};
-use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Order};
+use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Moderated, Order};
 use crate::outbox::Outbox;
 use crate::protocol::answer;
 use crate::protocol::command::{self, Command, HistoryAsk, Login, Moderate};
@@ -495,6 +495,7 @@ impl Session {
             .last_try
             .is_some_and(|at| now.saturating_duration_since(at) < OPER_INTERVAL)
         {
+            self.hub.moderation().tally.count(Moderated::OperRefused);
             return self.reply(self.error(reason::BAD_CREDENTIALS));
         }
         oper.last_try = Some(now);
@@ -518,8 +519,10 @@ impl Session {
             return Flow::Continue;
         };
         if !right {
+            self.hub.moderation().tally.count(Moderated::OperRefused);
             return self.reply(self.error(reason::BAD_CREDENTIALS));
         }
+        self.hub.moderation().tally.count(Moderated::OperGranted);
         oper.name = Some(name.into_boxed_str());
         self.outbox.standing().make_operator();
         self.reply(answer::info(self.format(), "you are now an operator"))
@@ -594,11 +597,14 @@ impl Session {
                 let Some((_, outbox)) = member(user) else {
                     return self.reply(self.error(reason::NO_SUCH_USER));
                 };
-                outbox.evict(Eviction {
+                let kicked = outbox.evict(Eviction {
                     kind: EvictionKind::Kick,
                     by: op,
                     reason: reason.to_owned(),
                 });
+                if kicked {
+                    self.hub.moderation().tally.count(Moderated::Kick);
+                }
                 Flow::Continue
             }
             Moderate::Ban {
@@ -672,6 +678,7 @@ impl Session {
                 };
                 let until = minutes.map(|m| now.saturating_add(m.saturating_mul(60_000)));
                 outbox.standing().mute(until);
+                self.hub.moderation().tally.count(Moderated::Mute);
                 self.reply(answer::info(self.format(), &format!("muted {name}")))
             }
             Moderate::Unmute(user) => {

@@ -161,6 +161,12 @@ async fn rooms_kick_bans_and_notices() {
     alice
         .expect_lines(&["*** bob was kicked by admin: flood", "bob has left"])
         .await;
+    let (_, metrics) = api(admin, "GET", "/metrics", Some(TOKEN), None).await;
+    let metrics = metrics.as_str().expect("metrics text");
+    assert_eq!(
+        common::http::metric(metrics, "chatgate_moderation_total{action=\"kick\"}"),
+        1.0
+    );
     let (status, body) = api(
         admin,
         "POST",
