@@ -214,6 +214,28 @@ fn a_file_that_is_not_toml_or_not_there_is_an_error() {
 }
 
 #[test]
+fn a_bad_value_in_the_environment_is_an_error_naming_the_variable() {
+    for (name, value) in [
+        ("CHATGATE_MAX_PER_IP", "many"),
+        ("CHATGATE_TCP", "localhost"),
+        ("CHATGATE_LOG_FORMAT", "xml"),
+    ] {
+        let out = run(&["check-config"], &[(name, value)]);
+        assert_status(&out, 1);
+        assert!(
+            stderr(&out).starts_with(&format!("chatgate: {name}: ")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // The command line wins, so a bad variable it overrides is not read.
+    let bad = [("CHATGATE_RATE", "fast")];
+    assert_status(&run(&["check-config", "--rate", "5"], &bad), 0);
+    // A tool that uses no setting does not read them either.
+    assert_status(&run(&["completions", "bash"], &bad), 0);
+}
+
+#[test]
 fn command_line_errors_stay_usage_errors() {
     let file = ConfigFile::new("max-per-ip = 7\n");
     for args in [

@@ -18,13 +18,16 @@
 //!   hold for the file too.
 //!
 //! Errors on the command line are clap's own (exit status 2); errors in the
-//! file are [`LoadError::File`] or [`LoadError::Read`] (exit status 1).
+//! environment are [`LoadError::Env`], and in the file [`LoadError::File`]
+//! or [`LoadError::Read`] (exit status 1), each naming the variable or the
+//! file and key.
 
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
 
+use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 
@@ -48,6 +51,14 @@ pub enum LoadError {
     /// help and version).
     #[error(transparent)]
     Args(#[from] clap::Error),
+    /// An environment variable holds a value its flag refuses.
+    #[error("{name}: {message}")]
+    Env {
+        /// The variable, like `CHATGATE_MAX_PER_IP`.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The configuration file cannot be read.
     #[error("{}: {source}", path.display())]
     Read {
@@ -77,13 +88,43 @@ pub struct Loaded {
     pub(crate) matches: ArgMatches,
 }
 
-/// The full command line: [`Config`]'s arguments, each with its
-/// `CHATGATE_*` environment variable, and `check-config` taking the same
-/// arguments as the server.
+/// The full command line, as `--help`, the completions and the man page
+/// show it: [`Config`]'s arguments, each with its `CHATGATE_*`
+/// environment variable, and `check-config` taking the same arguments as
+/// the server.
 pub fn command() -> Command {
-    let server = Config::command().mut_args(with_env);
-    let args: Vec<Arg> = server.get_arguments().cloned().collect();
-    server.mut_subcommand(CHECK_CONFIG, |check| check.args(args))
+    command_with_env(EnvAt::Everywhere)
+}
+
+/// Which arguments read their environment variables. Clap reads them for
+/// every argument of the top level even when a subcommand runs, so a
+/// command that loads settings gives them only to the level whose
+/// settings are used: a bad variable then stops only what would use it.
+#[derive(Debug, Clone, Copy)]
+enum EnvAt {
+    /// Both levels, for documentation.
+    Everywhere,
+    /// The server's arguments.
+    Server,
+    /// `check-config`'s arguments.
+    CheckConfig,
+    /// None: the other tools use no setting.
+    Nowhere,
+}
+
+fn command_with_env(at: EnvAt) -> Command {
+    let server = Config::command();
+    let check: Vec<Arg> = server.get_arguments().cloned().collect();
+    let (top, sub) = match at {
+        EnvAt::Everywhere => (true, true),
+        EnvAt::Server => (true, false),
+        EnvAt::CheckConfig => (false, true),
+        EnvAt::Nowhere => (false, false),
+    };
+    let env = |on: bool| move |arg: Arg| if on { with_env(arg) } else { arg };
+    server
+        .mut_args(env(top))
+        .mut_subcommand(CHECK_CONFIG, |c| c.args(check.into_iter().map(env(sub))))
 }
 
 /// The environment variable of a long flag: `max-per-ip` is
@@ -121,8 +162,26 @@ where
     T: Into<OsString>,
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
-    let cmd = command();
-    let matches = cmd.clone().try_get_matches_from(&argv)?;
+    // The command line alone first: its errors are usage errors whatever
+    // the environment holds. Help is shown with the variables, though.
+    let plain = command_with_env(EnvAt::Nowhere)
+        .try_get_matches_from(&argv)
+        .map_err(|e| match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                command().try_get_matches_from(&argv).err().unwrap_or(e)
+            }
+            _ => e,
+        })?;
+    let at = match plain.subcommand_name() {
+        None => EnvAt::Server,
+        Some(CHECK_CONFIG) => EnvAt::CheckConfig,
+        Some(_) => EnvAt::Nowhere,
+    };
+    let cmd = command_with_env(at);
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(|e| env_error(&e).unwrap_or(LoadError::Args(e)))?;
     let extra = match settings(&cmd, &matches) {
         Some((settings_cmd, settings)) => match settings.get_one::<PathBuf>(CONFIG_ARG) {
             Some(path) => {
@@ -152,6 +211,24 @@ where
             message: clap_message(&e),
         })?;
     loaded(matches)
+}
+
+/// The error naming the environment variable, when the value clap refused
+/// is that variable's: clap's own message names only the flag.
+fn env_error(e: &clap::Error) -> Option<LoadError> {
+    use clap::error::{ContextKind, ContextValue};
+    let ContextValue::String(flag) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let ContextValue::String(value) = e.get(ContextKind::InvalidValue)? else {
+        return None;
+    };
+    let long = flag.strip_prefix("--")?.split([' ', '=']).next()?;
+    let name = env_name(long);
+    (std::env::var_os(&name)? == value.as_str()).then(|| LoadError::Env {
+        name,
+        message: clap_message(e),
+    })
 }
 
 /// The command and matches that hold the server's settings: the top
