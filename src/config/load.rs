@@ -182,29 +182,24 @@ where
         .clone()
         .try_get_matches_from(&argv)
         .map_err(|e| env_error(&e).unwrap_or(LoadError::Args(e)))?;
-    let extra = match settings(&cmd, &matches) {
-        Some((settings_cmd, settings)) => match settings.get_one::<PathBuf>(CONFIG_ARG) {
-            Some(path) => {
-                let text = fs::read_to_string(path).map_err(|source| LoadError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                file_args(settings_cmd, settings, &text).map_err(|message| LoadError::File {
-                    path: path.clone(),
-                    message,
-                })?
-            }
-            None => Vec::new(),
-        },
-        None => Vec::new(),
+    let settings_file = settings(&cmd, &matches)
+        .and_then(|(c, m)| Some((c, m, m.get_one::<PathBuf>(CONFIG_ARG)?.clone())));
+    let Some((settings_cmd, settings, path)) = settings_file else {
+        return loaded(matches);
     };
+    let text = fs::read_to_string(&path).map_err(|source| LoadError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let extra = file_args(settings_cmd, settings, &text).map_err(|message| LoadError::File {
+        path: path.clone(),
+        message,
+    })?;
     if extra.is_empty() {
         return loaded(matches);
     }
-    let path = matches_config_path(&cmd, &matches);
     // The command line alone parsed, so whatever fails now is the file's.
     let matches = cmd
-        .clone()
         .try_get_matches_from(argv.into_iter().chain(extra))
         .map_err(|e| LoadError::File {
             path,
@@ -243,12 +238,6 @@ fn settings<'a>(
         Some((CHECK_CONFIG, sub)) => Some((cmd.find_subcommand(CHECK_CONFIG)?, sub)),
         Some(_) => None,
     }
-}
-
-fn matches_config_path(cmd: &Command, matches: &ArgMatches) -> PathBuf {
-    settings(cmd, matches)
-        .and_then(|(_, m)| m.get_one::<PathBuf>(CONFIG_ARG).cloned())
-        .unwrap_or_default()
 }
 
 fn loaded(matches: ArgMatches) -> Result<Loaded, LoadError> {
