@@ -1,7 +1,16 @@
-//! The command line: every listener and limit, its default, and why.
+//! Every setting: each listener and limit, its default, and why.
+//!
+//! The clap [`Config`] is the one definition of every setting. The
+//! configuration file and the environment ([`load`]), the effective and the
+//! default configuration files ([`render`]), `--help`, the shell
+//! completions and the man page are all derived from it, so none of them
+//! can disagree with another.
 //!
 //! Each limit is a named constant whose comment gives the reason for its
 //! default; `0` turns a limit off, as the protocol says.
+
+pub mod load;
+pub mod render;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -57,9 +66,11 @@ pub const DEFAULT_HISTORY_BYTES: u64 = 64 << 20;
 /// enough to cost nothing.
 pub const DEFAULT_WS_PING_INTERVAL: u64 = 30;
 
-/// Where the server keeps what must outlive it (bans), relative to the
-/// working directory unless given: beside the `certs/` directory it
-/// already uses, and created only when something is first kept.
+/// Where the server keeps what must outlive it (bans, and the generated
+/// certificate unless `--cert-dir` says otherwise), relative to the
+/// working directory unless given, and created only when something is
+/// first kept. A service gives an absolute one (`/var/lib/chatgate`), so
+/// that the working directory may be read-only.
 pub const DEFAULT_STATE_DIR: &str = "state";
 
 /// Seconds a drain spreads closing connections over: long enough that a
@@ -76,12 +87,44 @@ pub enum MetricsOn {
     Public,
 }
 
+/// The version `--version` prints: the package's, and the git commit it was
+/// built from (`unknown` outside a git checkout; see `build.rs`), so a
+/// report from a running server names the exact source.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CHATGATE_GIT_COMMIT"),
+    ")"
+);
+
 /// Tools the binary offers besides the server.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Tool {
     /// Reads a password from standard input (prompting, without echo, on a
     /// terminal) and prints its argon2id hash for --operator
     HashPassword,
+    /// Checks the settings (flags, environment, --config file) as the server
+    /// would at start, without binding anything, and prints them as TOML; exit status 1 and the reason on stderr if they are unusable
+    CheckConfig,
+    /// Prints a configuration file with every key, its default and its help, for --config
+    PrintDefaultConfig,
+    /// Prints the shell completion script for chatgate
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the manual page (roff; `chatgate man | man -l -`)
+    Man,
+}
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event
+    Text,
+    /// One JSON object per event, for log collectors
+    Json,
 }
 
 /// Where a listener binds, or `off`.
@@ -123,7 +166,7 @@ impl fmt::Display for Listen {
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "chatgate",
-    version,
+    version = VERSION,
     about,
     long_about = None,
     args_conflicts_with_subcommands = true,
@@ -139,9 +182,17 @@ pub struct Config {
     #[arg(value_name = "PORT", conflicts_with = "tcp")]
     pub port: Option<u16>,
 
+    /// Read settings from this TOML file: each key is a long flag without its dashes (max-per-ip = 100); flags and CHATGATE_* environment variables override it
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Debug logs on stderr (RUST_LOG, when set, wins)
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Log lines on stderr as text or as one JSON object each
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Plain TCP listener (telnet, nc), or off
     #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:1234")]
@@ -159,13 +210,17 @@ pub struct Config {
     #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8443")]
     pub https: Listen,
 
-    /// Certificate chain, PEM [default: certs/cert.pem, generated self-signed if missing]
+    /// Certificate chain, PEM [default: cert.pem in --cert-dir, generated self-signed if missing]
     #[arg(long, value_name = "PATH", requires = "key")]
     pub cert: Option<PathBuf>,
 
-    /// Private key, PEM [default: certs/key.pem, generated if missing]
+    /// Private key, PEM [default: key.pem in --cert-dir, generated if missing]
     #[arg(long, value_name = "PATH", requires = "cert")]
     pub key: Option<PathBuf>,
+
+    /// Directory of the certificate used without --cert and --key (cert.pem, key.pem; created with a self-signed pair when missing) [default: the --state-dir directory]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
 
     /// Serve the page from this directory instead of the copy built in (for page development)
     #[arg(long, value_name = "DIR")]
@@ -312,6 +367,12 @@ impl Config {
     /// The most pacing may delay a write.
     pub fn max_write_delay(&self) -> Duration {
         Duration::from_millis(self.max_write_delay)
+    }
+
+    /// Where the certificate used without `--cert`/`--key` is kept:
+    /// `--cert-dir`, or else `--state-dir`.
+    pub fn cert_dir(&self) -> &std::path::Path {
+        self.cert_dir.as_deref().unwrap_or(&self.state_dir)
     }
 
     /// Whether any listener needs the certificate.

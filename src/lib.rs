@@ -33,7 +33,7 @@
 //! | [`standing`] | one connection's address, operator status, mute, eviction |
 //! | [`relay`] | the hook through which a cluster carries the hub's room lines |
 //! | `cluster` | nodes joined through NATS: room subjects, presence, the link (feature `server`) |
-//! | `config` | the command line: every flag, default and reason (feature `server`) |
+//! | `config` | every setting, its default and reason, once: flags, environment, the `--config` file, and the TOML written back (feature `server`) |
 //! | `server` | listeners, accept loops, shutdown (feature `server`) |
 //! | `context` | what the server's tasks share: one connection's context, and the listeners' around it (feature `server`) |
 //! | `connection` | drives one transport through a session (feature `server`) |

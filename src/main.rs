@@ -1,20 +1,27 @@
-//! The `chatgate` binary: parse the command line, start logging, run.
+//! The `chatgate` binary: load the settings, start logging, run; or run
+//! one of the tools.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use chatgate::config::Tool;
+use chatgate::config::load::{self, LoadError, Loaded};
+use chatgate::config::{LogFormat, Tool, render};
 use chatgate::{Config, Server};
-use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
-    if let Some(tool) = &config.command {
-        return run_tool(tool);
+    let loaded = match load::load(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        // Clap prints its own errors, help and version, with its exit status.
+        Err(LoadError::Args(e)) => e.exit(),
+        Err(e) => return fail(&e.to_string()),
+    };
+    if loaded.config.command.is_some() {
+        return run_tool(&loaded);
     }
-    init_logging(config.verbose);
+    let config = loaded.config;
+    init_logging(config.verbose, config.log_format);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -65,8 +72,28 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_tool(tool: &Tool) -> ExitCode {
+fn run_tool(loaded: &Loaded) -> ExitCode {
+    let Some(tool) = &loaded.config.command else {
+        return ExitCode::SUCCESS;
+    };
     match tool {
+        Tool::CheckConfig => match Server::check(&loaded.config) {
+            Ok(()) => print(&loaded.to_toml()),
+            Err(e) => fail(&format!("{:#}", anyhow::Error::from(e))),
+        },
+        Tool::PrintDefaultConfig => print(&render::default_file()),
+        Tool::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut load::command(), "chatgate", &mut out);
+            ExitCode::SUCCESS
+        }
+        Tool::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(load::command()).render(&mut out) {
+                Ok(()) => print(&String::from_utf8_lossy(&out)),
+                Err(e) => fail(&format!("cannot write the man page: {e}")),
+            }
+        }
         Tool::HashPassword => {
             let password = if std::io::stdin().is_terminal() {
                 rpassword::prompt_password("password: ")
@@ -92,14 +119,18 @@ fn run_tool(tool: &Tool) -> ExitCode {
     }
 }
 
-fn init_logging(verbose: bool) {
+fn init_logging(verbose: bool, format: LogFormat) {
     let default = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Collectors read each line as one object; colour codes would
+        // break it.
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }
 
 /// Lifts the soft open-file limit to the hard one, so that the connection
@@ -108,6 +139,16 @@ fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is a failure, not a
+/// panic.
+fn print(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("cannot write to stdout: {e}")),
     }
 }
 

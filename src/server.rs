@@ -140,6 +140,24 @@ pub struct Server {
 }
 
 impl Server {
+    /// Checks what [`Server::bind`] checks before binding, without binding
+    /// or writing anything: the allowed origins, the operators' hashes, and
+    /// the certificate when a TLS listener is on (an existing pair must be
+    /// readable and usable; a missing default pair would be generated).
+    /// What needs the network (ports in use, the cluster) is not checked.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        AllowedOrigins::with_own_host_name(&config.allowed_origins)?;
+        Operators::parse(&config.operator)?;
+        if config.needs_certificate() {
+            Certificates::check(
+                config.cert.as_deref(),
+                config.key.as_deref(),
+                config.cert_dir(),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Loads the certificate (if a TLS listener is on) and binds every
     /// listener the configuration turns on.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
@@ -153,6 +171,7 @@ impl Server {
             Some(Certificates::load(
                 config.cert.as_deref(),
                 config.key.as_deref(),
+                config.cert_dir(),
             )?)
         } else {
             None

@@ -1,9 +1,11 @@
 //! The server's certificate: loading, first-run generation and reloading.
 //!
 //! With `--cert`/`--key` the given PEM files are used. Without them the
-//! default pair under `certs/` is used, and generated (self-signed, for
-//! localhost, 127.0.0.1 and ::1) when it does not exist yet, so the default
-//! run serves TLS with no setup. [`Certificates::reload`] swaps in a new
+//! pair [`DEFAULT_CERT`] and [`DEFAULT_KEY`] in the certificate directory
+//! (`--cert-dir`, by default `--state-dir`) is used, and generated
+//! (self-signed, for localhost, 127.0.0.1 and ::1) when it does not exist
+//! yet, so the default run serves TLS with no setup, and a service whose
+//! working directory is read-only writes it where it keeps its state. [`Certificates::reload`] swaps in a new
 //! pair for new handshakes; connections already up keep theirs, and a bad
 //! file leaves the old pair in place.
 
@@ -19,10 +21,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-/// Where the certificate is kept when no `--cert` is given.
-pub const DEFAULT_CERT: &str = "certs/cert.pem";
-/// Where the key is kept when no `--key` is given.
-pub const DEFAULT_KEY: &str = "certs/key.pem";
+/// The certificate's file in the certificate directory, when no `--cert`
+/// is given.
+pub const DEFAULT_CERT: &str = "cert.pem";
+/// The key's file in the certificate directory, when no `--key` is given.
+pub const DEFAULT_KEY: &str = "key.pem";
 
 /// What can go wrong with a certificate pair.
 #[derive(Debug, thiserror::Error)]
@@ -50,26 +53,35 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    /// Loads the pair at the given paths, or the default pair (generating it
-    /// if missing).
-    pub fn load(cert: Option<&Path>, key: Option<&Path>) -> Result<Arc<Self>, CertError> {
-        let (cert, key) = match (cert, key) {
-            (Some(cert), Some(key)) => (cert.to_owned(), key.to_owned()),
-            (None, None) => {
-                let (cert, key) = (PathBuf::from(DEFAULT_CERT), PathBuf::from(DEFAULT_KEY));
-                if !cert.exists() && !key.exists() {
-                    generate(&cert, &key)?;
-                }
-                (cert, key)
-            }
-            _ => return Err(CertError::Invalid("--cert and --key go together".into())),
-        };
+    /// Loads the pair at the given paths, or the default pair in `dir`
+    /// (generating it, and `dir`, if both files are missing).
+    pub fn load(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        dir: &Path,
+    ) -> Result<Arc<Self>, CertError> {
+        let (cert, key) = paths(cert, key, dir)?;
+        if !cert.exists() && !key.exists() {
+            generate(&cert, &key)?;
+        }
         let config = build(&cert, &key)?;
         Ok(Arc::new(Certificates {
             cert,
             key,
             current: RwLock::new(config),
         }))
+    }
+
+    /// Checks what [`Certificates::load`] would load, without generating
+    /// anything: a pair that exists must be usable; a default pair that
+    /// does not exist yet is fine, since it would be generated.
+    pub fn check(cert: Option<&Path>, key: Option<&Path>, dir: &Path) -> Result<(), CertError> {
+        let generated = cert.is_none();
+        let (cert, key) = paths(cert, key, dir)?;
+        if generated && !cert.exists() && !key.exists() {
+            return Ok(());
+        }
+        build(&cert, &key).map(drop)
     }
 
     /// The configuration for the next handshake.
@@ -85,6 +97,19 @@ impl Certificates {
         let config = build(&self.cert, &self.key)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
+    }
+}
+
+/// The pair's paths: both given, or both the defaults in `dir`.
+fn paths(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf), CertError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok((cert.to_owned(), key.to_owned())),
+        (None, None) => Ok((dir.join(DEFAULT_CERT), dir.join(DEFAULT_KEY))),
+        _ => Err(CertError::Invalid("--cert and --key go together".into())),
     }
 }
 
@@ -155,7 +180,7 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), CertError> {
     warn!(
         cert = %cert_path.display(),
         sha256 = %fingerprint(generated.cert.der()),
-        "generated a self-signed certificate for localhost; see certs/README.md to use a real one"
+        "generated a self-signed certificate for localhost; give --cert and --key to use a real one"
     );
     Ok(())
 }

@@ -113,8 +113,8 @@ async fn expect_line<S: tokio::io::AsyncBufRead + Unpin>(reader: &mut S, wanted:
 async fn first_run_generates_a_private_self_signed_certificate() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server = Binary::start(dir.path(), &[]).await;
-    let cert_path = dir.path().join("certs/cert.pem");
-    let key_path = dir.path().join("certs/key.pem");
+    let cert_path = dir.path().join("state/cert.pem");
+    let key_path = dir.path().join("state/key.pem");
     let mode = std::fs::metadata(&key_path)
         .expect("key written")
         .permissions();
