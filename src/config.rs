@@ -116,6 +116,77 @@ pub enum Tool {
     },
     /// Prints the manual page (roff; `chatgate man | man -l -`)
     Man,
+    /// Talks to a running server's admin API; its address and token file
+    /// are --admin and --admin-token-file, from this command line, the
+    /// environment or the --config file, as for the server
+    Admin(AdminCommand),
+}
+
+/// `chatgate admin`: where the server's admin API is, and what to ask.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminCommand {
+    /// The server's configuration file, for its admin and admin-token-file
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The admin API's address
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// The file holding the admin API's token
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+    /// What to ask
+    #[command(subcommand)]
+    pub request: AdminRequest,
+}
+
+/// What `chatgate admin` asks the server.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminRequest {
+    /// The rooms and their members on this node
+    Rooms,
+    /// Kicks a user from a room
+    Kick {
+        /// The room
+        room: String,
+        /// The user
+        user: String,
+        /// Why (the rest of the line)
+        #[arg(trailing_var_arg = true)]
+        reason: Vec<String>,
+    },
+    /// Bans an IP address or CIDR prefix
+    Ban {
+        /// The address or prefix
+        target: String,
+        /// For how many minutes [default: until unbanned]
+        #[arg(long)]
+        minutes: Option<u64>,
+        /// Why
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lifts a ban
+    Unban {
+        /// The address or prefix
+        target: String,
+    },
+    /// Lists the bans
+    Bans,
+    /// Sends `*** <text>` to a room's members, or to every connection
+    Notice {
+        /// The text
+        #[arg(required = true, trailing_var_arg = true)]
+        text: Vec<String>,
+        /// Only this room
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Drains the server for a restart: stops accepting, tells everyone to reconnect, closes them over the period, exits
+    Drain {
+        /// Seconds to spread the closing over [default: the server's --drain-period]
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
 }
 
 /// How log lines are written on stderr.

@@ -87,6 +87,17 @@ fn run_tool(loaded: &Loaded) -> ExitCode {
             clap_complete::generate(*shell, &mut load::command(), "chatgate", &mut out);
             ExitCode::SUCCESS
         }
+        Tool::Admin(command) => {
+            let answer = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|runtime| runtime.block_on(chatgate::admin::client::run(command)));
+            match answer {
+                Ok(text) => print(&(text + "\n")),
+                Err(e) => fail(&e),
+            }
+        }
         Tool::Man => {
             let mut out = Vec::new();
             match clap_mangen::Man::new(load::command()).render(&mut out) {

@@ -369,3 +369,82 @@ async fn a_drain_tells_everyone_closes_them_over_the_period_and_exits_0() {
         .expect("wait");
     assert!(status.success(), "{status}");
 }
+
+/// Runs `chatgate admin <args>`; its exit status and output.
+async fn cli(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatgate"))
+        .arg("admin")
+        .args(args)
+        .env_remove("CHATGATE_CONFIG")
+        .env_remove("CHATGATE_ADMIN")
+        .env_remove("CHATGATE_ADMIN_TOKEN_FILE")
+        .output()
+        .await
+        .expect("run chatgate admin");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_admin_command_finds_the_api_in_the_configuration_file() {
+    let token = token_file();
+    let server = server(&token, &[]).await;
+    let admin = server.admin.expect("admin");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("chatgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin = \"{admin}\"\nadmin-token-file = \"{}\"\n",
+            token.path().display()
+        ),
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8");
+    let mut bob = server.join("lobby", "bob").await;
+
+    let (ok, out, _) = cli(&["--config", config, "rooms"]).await;
+    assert!(ok);
+    let rooms: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(rooms["rooms"][0]["members"][0]["user"], "bob");
+    let (ok, out, _) = cli(&[
+        "--config",
+        config,
+        "ban",
+        "198.51.100.0/24",
+        "--minutes",
+        "5",
+        "--reason",
+        "abuse",
+    ])
+    .await;
+    assert!(ok);
+    let banned: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(banned["banned"], "198.51.100.0/24");
+    let (ok, out, _) = cli(&["--config", config, "bans"]).await;
+    assert!(ok && out.contains("198.51.100.0/24"), "{out}");
+    let (ok, _, err) = cli(&["--config", config, "kick", "lobby", "nobody"]).await;
+    assert!(!ok);
+    assert!(err.contains("no such user"), "{err}");
+    let (ok, _, _) = cli(&["--config", config, "kick", "lobby", "bob", "go", "away"]).await;
+    assert!(ok);
+    bob.expect_line(&error("kicked by admin: go away")).await;
+
+    // The address alone is not enough.
+    let (ok, _, err) = cli(&["--admin", &admin.to_string(), "bans"]).await;
+    assert!(!ok);
+    assert!(err.contains("token"), "{err}");
+    let (ok, _, err) = cli(&[
+        "--admin",
+        &admin.to_string(),
+        "--admin-token-file",
+        "/nonexistent",
+        "bans",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("/nonexistent"), "{err}");
+}

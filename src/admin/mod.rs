@@ -73,6 +73,8 @@ pub enum AdminError {
     },
 }
 
+pub mod client;
+
 /// The admin API's token, kept as its digest.
 #[derive(Debug, Clone)]
 pub struct Token([u8; 32]);
@@ -81,6 +83,12 @@ impl Token {
     /// Reads the token from `path`: the file's text, surrounding
     /// whitespace removed; it must not be empty.
     pub fn read(path: &Path) -> Result<Token, AdminError> {
+        let token = Token::read_text(path)?;
+        Ok(Token(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// The token in `path`, as a client sends it.
+    pub fn read_text(path: &Path) -> Result<String, AdminError> {
         let error = |reason: String| AdminError::Token {
             path: path.display().to_string(),
             reason,
@@ -90,7 +98,7 @@ impl Token {
         if token.is_empty() {
             return Err(error("empty".to_owned()));
         }
-        Ok(Token(Sha256::digest(token.as_bytes()).into()))
+        Ok(token.to_owned())
     }
 
     /// Whether a request's `Authorization` header carries this token.
