@@ -35,7 +35,7 @@ use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::debug;
 
 use crate::cluster::{ECHO_WAIT, HistoryUnavailable};
-use crate::context::Connection;
+use crate::context::{Connection, Live};
 use crate::limits::{Permit, REFUSAL_TIMEOUT};
 use crate::metrics::DropReason;
 use crate::outbox::{KEEP_IDLE_CAPACITY, Next, Outbox};
@@ -78,7 +78,15 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let format = transport.format();
     let (mut reader, writer) = transport.split();
     let standing = Standing::new(Some(peer.ip()), kind, ctx.hub.now());
-    let outbox = Arc::new(Outbox::with_standing(ctx.max_queue_bytes, format, standing));
+    // What a reload may change, as it is now; the operators are looked up
+    // again when needed, so an idle connection does not hold them.
+    let Live {
+        settings,
+        max_queue_bytes,
+        login_timeout,
+        ..
+    } = ctx.live();
+    let outbox = Arc::new(Outbox::with_standing(max_queue_bytes, format, standing));
     // Bans made while the connection lives reach it through this entry.
     let _registered = ctx.hub.moderation().register(&outbox);
     let mut writer = tokio::spawn(write_loop(writer, outbox.clone(), ctx.clone()));
@@ -87,10 +95,10 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let settings = SessionSettings {
         // A browser that reached /ws already found the page.
         hint_browsers: !matches!(kind, "ws" | "wss"),
-        ..ctx.settings
+        ..settings
     };
     let mut session = Session::start(ctx.hub.clone(), outbox.clone(), settings, now.into_std());
-    let login_deadline = ctx.login_timeout.map(|t| now + t);
+    let login_deadline = login_timeout.map(|t| now + t);
     loop {
         // Lines said are gathered while more input is already at hand, and
         // go to the room in one burst before the task waits for the peer.
@@ -279,8 +287,9 @@ async fn history(session: &mut Session, ctx: &Connection) -> Flow {
 async fn oper(session: &mut Session, ctx: &Connection) -> Flow {
     let right = match session.pending_oper() {
         Some((name, password)) => {
+            let operators = ctx.live().operators;
             tokio::select! {
-                right = ctx.operators.check(name, password) => right,
+                right = operators.check(name, password) => right,
                 () = ctx.shutdown.cancelled() => false,
             }
         }

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -39,20 +39,39 @@ pub(crate) struct Connection {
     pub shutdown: CancellationToken,
     /// What `/metrics` reports.
     pub metrics: Metrics,
+    /// What a reload may change, read by each connection as it starts.
+    pub live: RwLock<Live>,
+    /// How long a writer waits between writes while the server is busy.
+    pub pacer: Arc<Pacer>,
+    /// One permit per connection saying goodbye; see
+    /// [`crate::limits::MAX_CLOSING`].
+    pub closing: Arc<Semaphore>,
+}
+
+/// The settings a reload (SIGHUP) may change while the server runs. A
+/// connection takes them as it starts; those already connected keep
+/// theirs.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
     /// What each session is told of the server: its rate limit, where the
     /// page is.
     pub settings: SessionSettings,
     /// `--max-queue-bytes`.
     pub max_queue_bytes: usize,
-    /// How long a writer waits between writes while the server is busy.
-    pub pacer: Arc<Pacer>,
     /// `--login-timeout`, if on.
     pub login_timeout: Option<Duration>,
-    /// One permit per connection saying goodbye; see
-    /// [`crate::limits::MAX_CLOSING`].
-    pub closing: Arc<Semaphore>,
     /// Who may become an operator.
     pub operators: Operators,
+}
+
+impl Connection {
+    /// The settings in force now.
+    pub fn live(&self) -> Live {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// What the listeners and the HTTP side share, around [`Connection`].

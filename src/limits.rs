@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::protocol::reply::reason;
@@ -54,10 +55,10 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 /// Counts connections against `--max-connections` and `--max-per-ip`.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
-    /// Most connections in all; 0 is no limit.
-    max_total: usize,
-    /// Most connections per address; 0 is no limit.
-    max_per_ip: usize,
+    /// Most connections in all; 0 is no limit. Changed by a reload.
+    max_total: AtomicUsize,
+    /// Most connections per address; 0 is no limit. Changed by a reload.
+    max_per_ip: AtomicUsize,
     /// Held only to count; never across an await.
     counts: Mutex<Counts>,
 }
@@ -102,10 +103,17 @@ impl ConnectionLimiter {
     /// A limiter with the given caps (0: none).
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionLimiter {
-            max_total,
-            max_per_ip,
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
             counts: Mutex::default(),
         })
+    }
+
+    /// New caps, for connections admitted from now on; those already in
+    /// stay, even past a lower cap.
+    pub fn set_limits(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -117,11 +125,15 @@ impl ConnectionLimiter {
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, LimitError> {
         let ip = address_key(ip);
         let mut counts = self.counts();
-        if self.max_total != 0 && counts.total >= self.max_total {
+        let (max_total, max_per_ip) = (
+            self.max_total.load(Ordering::Relaxed),
+            self.max_per_ip.load(Ordering::Relaxed),
+        );
+        if max_total != 0 && counts.total >= max_total {
             return Err(LimitError::Total);
         }
         let mine = counts.per_ip.get(&ip).copied().unwrap_or(0);
-        if self.max_per_ip != 0 && mine >= self.max_per_ip {
+        if max_per_ip != 0 && mine >= max_per_ip {
             return Err(LimitError::PerIp);
         }
         counts.total += 1;

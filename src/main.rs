@@ -4,9 +4,9 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use chatgate::Server;
 use chatgate::config::load::{self, LoadError, Loaded};
 use chatgate::config::{LogFormat, Tool, render};
-use chatgate::{Config, Server};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -20,38 +20,44 @@ fn main() -> ExitCode {
     if loaded.config.command.is_some() {
         return run_tool(&loaded);
     }
-    let config = loaded.config;
-    init_logging(config.verbose, config.log_format);
+    init_logging(loaded.config.verbose, loaded.config.log_format);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(loaded)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}")),
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let config = loaded.config.clone();
     // Signal handlers go in before the first `listening` line, so a client
     // that reacts to that line can already stop the server cleanly.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let server = Server::bind(config).await?;
-    if let Some(certificates) = server.certificates() {
-        tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                match certificates.reload() {
-                    Ok(()) => tracing::info!("certificate reloaded"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "certificate reload failed; keeping the old one")
-                    }
+    // SIGHUP reads the settings again, from the same command line, the
+    // environment and the --config file, and applies what can change.
+    let reloader = server.reloader();
+    tokio::spawn(async move {
+        let mut running = loaded;
+        while hangup.recv().await.is_some() {
+            match load::load(std::env::args_os()) {
+                Ok(newer) => {
+                    let changed = running.changed_keys(&newer);
+                    reloader.reload(&newer.config, &changed);
+                    running = newer;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "settings not reloaded; keeping the running ones")
                 }
             }
-        });
-    }
+        }
+    });
     let mut stdout = std::io::stdout().lock();
     for (kind, addr) in server.local_addrs() {
         writeln!(stdout, "listening {} {addr}", kind.as_str())?;

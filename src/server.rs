@@ -17,7 +17,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
@@ -32,7 +32,7 @@ use crate::admin::{self, AdminError, Token};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, Listen};
 use crate::connection;
-use crate::context::{self, Listeners, Shared};
+use crate::context::{self, Listeners, Live, Shared};
 use crate::history::{History, HistorySettings, Millis};
 use crate::http;
 use crate::hub::Hub;
@@ -250,16 +250,18 @@ impl Server {
             cluster,
             shutdown: CancellationToken::new(),
             metrics,
-            settings: SessionSettings {
-                rate: config.rate,
-                page_port: bound.http.map(|a| a.port()),
-                hint_browsers: true,
-            },
-            max_queue_bytes: config.max_queue_bytes,
+            live: RwLock::new(Live {
+                settings: SessionSettings {
+                    rate: config.rate,
+                    page_port: bound.http.map(|a| a.port()),
+                    hint_browsers: true,
+                },
+                max_queue_bytes: config.max_queue_bytes,
+                login_timeout: config.login_timeout(),
+                operators,
+            }),
             pacer: Arc::default(),
-            login_timeout: config.login_timeout(),
             closing: Arc::new(Semaphore::new(MAX_CLOSING)),
-            operators,
         });
         let shared = Arc::new(Shared {
             conn,
@@ -299,6 +301,14 @@ impl Server {
             .into_iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, a)| a)
+    }
+
+    /// A handle that applies new settings to the running server (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+            certificates: self.certificates.clone(),
+        }
     }
 
     /// The admin API's bound address, with `--admin`.
@@ -360,6 +370,90 @@ impl Server {
                 "connections still closing at exit"
             );
         }
+    }
+}
+
+/// The settings a reload applies while the server runs, by key; any other
+/// key that changed is logged as needing a restart.
+pub const RELOADABLE: [&str; 9] = [
+    "operator",
+    "rate",
+    "max-queue-bytes",
+    "login-timeout",
+    "max-connections",
+    "max-per-ip",
+    "max-http-connections",
+    "cert",
+    "key",
+];
+
+/// Applies new settings to a running server.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+    certificates: Option<Arc<Certificates>>,
+}
+
+impl Reloader {
+    /// Applies `config`, whose keys `changed` differ from the running
+    /// settings: the certificate is read again, the bans file too (on a
+    /// node alone, so bans edited by hand take effect), and the
+    /// [`RELOADABLE`] settings change for connections from now on. Returns
+    /// the changed keys that need a restart; logs what it did.
+    pub fn reload(&self, config: &Config, changed: &[String]) -> Vec<String> {
+        if let Some(certificates) = &self.certificates {
+            match certificates.reload() {
+                Ok(()) => info!("certificate reloaded"),
+                Err(e) => warn!(error = %e, "certificate reload failed; keeping the old one"),
+            }
+        }
+        let conn = &self.shared.conn;
+        if conn.cluster.is_none() {
+            match BanFile::reload(&config.state_dir, conn.hub.moderation(), wall_clock) {
+                Ok(n) if n > 0 => info!(changes = n, "bans file read again"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot read the bans file; keeping the bans in force"),
+            }
+        }
+        let operators = match Operators::parse(&config.operator) {
+            Ok(operators) => Some(operators),
+            Err(e) => {
+                warn!(error = %e, "operators not reloaded; keeping the old ones");
+                None
+            }
+        };
+        {
+            let mut live = conn
+                .live
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            live.settings.rate = config.rate;
+            live.max_queue_bytes = config.max_queue_bytes;
+            live.login_timeout = config.login_timeout();
+            if let Some(operators) = operators {
+                live.operators = operators;
+            }
+        }
+        self.shared
+            .limiter
+            .set_limits(config.max_connections, config.max_per_ip);
+        self.shared
+            .http_limiter
+            .set_limits(config.max_http_connections, config.max_per_ip);
+        let applied: Vec<&String> = changed
+            .iter()
+            .filter(|k| RELOADABLE.contains(&k.as_str()))
+            .collect();
+        let restart: Vec<String> = changed
+            .iter()
+            .filter(|k| !RELOADABLE.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        info!(changed = ?applied, "settings reloaded");
+        if !restart.is_empty() {
+            warn!(keys = ?restart, "these settings changed but take effect only after a restart");
+        }
+        restart
     }
 }
 

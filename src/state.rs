@@ -11,6 +11,7 @@
 //! In a cluster bans live in NATS instead (see `cluster`), and this file
 //! is not used.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,33 @@ impl BanFile {
             clock,
         }));
         Ok(())
+    }
+
+    /// Reads `dir`'s bans again and applies how they differ from those in
+    /// force (a ban added, changed or removed by hand), without writing
+    /// them back; returns how many changes that made.
+    pub fn reload(
+        dir: &Path,
+        moderation: &Arc<Moderation>,
+        clock: fn() -> Millis,
+    ) -> Result<usize, StateError> {
+        let now = clock();
+        let kept: BTreeMap<BanTarget, Ban> = read(&dir.join(BANS_FILE))?
+            .into_iter()
+            .filter(|(_, ban)| ban.holds(now))
+            .collect();
+        let mut changes = 0;
+        for (target, _) in moderation.bans().list(now) {
+            if !kept.contains_key(&target) && moderation.apply(&BanChange::Lifted(target)) {
+                changes += 1;
+            }
+        }
+        for (target, ban) in kept {
+            if moderation.apply(&BanChange::Added(target, ban)) {
+                changes += 1;
+            }
+        }
+        Ok(changes)
     }
 
     /// Writes the current list, on the blocking pool.

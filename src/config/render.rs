@@ -52,6 +52,21 @@ pub fn default_file() -> String {
 }
 
 impl Loaded {
+    /// The keys whose effective values differ between these settings and
+    /// `newer`, in file order.
+    pub fn changed_keys(&self, newer: &Loaded) -> Vec<String> {
+        let table =
+            |loaded: &Loaded| -> toml::Table { loaded.to_toml().parse().unwrap_or_default() };
+        let (old, new) = (table(self), table(newer));
+        let mut cmd = load::command();
+        cmd.build();
+        file_keys(&cmd)
+            .filter_map(|arg| arg.get_long())
+            .filter(|key| old.get(*key) != new.get(*key))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The settings in effect, as a configuration file that loads back to
     /// the same settings. Unset keys without a default are listed as
     /// comments.

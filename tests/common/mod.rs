@@ -174,11 +174,7 @@ impl TestServer {
 
     /// A new connection from another loopback address (127.0.0.0/8).
     pub async fn connect_from(&self, ip: Ipv4Addr) -> Client {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket
-            .bind(SocketAddr::from((ip, 0)))
-            .expect("bind client address");
-        Client::connect_socket(socket, self.addr).await
+        Client::connect_from(self.addr, ip).await
     }
 
     /// A new connection with a tiny kernel receive buffer: once it stops
@@ -362,6 +358,16 @@ impl Client {
     pub async fn connect_small_buffer(addr: SocketAddr) -> Client {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("set SO_RCVBUF");
+        Client::connect_socket(socket, addr).await
+    }
+
+    /// A connection from `ip`, one of the loopback addresses, to any
+    /// chatgate.
+    pub async fn connect_from(addr: SocketAddr, ip: std::net::Ipv4Addr) -> Client {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((ip, 0)))
+            .expect("bind client address");
         Client::connect_socket(socket, addr).await
     }
 
