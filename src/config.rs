@@ -78,6 +78,10 @@ pub const DEFAULT_STATE_DIR: &str = "state";
 /// enough for a rolling restart of a few nodes to take minutes.
 pub const DEFAULT_DRAIN_PERIOD: u64 = 30;
 
+/// Longest drain, in seconds: an hour. A node that drains stops accepting
+/// at once, so a longer one would only keep it half there.
+pub const MAX_DRAIN_PERIOD: u64 = 3600;
+
 /// Where `/metrics` is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MetricsOn {
@@ -372,7 +376,12 @@ pub struct Config {
     pub metrics_on: Option<MetricsOn>,
 
     /// Seconds a drain (admin API) spreads the closing of connections over, unless the request says
-    #[arg(long, value_name = "S", default_value_t = DEFAULT_DRAIN_PERIOD)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = DEFAULT_DRAIN_PERIOD,
+        value_parser = clap::value_parser!(u64).range(..=MAX_DRAIN_PERIOD)
+    )]
     pub drain_period: u64,
 
     /// An operator, as NAME:HASH, the hash an argon2 PHC string from `chatgate hash-password` (repeatable)

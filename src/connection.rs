@@ -91,12 +91,58 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
     let _registered = ctx.hub.moderation().register(&outbox);
     let mut writer = tokio::spawn(write_loop(writer, outbox.clone(), ctx.clone()));
 
-    let now = Instant::now();
     let settings = SessionSettings {
         // A browser that reached /ws already found the page.
         hint_browsers: !matches!(kind, "ws" | "wss"),
         ..settings
     };
+    // A ban made while the connection's handshake ran, after the listener
+    // looked: refused as it would have been then.
+    let now_ms = ctx.hub.now();
+    match ctx.hub.moderation().bans().find(peer.ip(), now_ms) {
+        Some(ban) => {
+            outbox.push(answer::error(format, &ban.refusal()));
+            outbox.close(CloseReason::Banned);
+        }
+        None => converse(&mut reader, &outbox, &ctx, settings, login_timeout, peer).await,
+    }
+    // The decision is made: the room has seen the user leave (the session
+    // is gone), not after the goodbye is flushed, and the connection's
+    // places are free at once.
+    let closing = Instant::now();
+    drop(permit);
+    // While the server stops every connection says goodbye; otherwise only
+    // as many at once as have a place (see `limits::MAX_CLOSING`), and the
+    // others are dropped without one.
+    let goodbye = ctx.closing.clone().try_acquire_owned().ok();
+    let (flush, linger) = if ctx.shutdown.is_cancelled() {
+        (CLOSE_TIMEOUT, SHUTDOWN_LINGER)
+    } else if goodbye.is_some() {
+        (CLOSE_TIMEOUT, LINGER_TIMEOUT)
+    } else {
+        (Duration::ZERO, Duration::ZERO)
+    };
+    if timeout(flush, &mut writer).await.is_err() {
+        debug!(%peer, "goodbye not read in time, or no place to say it; closing anyway");
+        writer.abort();
+        let _ = writer.await;
+    }
+    let until = (Instant::now() + linger).min(closing + CLOSE_BOUND);
+    let _ = timeout_at(until, reader.discard()).await;
+    debug!(%peer, "closed");
+}
+
+/// Runs the session until the connection is to close; the session is gone
+/// (its room has seen the user leave) when this returns.
+async fn converse<R: LineReader>(
+    reader: &mut R,
+    outbox: &Arc<Outbox>,
+    ctx: &Arc<Connection>,
+    settings: SessionSettings,
+    login_timeout: Option<Duration>,
+    peer: std::net::SocketAddr,
+) {
+    let now = Instant::now();
     let mut session = Session::start(ctx.hub.clone(), outbox.clone(), settings, now.into_std());
     let login_deadline = login_timeout.map(|t| now + t);
     loop {
@@ -106,7 +152,7 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
             let before = session.burst_len();
             match reader.read_line().now_or_never() {
                 Some(read) => {
-                    if on_read(read, &mut session, &ctx).await == Flow::Close {
+                    if on_read(read, &mut session, ctx).await == Flow::Close {
                         break;
                     }
                     // A line that added nothing (blank, or over the rate)
@@ -146,39 +192,15 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
             // Back-pressure: while the way to NATS is congested, the peer is
             // not read (its socket buffers fill, then its sends block).
             read = async {
-                room_for_lines(&ctx).await;
+                room_for_lines(ctx).await;
                 reader.read_line().await
             } => {
-                if on_read(read, &mut session, &ctx).await == Flow::Close {
+                if on_read(read, &mut session, ctx).await == Flow::Close {
                     break;
                 }
             }
         }
     }
-    // The decision is made: the room sees the user leave now, not after the
-    // goodbye is flushed, and the connection's places are free at once.
-    let closing = Instant::now();
-    drop(session);
-    drop(permit);
-    // While the server stops every connection says goodbye; otherwise only
-    // as many at once as have a place (see `limits::MAX_CLOSING`), and the
-    // others are dropped without one.
-    let goodbye = ctx.closing.clone().try_acquire_owned().ok();
-    let (flush, linger) = if ctx.shutdown.is_cancelled() {
-        (CLOSE_TIMEOUT, SHUTDOWN_LINGER)
-    } else if goodbye.is_some() {
-        (CLOSE_TIMEOUT, LINGER_TIMEOUT)
-    } else {
-        (Duration::ZERO, Duration::ZERO)
-    };
-    if timeout(flush, &mut writer).await.is_err() {
-        debug!(%peer, "goodbye not read in time, or no place to say it; closing anyway");
-        writer.abort();
-        let _ = writer.await;
-    }
-    let until = (Instant::now() + linger).min(closing + CLOSE_BOUND);
-    let _ = timeout_at(until, reader.discard()).await;
-    debug!(%peer, "closed");
 }
 
 /// Feeds what the reader produced to the session.
@@ -281,9 +303,8 @@ async fn history(session: &mut Session, ctx: &Connection) -> Flow {
 }
 
 /// Checks the credentials of the session's pending `/oper`. Bounded: a
-/// check is one argon2 hash, behind at most
-/// `operators::MAX_CHECKS - 1` others per waiting connection, and
-/// shutdown cuts the wait short.
+/// try waits at most `operators::CHECK_WAIT` for its turn, then one
+/// argon2 hash; shutdown cuts the wait short.
 async fn oper(session: &mut Session, ctx: &Connection) -> Flow {
     let right = match session.pending_oper() {
         Some((name, password)) => {

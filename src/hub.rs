@@ -208,13 +208,15 @@ impl Hub {
             Action::Unmute => outbox.standing().unmute(),
             Action::Ban => {
                 let target = BanTarget::of_peer(outbox.standing().addr()?);
-                outbox.evict(eviction(EvictionKind::Ban));
                 let ban = Ban {
                     until: order.until,
                     by: order.by.clone(),
                     reason: order.reason.clone(),
                 };
-                self.moderation.change(BanChange::Added(target, ban));
+                if !self.moderation.change(BanChange::Added(target, ban)) {
+                    return None;
+                }
+                outbox.evict(eviction(EvictionKind::Ban));
                 banned = Some(target);
             }
         }

@@ -39,6 +39,11 @@ use crate::standing::{Eviction, EvictionKind, with_reason};
 /// a whole /64 (RFC 4291 interface identifiers), as `limits` counts it.
 pub const IPV6_HOST_PREFIX: u8 = 64;
 
+/// Most bans held at once. Each costs a few hundred bytes here, a line in
+/// the bans file or a key in the cluster's bucket, and a look at every
+/// accepted connection.
+pub const MAX_BANS: usize = 10_000;
+
 /// Milliseconds in a minute, for ban and mute durations.
 const MINUTE: Millis = 60_000;
 
@@ -176,7 +181,7 @@ pub trait BanStore: Send + Sync + fmt::Debug {
 #[derive(Debug, Default)]
 pub struct Bans {
     /// Read on every accepted connection while any ban exists; written
-    /// only when an operator bans or unbans.
+    /// when a ban is made or lifted, and when `/bans` drops expired ones.
     list: RwLock<BTreeMap<BanTarget, Ban>>,
     /// Whether `list` has anything, so accepting needs no lock when it is
     /// empty.
@@ -210,6 +215,9 @@ impl Bans {
     pub fn apply(&self, change: &BanChange) -> bool {
         let mut list = self.list.write().unwrap_or_else(PoisonError::into_inner);
         let changed = match change {
+            BanChange::Added(target, _) if list.len() >= MAX_BANS && !list.contains_key(target) => {
+                false
+            }
             BanChange::Added(target, ban) => {
                 list.insert(*target, ban.clone()).as_ref() != Some(ban)
             }
@@ -217,6 +225,12 @@ impl Bans {
         };
         self.any.store(!list.is_empty(), Ordering::Release);
         changed
+    }
+
+    /// Whether a new ban of `target` would pass [`MAX_BANS`].
+    pub fn is_full_for(&self, target: &BanTarget) -> bool {
+        let list = self.list.read().unwrap_or_else(PoisonError::into_inner);
+        list.len() >= MAX_BANS && !list.contains_key(target)
     }
 
     /// Whether `target` is banned at `now`.
@@ -393,8 +407,15 @@ impl Moderation {
     }
 
     /// An operator here changed the list: apply it, remove the
-    /// connections a new ban covers, and keep it.
-    pub fn change(&self, change: BanChange) {
+    /// connections a new ban covers, and keep it. False, and nothing
+    /// done, for a new ban past [`MAX_BANS`].
+    #[must_use]
+    pub fn change(&self, change: BanChange) -> bool {
+        if let BanChange::Added(target, _) = &change {
+            if self.bans.is_full_for(target) {
+                return false;
+            }
+        }
         self.tally.count(match change {
             BanChange::Added(..) => Moderated::Ban,
             BanChange::Lifted(_) => Moderated::Unban,
@@ -403,6 +424,7 @@ impl Moderation {
         if let Some(store) = self.store.get() {
             store.changed(&change);
         }
+        true
     }
 
     /// Applies a change made elsewhere (another node, the file at start)
@@ -518,5 +540,23 @@ mod tests {
         assert_eq!(bans.list(50).len(), 3);
         assert!(bans.apply(&BanChange::Lifted(t("9.1.2.3/8"))));
         assert!(!bans.apply(&BanChange::Lifted(t("9.0.0.0/8"))));
+    }
+
+    #[test]
+    fn no_more_than_max_bans_are_held() {
+        let moderation = Moderation::default();
+        let ban = Ban::new(0, None, "op", "");
+        for i in 0..MAX_BANS as u32 {
+            let target = BanTarget::of_peer(std::net::Ipv4Addr::from(i).into());
+            assert!(moderation.change(BanChange::Added(target, ban.clone())));
+        }
+        let one_more = BanTarget::parse("255.255.255.255").unwrap();
+        assert!(!moderation.change(BanChange::Added(one_more, ban.clone())));
+        // A ban already held can still be changed, and one lifted makes room.
+        let first = BanTarget::parse("0.0.0.0").unwrap();
+        assert!(moderation.change(BanChange::Added(first, Ban::new(0, Some(5), "op", ""))));
+        assert!(moderation.change(BanChange::Lifted(first)));
+        assert!(moderation.change(BanChange::Added(one_more, ban)));
+        assert_eq!(moderation.bans().list(0).len(), MAX_BANS);
     }
 }

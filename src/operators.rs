@@ -4,7 +4,8 @@
 //! A check costs what argon2 costs on purpose (tens of milliseconds and
 //! its memory), so it runs on the blocking pool, never on a connection's
 //! task, and at most [`MAX_CHECKS`] run at once: a crowd sending `/oper`
-//! waits its turn instead of taking the machine's memory. Each connection
+//! waits its turn (at most [`CHECK_WAIT`]) instead of taking the machine's
+//! memory. Each connection
 //! can try only once per `session::OPER_INTERVAL`, so guessing is slow
 //! whatever the crowd. A name that is not an operator is checked against
 //! a hash all the same, so the answer's timing does not tell which names
@@ -12,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -22,6 +24,15 @@ use crate::protocol::names::Name;
 
 /// Credential checks running at once, all connections together.
 pub const MAX_CHECKS: usize = 2;
+
+/// Longest a try waits for a free check; past it, it is refused as wrong
+/// credentials, so a crowd of tries cannot hold a connection (or an
+/// operator) waiting without end.
+pub const CHECK_WAIT: Duration = Duration::from_secs(5);
+
+/// The checks, shared by every set of operators a reload makes, so the
+/// bound holds across reloads.
+static CHECKS: Semaphore = Semaphore::const_new(MAX_CHECKS);
 
 /// An `--operator` that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +63,6 @@ pub struct Operators {
     hashes: Arc<HashMap<String, String>>,
     /// Checked for names that are not operators, so they take as long.
     decoy: Arc<String>,
-    checks: Arc<Semaphore>,
 }
 
 impl Operators {
@@ -86,7 +96,6 @@ impl Operators {
         Ok(Operators {
             hashes: Arc::new(hashes),
             decoy: Arc::new(decoy),
-            checks: Arc::new(Semaphore::new(MAX_CHECKS)),
         })
     }
 
@@ -95,12 +104,13 @@ impl Operators {
         !self.hashes.is_empty()
     }
 
-    /// Whether `password` is `name`'s. Waits for a free check.
+    /// Whether `password` is `name`'s. Waits at most [`CHECK_WAIT`] for a
+    /// free check (false past it).
     pub async fn check(&self, name: &str, password: &str) -> bool {
         if !self.any() {
             return false;
         }
-        let Ok(_turn) = self.checks.acquire().await else {
+        let Ok(Ok(turn)) = tokio::time::timeout(CHECK_WAIT, CHECKS.acquire()).await else {
             return false;
         };
         let (hash, known) = match self.hashes.get(name) {
@@ -108,9 +118,15 @@ impl Operators {
             None => (self.decoy.to_string(), false),
         };
         let password = password.to_owned();
-        let right = tokio::task::spawn_blocking(move || verify(&hash, &password))
-            .await
-            .unwrap_or(false);
+        // The turn goes with the hash: a try given up (at shutdown) still
+        // holds its place until argon2 is done.
+        let right = tokio::task::spawn_blocking(move || {
+            let right = verify(&hash, &password);
+            drop(turn);
+            right
+        })
+        .await
+        .unwrap_or(false);
         known && right
     }
 }

@@ -135,6 +135,8 @@ pub struct Server {
     listeners: Vec<(ListenerKind, TcpListener)>,
     /// The admin API's listener and token, with `--admin`.
     admin: Option<(TcpListener, Token)>,
+    /// Where a node alone keeps its bans.
+    ban_file: Option<BanFile>,
     certificates: Option<Arc<Certificates>>,
     shared: Arc<Shared>,
 }
@@ -242,9 +244,14 @@ impl Server {
             None => Hub::with(None, history),
         };
         // In a cluster the bans live in NATS (see `cluster`).
-        if cluster.is_none() {
-            BanFile::open(&config.state_dir, hub.moderation(), wall_clock)?;
-        }
+        let ban_file = match cluster {
+            None => Some(BanFile::open(
+                &config.state_dir,
+                hub.moderation(),
+                wall_clock,
+            )?),
+            Some(_) => None,
+        };
         let conn = Arc::new(context::Connection {
             hub,
             cluster,
@@ -282,6 +289,7 @@ impl Server {
         Ok(Server {
             listeners,
             admin,
+            ban_file,
             certificates,
             shared,
         })
@@ -308,6 +316,7 @@ impl Server {
         Reloader {
             shared: self.shared.clone(),
             certificates: self.certificates.clone(),
+            ban_file: self.ban_file.clone(),
         }
     }
 
@@ -375,7 +384,9 @@ impl Server {
 
 /// The settings a reload applies while the server runs, by key; any other
 /// key that changed is logged as needing a restart.
-pub const RELOADABLE: [&str; 9] = [
+/// (The certificate is read again at its paths whatever changed; new
+/// paths need a restart.)
+pub const RELOADABLE: [&str; 7] = [
     "operator",
     "rate",
     "max-queue-bytes",
@@ -383,8 +394,6 @@ pub const RELOADABLE: [&str; 9] = [
     "max-connections",
     "max-per-ip",
     "max-http-connections",
-    "cert",
-    "key",
 ];
 
 /// Applies new settings to a running server.
@@ -392,6 +401,8 @@ pub const RELOADABLE: [&str; 9] = [
 pub struct Reloader {
     shared: Arc<Shared>,
     certificates: Option<Arc<Certificates>>,
+    /// The bans file in use (a changed `--state-dir` needs a restart).
+    ban_file: Option<BanFile>,
 }
 
 impl Reloader {
@@ -408,8 +419,8 @@ impl Reloader {
             }
         }
         let conn = &self.shared.conn;
-        if conn.cluster.is_none() {
-            match BanFile::reload(&config.state_dir, conn.hub.moderation(), wall_clock) {
+        if let Some(ban_file) = &self.ban_file {
+            match ban_file.reload() {
                 Ok(n) if n > 0 => info!(changes = n, "bans file read again"),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "cannot read the bans file; keeping the bans in force"),
@@ -482,7 +493,13 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        if let Some(ban) = shared.banned(peer) {
+        // Page requests are served to anyone; a WebSocket upgrade from a
+        // banned address is refused in `http`.
+        let banned = match kind {
+            ListenerKind::Http => None,
+            _ => shared.banned(peer),
+        };
+        if let Some(ban) = banned {
             match kind {
                 // Told in a line, as a limit is; nothing else is spent.
                 ListenerKind::Tcp => {
@@ -496,8 +513,7 @@ async fn accept_loop(
                     debug!(%peer, "banned; closed before the handshake");
                     continue;
                 }
-                // The page is served; a WebSocket upgrade is refused with
-                // its `ERROR banned` (see `http`).
+                // Not looked at here (above).
                 ListenerKind::Http => {}
             }
         }

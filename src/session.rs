@@ -35,7 +35,7 @@ use crate::protocol::json::{Format, NoticeCode};
 use crate::protocol::names::{Name, RoomName, UserName};
 use crate::protocol::rate::{TokenBucket, Verdict};
 use crate::protocol::reply::{self, reason};
-use crate::protocol::text::clean;
+use crate::protocol::text::{self, clean};
 use crate::protocol::{CloseReason, MAX_JOIN_ATTEMPTS};
 use crate::relay::NameClaim;
 use crate::standing::{Eviction, EvictionKind};
@@ -562,7 +562,7 @@ impl Session {
                 room: me.room().as_str().to_owned(),
                 user: name.to_owned(),
                 by: op.clone(),
-                reason: reason.to_owned(),
+                reason: text::reason(reason),
                 until,
             })
         };
@@ -600,7 +600,7 @@ impl Session {
                 let kicked = outbox.evict(Eviction {
                     kind: EvictionKind::Kick,
                     by: op,
-                    reason: reason.to_owned(),
+                    reason: text::reason(reason),
                 });
                 if kicked {
                     self.hub.moderation().tally.count(Moderated::Kick);
@@ -612,7 +612,7 @@ impl Session {
                 minutes,
                 reason,
             } => {
-                let ban = Ban::new(now, minutes, &op, reason);
+                let ban = Ban::new(now, minutes, &op, &text::reason(reason));
                 let (banned, named) = match BanTarget::parse(target) {
                     Some(banned) => (banned, None),
                     None => {
@@ -628,6 +628,13 @@ impl Session {
                 let until = ban
                     .until
                     .map_or_else(|| "until unbanned".to_owned(), reply::utc_seconds);
+                if !self
+                    .hub
+                    .moderation()
+                    .change(BanChange::Added(banned, ban.clone()))
+                {
+                    return self.reply(self.error(reason::TOO_MANY_BANS));
+                }
                 // The user named is removed even if an operator: naming
                 // one is a decision, unlike sharing an address with one.
                 if let Some(outbox) = named {
@@ -637,7 +644,6 @@ impl Session {
                         reason: ban.reason.clone(),
                     });
                 }
-                self.hub.moderation().change(BanChange::Added(banned, ban));
                 self.reply(answer::info(
                     self.format(),
                     &format!("banned {banned} {until}"),
@@ -647,7 +653,7 @@ impl Session {
                 let moderation = self.hub.moderation();
                 match BanTarget::parse(target) {
                     Some(target) if moderation.bans().holds(&target, now) => {
-                        moderation.change(BanChange::Lifted(target));
+                        let _ = moderation.change(BanChange::Lifted(target));
                         self.reply(answer::info(self.format(), &format!("unbanned {target}")))
                     }
                     _ => self.reply(self.error(reason::NO_SUCH_BAN)),

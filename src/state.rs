@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -59,14 +60,25 @@ pub struct StateError {
 }
 
 /// Keeps the bans of one node in its state directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BanFile {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
     moderation: std::sync::Weak<Moderation>,
-    /// Held while a snapshot is taken and written, so the last write is
-    /// always of the latest list.
-    writing: Arc<Mutex<()>>,
     clock: fn() -> Millis,
+    /// What the file held when last read or written, so a reload applies
+    /// only what was changed in it by hand.
+    written: Mutex<BTreeMap<BanTarget, Ban>>,
+    /// A change is not written yet.
+    dirty: AtomicBool,
+    /// A writer is on the blocking pool; it writes until nothing is
+    /// dirty, so a flood of changes costs one write at a time, not one
+    /// queued write each.
+    scheduled: AtomicBool,
 }
 
 impl BanFile {
@@ -76,63 +88,81 @@ impl BanFile {
         dir: &Path,
         moderation: &Arc<Moderation>,
         clock: fn() -> Millis,
-    ) -> Result<(), StateError> {
+    ) -> Result<BanFile, StateError> {
         let path = dir.join(BANS_FILE);
         let now = clock();
-        for (target, ban) in read(&path)? {
+        let kept: BTreeMap<BanTarget, Ban> = read(&path)?.into_iter().collect();
+        for (target, ban) in &kept {
             if ban.holds(now) {
-                moderation.apply(&BanChange::Added(target, ban));
+                moderation.apply(&BanChange::Added(*target, ban.clone()));
             }
         }
-        moderation.keep_in(Arc::new(BanFile {
-            path,
-            moderation: Arc::downgrade(moderation),
-            writing: Arc::default(),
-            clock,
-        }));
-        Ok(())
+        let file = BanFile {
+            inner: Arc::new(Inner {
+                path,
+                moderation: Arc::downgrade(moderation),
+                clock,
+                written: Mutex::new(kept),
+                dirty: AtomicBool::new(false),
+                scheduled: AtomicBool::new(false),
+            }),
+        };
+        moderation.keep_in(Arc::new(file.clone()));
+        Ok(file)
     }
 
-    /// Reads `dir`'s bans again and applies how they differ from those in
-    /// force (a ban added, changed or removed by hand), without writing
-    /// them back; returns how many changes that made.
-    pub fn reload(
-        dir: &Path,
-        moderation: &Arc<Moderation>,
-        clock: fn() -> Millis,
-    ) -> Result<usize, StateError> {
-        let now = clock();
-        let kept: BTreeMap<BanTarget, Ban> = read(&dir.join(BANS_FILE))?
-            .into_iter()
-            .filter(|(_, ban)| ban.holds(now))
-            .collect();
+    /// Reads the file again and applies what was changed in it since it
+    /// was last read or written (a ban added, changed or removed by hand);
+    /// returns how many changes that made. Changes made here meanwhile and
+    /// not yet written are not undone.
+    pub fn reload(&self) -> Result<usize, StateError> {
+        let inner = &self.inner;
+        let Some(moderation) = inner.moderation.upgrade() else {
+            return Ok(0);
+        };
+        let mut written = lock(&inner.written);
+        let now_kept: BTreeMap<BanTarget, Ban> = read(&inner.path)?.into_iter().collect();
         let mut changes = 0;
-        for (target, _) in moderation.bans().list(now) {
-            if !kept.contains_key(&target) && moderation.apply(&BanChange::Lifted(target)) {
+        for target in written.keys() {
+            if !now_kept.contains_key(target) && moderation.apply(&BanChange::Lifted(*target)) {
                 changes += 1;
             }
         }
-        for (target, ban) in kept {
-            if moderation.apply(&BanChange::Added(target, ban)) {
+        for (target, ban) in &now_kept {
+            if written.get(target) != Some(ban)
+                && ban.holds((inner.clock)())
+                && moderation.apply(&BanChange::Added(*target, ban.clone()))
+            {
                 changes += 1;
             }
         }
+        *written = now_kept;
         Ok(changes)
     }
 
-    /// Writes the current list, on the blocking pool.
+    /// Writes the current list soon, on the blocking pool (at once, with
+    /// no runtime).
     fn save(&self) {
-        let Some(moderation) = self.moderation.upgrade() else {
+        let inner = &self.inner;
+        inner.dirty.store(true, Ordering::SeqCst);
+        if inner.scheduled.swap(true, Ordering::SeqCst) {
+            // The writer at work will see the change.
             return;
-        };
-        let path = self.path.clone();
-        let writing = self.writing.clone();
-        let clock = self.clock;
+        }
+        let inner = inner.clone();
         let write = move || {
-            let _turn = writing.lock().unwrap_or_else(|e| e.into_inner());
-            let bans = moderation.bans().list(clock());
-            if let Err(e) = write_atomically(&path, &bans) {
-                warn!(path = %path.display(), error = %e, "cannot keep the bans; they hold until the server stops");
+            loop {
+                inner.dirty.store(false, Ordering::SeqCst);
+                inner.write_now();
+                inner.scheduled.store(false, Ordering::SeqCst);
+                // A change after the write began either saw the writer and
+                // left it to us, or started its own: whoever takes
+                // `scheduled` writes it.
+                if !inner.dirty.load(Ordering::SeqCst)
+                    || inner.scheduled.swap(true, Ordering::SeqCst)
+                {
+                    return;
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -142,10 +172,31 @@ impl BanFile {
     }
 }
 
+impl Inner {
+    /// Writes the list in force now.
+    fn write_now(&self) {
+        let Some(moderation) = self.moderation.upgrade() else {
+            return;
+        };
+        let mut written = lock(&self.written);
+        let bans = moderation.bans().list((self.clock)());
+        match write_atomically(&self.path, &bans) {
+            Ok(()) => *written = bans.into_iter().collect(),
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "cannot keep the bans; they hold until the server stops");
+            }
+        }
+    }
+}
+
 impl BanStore for BanFile {
     fn changed(&self, _change: &BanChange) {
         self.save();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The bans in `path`; none if it does not exist.
@@ -230,11 +281,11 @@ mod tests {
         let first = Arc::new(Moderation::default());
         BanFile::open(&state, &first, clock).unwrap();
         let target = BanTarget::parse("10.0.0.0/8").unwrap();
-        first.change(BanChange::Added(
+        let _ = first.change(BanChange::Added(
             target,
             Ban::new(clock(), None, "op", "flood"),
         ));
-        first.change(BanChange::Added(
+        let _ = first.change(BanChange::Added(
             BanTarget::parse("192.0.2.1").unwrap(),
             Ban {
                 until: Some(1_500),

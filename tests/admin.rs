@@ -318,6 +318,15 @@ async fn a_drain_tells_everyone_closes_them_over_the_period_and_exits_0() {
         client.join("lobby", user).await;
         clients.push(client);
     }
+    let (status, _) = api(
+        admin,
+        "POST",
+        "/v1/drain",
+        Some(TOKEN),
+        Some(json!({"seconds": 18446744073709551615u64})),
+    )
+    .await;
+    assert_eq!(status, 400, "a drain of ages is refused, and nothing stops");
     let (status, body) = api(
         admin,
         "POST",

@@ -16,11 +16,12 @@
 //! | `POST /v1/ban` `{"target", "minutes"?, "reason"?}` | bans an address or prefix, as `/ban` |
 //! | `POST /v1/unban` `{"target"}` | lifts a ban |
 //! | `POST /v1/notice` `{"text", "room"?}` | `*** <text>` to a room's members here, or to every connection here |
-//! | `POST /v1/drain` `{"seconds"?}` | stops accepting, tells every connection `*** server restarting, please reconnect` and closes them spread over the period (default `--drain-period`), then exits 0 |
+//! | `POST /v1/drain` `{"seconds"?}` (at most an hour) | stops accepting, tells every connection `*** server restarting, please reconnect` and closes them spread over the period (default `--drain-period`), then exits 0 |
 //! | `GET /metrics` | with `--metrics-on admin` (the default when `--admin` is on) |
 //!
-//! Errors are `{"error": "<reason>"}` with 400 (bad request), 404 (no such
-//! user, room or ban) or 405.
+//! Errors are `{"error": "<reason>"}` with 400 (bad request), 401 (no
+//! or a wrong token), 404 (no such user, ban or endpoint), 405 (wrong
+//! method) or 409 (a drain already running, or too many bans).
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -40,6 +41,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
+use crate::config::MAX_DRAIN_PERIOD;
 use crate::context::Shared;
 use crate::moderation::{Action, Ban, BanChange, BanTarget, Order};
 use crate::protocol::command::MAX_MINUTES;
@@ -328,11 +330,17 @@ fn ban(shared: &Shared, body: Value) -> Outcome {
     let reason = clean_reason(&body.reason)?;
     let ban = Ban::new(shared.conn.hub.now(), minutes, ADMIN_NAME, &reason);
     let until = ban.until.map(reply::utc_seconds);
-    shared
+    if !shared
         .conn
         .hub
         .moderation()
-        .change(BanChange::Added(target, ban));
+        .change(BanChange::Added(target, ban))
+    {
+        return Err((
+            StatusCode::CONFLICT,
+            reply::reason::TOO_MANY_BANS.to_owned(),
+        ));
+    }
     Ok(json!({"banned": target.to_string(), "until": until}))
 }
 
@@ -348,7 +356,7 @@ fn unban(shared: &Shared, body: Value) -> Outcome {
     let target = BanTarget::parse(&body.target)
         .filter(|t| moderation.bans().holds(t, shared.conn.hub.now()))
         .ok_or_else(|| not_found(reply::reason::NO_SUCH_BAN))?;
-    moderation.change(BanChange::Lifted(target));
+    let _ = moderation.change(BanChange::Lifted(target));
     Ok(json!({"unbanned": target.to_string()}))
 }
 
@@ -392,9 +400,13 @@ struct DrainBody {
 
 fn drain(shared: &Arc<Shared>, body: Value) -> Outcome {
     let body: DrainBody = fields(body)?;
-    let period = body
-        .seconds
-        .map_or(shared.drain_period, Duration::from_secs);
+    let period = match body.seconds {
+        Some(s) if s > MAX_DRAIN_PERIOD => {
+            return Err(bad(format!("seconds: at most {MAX_DRAIN_PERIOD}")));
+        }
+        Some(s) => Duration::from_secs(s),
+        None => shared.drain_period,
+    };
     if shared.draining.is_cancelled() {
         return Err((StatusCode::CONFLICT, "already draining".to_owned()));
     }
@@ -436,12 +448,14 @@ async fn run_drain(shared: Arc<Shared>, period: Duration) {
     shared.drained.cancel();
 }
 
-/// A reason as a line would carry it: cleaned, on one line, not too long.
+/// A reason as a line would carry it: cleaned, on one line, squeezed and
+/// cut as an operator's would be.
 fn clean_reason(reason: &str) -> Result<String, (StatusCode, String)> {
     if reason.len() > crate::protocol::MAX_LINE {
         return Err(bad("reason is too long"));
     }
-    Ok(crate::protocol::text::clean(reason.as_bytes()).into_owned())
+    let clean = crate::protocol::text::clean(reason.as_bytes());
+    Ok(crate::protocol::text::reason(&clean))
 }
 
 fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {

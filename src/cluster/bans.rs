@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::jetstream::kv::{self, Operation, Store, Watch};
+use async_nats::jetstream::kv::{self, Operation, Store};
 use async_nats::jetstream::stream;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -74,6 +74,8 @@ pub(super) struct Bans {
     pub moderation: Arc<Moderation>,
     pub link: Arc<Link>,
     pub changes: mpsc::Receiver<BanChange>,
+    /// Set once the watch has brought every ban the bucket held.
+    pub replayed: watch::Sender<bool>,
     pub stop: CancellationToken,
 }
 
@@ -88,11 +90,12 @@ impl Bans {
     pub(super) async fn run(mut self) {
         let mut phase = self.link.watch();
         let mut kv: Option<Store> = None;
-        let mut watch: Option<Watch> = None;
+        let mut watch: Option<kv::Watch> = None;
         // Changes not yet written, in the order made.
         let mut pending: Vec<BanChange> = Vec::new();
         let mut retry = tokio::time::interval(RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures: u32 = 0;
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -113,19 +116,55 @@ impl Bans {
                         write_all(store, &mut pending).await;
                     }
                 }
-                Some(entry) = next(&mut watch) => match entry {
-                    Ok(entry) => self.watched(&entry),
-                    Err(e) => {
-                        warn!(error = %e, "bans watch failed; starting over");
+                entry = next(&mut watch), if watch.is_some() => match entry {
+                    Some(Ok(entry)) => {
+                        self.watched(&entry);
+                        if entry.delta == 0 {
+                            self.replayed.send_replace(true);
+                        }
+                    }
+                    failed => {
+                        if let Some(Err(e)) = failed {
+                            warn!(error = %e, "bans watch failed; starting over");
+                        }
                         kv = None;
                         watch = None;
                     }
                 },
                 _ = retry.tick() => {
                     if kv.is_none() && self.link.phase() != Phase::Down {
-                        if let Ok(Ok((store, opened))) = timeout(KV_TIMEOUT * 2, open(&self.client)).await {
-                            kv = Some(store);
-                            watch = Some(opened);
+                        // This node's changes go in before the watch is
+                        // opened, so its replay already holds them (an
+                        // unban made while the link was down is not undone
+                        // by the replay of the ban).
+                        let opened = timeout(KV_TIMEOUT * 2, async {
+                            let store = open(&self.client).await?;
+                            write_all(&store, &mut pending).await;
+                            let empty = store.status().await?.values() == 0;
+                            let watch = store.watch_with_history(">").await?;
+                            Ok::<_, async_nats::Error>((store, watch, empty))
+                        })
+                        .await;
+                        match opened {
+                            Ok(Ok((store, opened, empty))) => {
+                                failures = 0;
+                                if empty {
+                                    self.replayed.send_replace(true);
+                                }
+                                kv = Some(store);
+                                watch = Some(opened);
+                            }
+                            failed => {
+                                // Retried every second; said once a minute.
+                                if failures % 60 == 0 {
+                                    let error = match failed {
+                                        Ok(Err(e)) => e.to_string(),
+                                        _ => "no answer in time".to_owned(),
+                                    };
+                                    warn!(error, "cannot open the bans bucket (is JetStream enabled, and may this node use $KV.chatgate_bans?); bans made elsewhere do not reach this node until it can");
+                                }
+                                failures += 1;
+                            }
                         }
                     }
                     if let Some(store) = &kv {
@@ -164,8 +203,8 @@ impl Bans {
     }
 }
 
-/// Opens (creating if need be) the bucket and watches it from the start.
-async fn open(client: &Client) -> Result<(Store, Watch), async_nats::Error> {
+/// Opens the bucket, creating it if need be.
+async fn open(client: &Client) -> Result<Store, async_nats::Error> {
     let js = async_nats::jetstream::new(client.clone());
     // Made here as `presence` makes its bucket, for nats-server 2.9: the
     // settings of a key-value bucket with a history of one, on file.
@@ -184,9 +223,7 @@ async fn open(client: &Client) -> Result<(Store, Watch), async_nats::Error> {
         ..Default::default()
     })
     .await?;
-    let kv = js.get_key_value(BANS_BUCKET).await?;
-    let watch = kv.watch_with_history(">").await?;
-    Ok((kv, watch))
+    Ok(js.get_key_value(BANS_BUCKET).await?)
 }
 
 /// Writes the pending changes, oldest first, stopping at the first that

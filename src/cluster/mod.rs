@@ -127,6 +127,9 @@ pub const ECHO_WAIT: Duration =
 /// node on its own until the link comes).
 const STARTUP_WAIT: Duration = Duration::from_secs(5);
 
+/// How long startup waits, once the link is up, for the cluster's bans.
+const BANS_WAIT: Duration = Duration::from_secs(3);
+
 /// How long shutdown gives the departure: members leaving, lines and key
 /// deletions sent. Short, because the process must exit within five
 /// seconds of the signal.
@@ -258,12 +261,14 @@ impl Cluster {
         );
         let (ban_store, ban_changes) = bans::Bans::store();
         hub.moderation().keep_in(ban_store);
+        let (replayed, mut bans_in) = tokio::sync::watch::channel(false);
         tokio::spawn(
             bans::Bans {
                 client: client.clone(),
                 moderation: hub.moderation().clone(),
                 link: link.clone(),
                 changes: ban_changes,
+                replayed,
                 stop: stop.clone(),
             }
             .run(),
@@ -301,6 +306,12 @@ impl Cluster {
             stop,
         };
         cluster.wait_up().await;
+        // Listening before the bans are in would let banned addresses in
+        // (handshakes included) for as long as the replay takes.
+        let replay = bans_in.wait_for(|in_| *in_);
+        if cluster.link.phase() == Phase::Up && timeout(BANS_WAIT, replay).await.is_err() {
+            warn!("the cluster's bans are not in yet; serving anyway, they apply as they arrive");
+        }
         Ok(cluster)
     }
 

@@ -248,12 +248,14 @@ fn single(s: &str) -> bool {
 }
 
 /// Minutes as `/ban` and `/mute` take them: decimal digits only, cut to
-/// [`MAX_MINUTES`].
-fn minutes(s: &str) -> Option<u64> {
+/// [`MAX_MINUTES`]. `Some(None)` for 0, which means until lifted (a ban
+/// or mute of no time at all would do nothing).
+fn minutes(s: &str) -> Option<Option<u64>> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(s.parse::<u64>().map_or(MAX_MINUTES, |m| m.min(MAX_MINUTES)))
+    let m = s.parse::<u64>().map_or(MAX_MINUTES, |m| m.min(MAX_MINUTES));
+    Some((m > 0).then_some(m))
 }
 
 /// The operators' commands, if `word` is one.
@@ -277,7 +279,7 @@ fn parse_moderate<'a>(word: &str, args: &'a str) -> Option<Moderate<'a>> {
             match minutes(second) {
                 Some(m) => Moderate::Ban {
                     target: first,
-                    minutes: Some(m),
+                    minutes: m,
                     reason: after,
                 },
                 None => Moderate::Ban {
@@ -306,10 +308,7 @@ fn parse_moderate<'a>(word: &str, args: &'a str) -> Option<Moderate<'a>> {
                 user,
                 minutes: None,
             },
-            (user, Some(m)) => Moderate::Mute {
-                user,
-                minutes: Some(m),
-            },
+            (user, Some(m)) => Moderate::Mute { user, minutes: m },
             (_, None) => Moderate::Usage(MUTE_SYNTAX),
         }
     } else if is("unmute") {
@@ -557,6 +556,21 @@ mod tests {
             }
         );
         assert_eq!(m("/ban"), Moderate::Usage(BAN_SYNTAX));
+        assert_eq!(
+            m("/ban bob 0 for good"),
+            Moderate::Ban {
+                target: "bob",
+                minutes: None,
+                reason: "for good"
+            }
+        );
+        assert_eq!(
+            m("/mute bob 000"),
+            Moderate::Mute {
+                user: "bob",
+                minutes: None
+            }
+        );
         assert_eq!(m("/unban ::1"), Moderate::Unban("::1"));
         assert_eq!(m("/unban a b"), Moderate::Usage(UNBAN_SYNTAX));
         assert_eq!(m("/BANS"), Moderate::Bans);

@@ -447,6 +447,8 @@ pub mod reason {
     pub const BAD_CREDENTIALS: &str = "bad operator credentials";
     /// `/unban` of something not banned.
     pub const NO_SUCH_BAN: &str = "no such ban";
+    /// A ban past the most bans a server holds.
+    pub const TOO_MANY_BANS: &str = "too many bans";
     /// A muted user tried to say something.
     pub const MUTED: &str = "you are muted";
 }

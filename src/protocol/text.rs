@@ -80,6 +80,25 @@ pub fn put_squeezed(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Longest reason a kick, ban or mute keeps, in bytes: it is repeated in
+/// lines to the room and, for a ban, kept in the bans file or bucket.
+pub const MAX_REASON: usize = 200;
+
+/// An operator's reason as it is kept and shown: under the whitespace rule
+/// of messages, and cut to [`MAX_REASON`] bytes at a character boundary.
+pub fn reason(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    put_squeezed(&mut out, text);
+    // Squeezing only turns tabs into spaces and drops spaces: still UTF-8.
+    let mut out = String::from_utf8(out).unwrap_or_default();
+    let mut end = out.len().min(MAX_REASON);
+    while !out.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.truncate(end);
+    out
+}
+
 /// Cleans one raw line (terminator already removed). An empty result means
 /// the line is ignored everywhere.
 pub fn clean(raw: &[u8]) -> Cow<'_, str> {
@@ -103,6 +122,15 @@ pub fn clean(raw: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_are_squeezed_and_cut_at_a_character() {
+        assert_eq!(reason("a\tb           c"), "a b        c");
+        let long = "é".repeat(MAX_REASON);
+        let cut = reason(&long);
+        assert!(cut.len() <= MAX_REASON && cut.len() >= MAX_REASON - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
     use proptest::prelude::*;
 
     #[test]
