@@ -246,7 +246,7 @@ impl fmt::Display for Listen {
     long_about = None,
     args_conflicts_with_subcommands = true,
     after_help = "A numeric limit of 0 turns it off (--history-bytes cannot be 0). The protocol: docs/protocol.md. \
-                  SIGINT/SIGTERM stop the server gracefully; SIGHUP reloads the certificate."
+                  SIGINT/SIGTERM stop the server gracefully; SIGHUP reads the settings again and applies operators, limits, the certificate and the bans file."
 )]
 pub struct Config {
     /// A tool instead of the server
@@ -306,38 +306,56 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
 
     /// Most chat connections at once, all transports together
+    ///
+    /// Why the default: high enough that the open-file limit is usually met first on a small machine, low enough that a flood cannot take all the memory of a large one (at a few KiB per idle connection, 50,000 cost a few hundred MiB).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// Most chat connections from one address (an IPv6 address counts as its /64)
+    ///
+    /// Why the default: enough for a classroom or an office behind one NAT, far too few for one host to take the whole server.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PER_IP)]
     pub max_per_ip: usize,
 
     /// Most page connections (HTTP and HTTPS, before any WebSocket upgrade) at once; one address may hold at most --max-per-ip of them
+    ///
+    /// Why the default: enough for a crowd loading the page, small enough that idle keep-alive connections cannot use up the server's file descriptors.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_HTTP_CONNECTIONS)]
     pub max_http_connections: usize,
 
     /// Lines per second per connection, burst twice that
+    ///
+    /// Why the default: faster than anyone types or pastes line by line, slower than a script flooding a room.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE)]
     pub rate: u32,
 
     /// Bytes queued for one connection before it is dropped as too slow
+    ///
+    /// Why the default: a few seconds of a very busy room, yet small enough that thousands of stalled readers cannot exhaust memory.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_QUEUE_BYTES)]
     pub max_queue_bytes: usize,
 
     /// Seconds a new connection has to JOIN
+    ///
+    /// Why the default: plenty for a person at a telnet prompt; connections that never join cannot hold places for long.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_LOGIN_TIMEOUT)]
     pub login_timeout: u64,
 
     /// Message lines each room keeps for /history; 0 turns history off
+    ///
+    /// Why the default: enough to show someone who joins what the room is talking about.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY)]
     pub history: usize,
 
     /// Seconds a room's history outlives the room; 0: it goes with the room
+    ///
+    /// Why the default: a day, so a room everyone left overnight still has its conversation in the morning.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_HISTORY_TTL)]
     pub history_ttl: u64,
 
     /// Bytes of line text all rooms' history holds together, oldest lines dropped first
+    ///
+    /// Why the default: 64 MiB, a fixed ceiling on history's memory however many rooms there are.
     #[arg(
         long,
         value_name = "N",
@@ -347,6 +365,8 @@ pub struct Config {
     pub history_bytes: u64,
 
     /// Seconds between pings to each WebSocket peer; one that misses a ping is dropped
+    ///
+    /// Why the default: well under the idle timeouts of common proxies and load balancers (60 s), so a quiet chat is not cut, and rare enough to cost nothing.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_WS_PING_INTERVAL)]
     pub ws_ping_interval: u64,
 
@@ -376,6 +396,8 @@ pub struct Config {
     pub metrics_on: Option<MetricsOn>,
 
     /// Seconds a drain (admin API) spreads the closing of connections over, unless the request says
+    ///
+    /// Why the default: long enough that a load balancer's clients do not all reconnect in the same second, short enough for a rolling restart of a few nodes to take minutes; at most an hour.
     #[arg(
         long,
         value_name = "S",
@@ -389,6 +411,8 @@ pub struct Config {
     pub operator: Vec<String>,
 
     /// Directory for what the server keeps across restarts (the bans, in bans.json); created when first needed
+    ///
+    /// Why the default: `state` in the working directory, beside where chatgate runs from a checkout; a service gives an absolute one (/var/lib/chatgate) so the working directory may be read-only.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 

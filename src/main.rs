@@ -89,9 +89,11 @@ fn run_tool(loaded: &Loaded) -> ExitCode {
         },
         Tool::PrintDefaultConfig => print(&render::default_file()),
         Tool::Completions { shell } => {
-            let mut out = std::io::stdout().lock();
+            // Into memory first: written to stdout straight, a failed
+            // write (a full disk, a closed pipe) would panic.
+            let mut out = Vec::new();
             clap_complete::generate(*shell, &mut load::command(), "chatgate", &mut out);
-            ExitCode::SUCCESS
+            print(&String::from_utf8_lossy(&out))
         }
         Tool::Admin(command) => {
             let answer = tokio::runtime::Builder::new_current_thread()

@@ -150,6 +150,12 @@ impl Server {
     pub fn check(config: &Config) -> Result<(), StartError> {
         AllowedOrigins::with_own_host_name(&config.allowed_origins)?;
         Operators::parse(&config.operator)?;
+        if let (Some(_), Some(path)) = (config.admin, &config.admin_token_file) {
+            Token::read(path)?;
+        }
+        if config.nats.is_empty() {
+            crate::state::check(&config.state_dir)?;
+        }
         if config.needs_certificate() {
             Certificates::check(
                 config.cert.as_deref(),

@@ -199,6 +199,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Whether `dir`'s bans file, if there is one, can be read, without
+/// writing anything (for `check-config`).
+pub fn check(dir: &Path) -> Result<(), StateError> {
+    read(&dir.join(BANS_FILE)).map(drop)
+}
+
 /// The bans in `path`; none if it does not exist.
 fn read(path: &Path) -> Result<Vec<(BanTarget, Ban)>, StateError> {
     let error = |reason: String| StateError {

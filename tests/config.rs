@@ -110,6 +110,48 @@ fn the_command_line_wins_over_the_environment_which_wins_over_the_file() {
 }
 
 #[test]
+fn a_flag_and_its_partner_may_come_from_different_layers() {
+    let token = ConfigFile::new("a token\n");
+    let token_path = token.path.clone();
+    let file = ConfigFile::new(&format!("admin-token-file = {token_path:?}\n"));
+    let out = effective(&["--config", &file.path, "--admin", "127.0.0.1:9"], &[]);
+    assert!(has_setting(&out, "admin", "\"127.0.0.1:9\""), "{out}");
+    let out = effective(
+        &["--admin", "127.0.0.1:9"],
+        &[("CHATGATE_ADMIN_TOKEN_FILE", &token_path)],
+    );
+    assert!(
+        has_setting(&out, "admin-token-file", &format!("{token_path:?}")),
+        "{out}"
+    );
+    // Still required once every layer is in.
+    let out = run(&["check-config", "--admin", "127.0.0.1:9"], &[]);
+    assert_status(&out, 2);
+}
+
+#[test]
+fn the_classic_port_on_the_command_line_beats_tcp_in_the_environment() {
+    let out = effective(&["4000"], &[("CHATGATE_TCP", "127.0.0.1:5")]);
+    assert!(has_setting(&out, "tcp", "\"0.0.0.0:4000\""), "{out}");
+}
+
+#[test]
+fn check_config_reads_the_bans_file() {
+    let state = tempfile::tempdir().expect("temp dir");
+    std::fs::write(state.path().join("bans.json"), "{ not json").expect("write");
+    let out = run(
+        &[
+            "check-config",
+            "--state-dir",
+            state.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_status(&out, 1);
+    assert!(stderr(&out).contains("bans.json"), "{}", stderr(&out));
+}
+
+#[test]
 fn the_config_file_can_be_named_in_the_environment() {
     let file = ConfigFile::new("max-per-ip = 11\n");
     let out = effective(&[], &[("CHATGATE_CONFIG", &file.path)]);
@@ -259,6 +301,10 @@ fn check_config_refuses_what_the_server_would_refuse() {
         ),
         (vec!["--operator", "root:not-a-hash"], "--operator root"),
         (vec!["--cert", &missing, "--key", &missing], "missing.pem"),
+        (
+            vec!["--admin", "127.0.0.1:0", "--admin-token-file", &missing],
+            "--admin-token-file",
+        ),
     ] {
         let mut all = vec!["check-config", "--state-dir", state];
         all.extend(&args);
@@ -467,16 +513,27 @@ fn the_example_configuration_checks() {
         &[],
     );
     assert!(has_setting(&out, "log-format", "\"json\""), "{out}");
+    // Given on the command line here, it beats the file's /var/lib/chatgate.
     assert!(
-        has_setting(&out, "allowed-origin", "[\"https://chat.example.com\"]"),
+        has_setting(
+            &out,
+            "state-dir",
+            &format!("{:?}", state.path().to_str().expect("utf-8"))
+        ),
         "{out}"
     );
+    // The file names the unit's state directory itself.
+    let text = std::fs::read_to_string(&example).expect("read the example");
+    assert!(text.contains("\nstate-dir = \"/var/lib/chatgate\"\n"));
 }
 
 #[test]
 fn the_systemd_unit_verifies() {
     let unit = std::fs::read_to_string(contrib("chatgate.service")).expect("read the unit");
-    assert!(unit.contains("ExecStart=/usr/local/bin/chatgate --config /etc/chatgate/chatgate.toml --state-dir /var/lib/chatgate"));
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/chatgate --config /etc/chatgate/chatgate.toml\n")
+    );
+    assert!(unit.contains("StateDirectory=chatgate\n"));
     // systemd-analyze checks that ExecStart's binary exists: point it at
     // the one just built.
     let dir = tempfile::tempdir().expect("temp dir");

@@ -84,12 +84,9 @@ async fn sighup_applies_operators_limits_and_bans_and_names_what_needs_a_restart
         r#"{"version": 1, "bans": [{"target": "127.0.0.9", "by": "root", "reason": "edited by hand"}]}"#,
     )
     .expect("write bans");
-    let pid = process.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill -HUP");
-    assert!(status.success());
+    let pid = rustix::process::Pid::from_raw(process.id().expect("pid") as i32);
+    rustix::process::kill_process(pid.expect("a live process"), rustix::process::Signal::HUP)
+        .expect("SIGHUP");
     let restart = log_until(&mut log, "take effect only after a restart").await;
     assert!(restart.contains("history"), "{restart}");
     assert!(!restart.contains("max-per-ip"), "{restart}");

@@ -93,7 +93,7 @@ pub struct Loaded {
 /// environment variable, and `check-config` taking the same arguments as
 /// the server.
 pub fn command() -> Command {
-    command_with_env(EnvAt::Everywhere)
+    command_with_env(EnvAt::Everywhere, false)
 }
 
 /// Which arguments read their environment variables. Clap reads them for
@@ -112,7 +112,10 @@ enum EnvAt {
     Nowhere,
 }
 
-fn command_with_env(at: EnvAt) -> Command {
+/// The command, its arguments reading their environment variables where
+/// `at` says. With `port_given` (the positional PORT on the command line),
+/// `tcp` reads none: the command line wins, and PORT is how it says `tcp`.
+fn command_with_env(at: EnvAt, port_given: bool) -> Command {
     let server = Config::command();
     let check: Vec<Arg> = server.get_arguments().cloned().collect();
     let (top, sub) = match at {
@@ -121,7 +124,15 @@ fn command_with_env(at: EnvAt) -> Command {
         EnvAt::CheckConfig => (false, true),
         EnvAt::Nowhere => (false, false),
     };
-    let env = |on: bool| move |arg: Arg| if on { with_env(arg) } else { arg };
+    let env = move |on: bool| {
+        move |arg: Arg| {
+            if on && !(port_given && arg.get_id() == "tcp") {
+                with_env(arg)
+            } else {
+                arg
+            }
+        }
+    };
     server
         .mut_args(env(top))
         .mut_subcommand(CHECK_CONFIG, |c| c.args(check.into_iter().map(env(sub))))
@@ -164,7 +175,7 @@ where
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     // The command line alone first: its errors are usage errors whatever
     // the environment holds. Help is shown with the variables, though.
-    let plain = command_with_env(EnvAt::Nowhere)
+    let plain = lenient(command_with_env(EnvAt::Nowhere, false))
         .try_get_matches_from(&argv)
         .map_err(|e| match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -172,20 +183,26 @@ where
             }
             _ => e,
         })?;
-    let at = match plain.subcommand_name() {
-        None => EnvAt::Server,
-        Some(CHECK_CONFIG) => EnvAt::CheckConfig,
-        Some(_) => EnvAt::Nowhere,
+    let (at, level) = match plain.subcommand() {
+        None => (EnvAt::Server, &plain),
+        Some((CHECK_CONFIG, sub)) => (EnvAt::CheckConfig, sub),
+        Some((_, sub)) => (EnvAt::Nowhere, sub),
     };
-    let cmd = command_with_env(at);
-    let matches = cmd
-        .clone()
-        .try_get_matches_from(&argv)
-        .map_err(|e| env_error(&e).unwrap_or(LoadError::Args(e)))?;
+    let port_given = level.ids().any(|id| id == "port")
+        && level.value_source("port") == Some(ValueSource::CommandLine);
+    let cmd = command_with_env(at, port_given);
+    // A flag's partner may come from the file (`--admin` here, its token
+    // file there): which arguments require others is checked once every
+    // layer is in.
+    let parse = |cmd: Command, argv: &[OsString]| {
+        cmd.try_get_matches_from(argv)
+            .map_err(|e| env_error(&e).unwrap_or(LoadError::Args(e)))
+    };
+    let matches = parse(lenient(cmd.clone()), &argv)?;
     let settings_file = settings(&cmd, &matches)
         .and_then(|(c, m)| Some((c, m, m.get_one::<PathBuf>(CONFIG_ARG)?.clone())));
     let Some((settings_cmd, settings, path)) = settings_file else {
-        return loaded(matches);
+        return loaded(parse(cmd, &argv)?);
     };
     let text = fs::read_to_string(&path).map_err(|source| LoadError::Read {
         path: path.clone(),
@@ -196,7 +213,7 @@ where
         message,
     })?;
     if extra.is_empty() {
-        return loaded(matches);
+        return loaded(parse(cmd, &argv)?);
     }
     // The command line alone parsed, so whatever fails now is the file's.
     let matches = cmd
@@ -206,6 +223,17 @@ where
             message: clap_message(&e),
         })?;
     loaded(matches)
+}
+
+/// `cmd` with no argument requiring another, for the passes before every
+/// layer is in.
+fn lenient(cmd: Command) -> Command {
+    let relax = |arg: Arg| arg.requires(clap::builder::Resettable::<clap::Id>::Reset);
+    let cmd = cmd.mut_args(relax);
+    match cmd.find_subcommand(CHECK_CONFIG).is_some() {
+        true => cmd.mut_subcommand(CHECK_CONFIG, |c| c.mut_args(relax)),
+        false => cmd,
+    }
 }
 
 /// The error naming the environment variable, when the value clap refused

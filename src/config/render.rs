@@ -154,34 +154,64 @@ fn help(arg: &Arg) -> String {
         .filter(|v| !v.is_hide_set())
         .map(|v| v.get_name().to_owned())
         .collect();
+    // The first paragraph is the help line; notes about the choices and
+    // the variable go with it, and the reason for the default (a second
+    // paragraph) after them.
+    let (first, rest) = match text.split_once("\n\n") {
+        Some((first, rest)) => (first.trim_end_matches('.').to_owned(), rest.to_owned()),
+        None => (text.trim_end_matches('.').to_owned(), String::new()),
+    };
+    text = first;
     if !choices.is_empty() && !repeatable(arg) && arg.get_action().takes_values() {
         let _ = write!(text, ". One of: {}", choices.join(", "));
     }
     if let Some(env) = arg.get_env() {
         let _ = write!(text, ". Environment: {}", env.to_string_lossy());
     }
+    if !rest.is_empty() {
+        let _ = write!(text, "\n\n{rest}");
+    }
     text
 }
 
-/// Writes `text` as `# ` comment lines of at most [`COMMENT_WIDTH`].
+/// Writes `text` as `# ` comment lines of at most [`COMMENT_WIDTH`], a
+/// `#` line between its paragraphs.
 fn comment(out: &mut String, text: &str) {
-    let mut line = String::from("#");
-    for word in text.split_whitespace() {
-        if line.len() > 1 && line.len() + 1 + word.len() > COMMENT_WIDTH {
-            out.push_str(&line);
-            out.push('\n');
-            line = String::from("#");
+    for (i, paragraph) in text.split("\n\n").enumerate() {
+        if i > 0 {
+            out.push_str("#\n");
         }
-        line.push(' ');
-        line.push_str(word);
+        let mut line = String::from("#");
+        for word in paragraph.split_whitespace() {
+            if line.len() > 1 && line.len() + 1 + word.len() > COMMENT_WIDTH {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from("#");
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
     }
-    out.push_str(&line);
-    out.push('\n');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_file_gives_the_reasons_for_the_defaults() {
+        let file = default_file();
+        let at = file.find("\nmax-per-ip = 100\n").expect("max-per-ip");
+        let before = &file[..at];
+        let comment = &before[before.rfind("\n\n").expect("a comment")..];
+        assert!(
+            comment.contains("# Why the default: enough for a classroom"),
+            "{comment}"
+        );
+        assert!(file.matches("# Why the default:").count() >= 10);
+    }
 
     #[test]
     fn the_default_file_loads_back_to_the_defaults() {
