@@ -453,7 +453,7 @@ impl Session {
         if matches!(
             command,
             Command::Say(_) | Command::Me(_) | Command::Msg { .. }
-        ) && self.outbox.standing().is_muted(self.hub.now())
+        ) && self.outbox.standing().is_muted(|| self.hub.now())
         {
             return self.muted(now);
         }
