@@ -104,7 +104,10 @@ pub(crate) async fn serve<T: Transport>(transport: T, ctx: Arc<Connection>, perm
             outbox.push(answer::error(format, &ban.refusal()));
             outbox.close(CloseReason::Banned);
         }
-        None => converse(&mut reader, &outbox, &ctx, settings, login_timeout, peer).await,
+        None => {
+            let login_deadline = login_timeout.map(|t| Instant::now() + t);
+            converse(&mut reader, &outbox, &ctx, settings, login_deadline, &peer).await;
+        }
     }
     // The decision is made: the room has seen the user leave (the session
     // is gone), not after the goodbye is flushed, and the connection's
@@ -139,12 +142,11 @@ async fn converse<R: LineReader>(
     outbox: &Arc<Outbox>,
     ctx: &Arc<Connection>,
     settings: SessionSettings,
-    login_timeout: Option<Duration>,
-    peer: std::net::SocketAddr,
+    login_deadline: Option<Instant>,
+    peer: &std::net::SocketAddr,
 ) {
     let now = Instant::now();
     let mut session = Session::start(ctx.hub.clone(), outbox.clone(), settings, now.into_std());
-    let login_deadline = login_timeout.map(|t| now + t);
     loop {
         // Lines said are gathered while more input is already at hand, and
         // go to the room in one burst before the task waits for the peer.
@@ -235,10 +237,12 @@ async fn on_read(
         flow = history(session, ctx).await;
     }
     if flow == Flow::Oper {
-        flow = oper(session, ctx).await;
+        // Boxed, whole: rare, and an idle connection's task must not carry
+        // room for them.
+        flow = Box::pin(oper(session, ctx)).await;
     }
     if flow == Flow::Moderate {
-        flow = order(session, ctx).await;
+        flow = Box::pin(order(session, ctx)).await;
     }
     if flow == Flow::RateLimited {
         ctx.metrics.dropped(DropReason::RateLimited);
