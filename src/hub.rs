@@ -195,6 +195,7 @@ impl Hub {
             reason: order.reason.clone(),
         };
         let mut banned = None;
+        tracing::info!(action = ?order.action, room = %order.room, user = %name, by = %order.by, "operator's order");
         match order.action {
             Action::Kick => {
                 if outbox.evict(eviction(EvictionKind::Kick)) {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use chatgate::Server;
 use chatgate::config::load::{self, LoadError, Loaded};
 use chatgate::config::{LogFormat, Tool, render};
+use chatgate::server::RELOADABLE;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -44,11 +45,26 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
     // environment and the --config file, and applies what can change.
     let reloader = server.reloader();
     tokio::spawn(async move {
+        // What a reload changes is compared with what is in effect: the
+        // last settings read for what a reload applies, the first for
+        // what only a restart would.
+        let started = loaded.clone();
         let mut running = loaded;
         while hangup.recv().await.is_some() {
             match load::load(std::env::args_os()) {
                 Ok(newer) => {
-                    let changed = running.changed_keys(&newer);
+                    let reloadable = |k: &String| RELOADABLE.contains(&k.as_str());
+                    let mut changed: Vec<String> = running
+                        .changed_keys(&newer)
+                        .into_iter()
+                        .filter(reloadable)
+                        .collect();
+                    changed.extend(
+                        started
+                            .changed_keys(&newer)
+                            .into_iter()
+                            .filter(|k| !reloadable(k)),
+                    );
                     reloader.reload(&newer.config, &changed);
                     running = newer;
                 }

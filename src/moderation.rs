@@ -416,6 +416,12 @@ impl Moderation {
                 return false;
             }
         }
+        match &change {
+            BanChange::Added(target, ban) => {
+                tracing::info!(%target, by = %ban.by, reason = %ban.reason, until = ?ban.until, "ban");
+            }
+            BanChange::Lifted(target) => tracing::info!(%target, "unban"),
+        }
         self.tally.count(match change {
             BanChange::Added(..) => Moderated::Ban,
             BanChange::Lifted(_) => Moderated::Unban,

@@ -523,6 +523,7 @@ impl Session {
             return self.reply(self.error(reason::BAD_CREDENTIALS));
         }
         self.hub.moderation().tally.count(Moderated::OperGranted);
+        tracing::info!(operator = %name, peer = ?self.outbox.standing().addr(), "operator");
         oper.name = Some(name.into_boxed_str());
         self.outbox.standing().make_operator();
         self.reply(answer::info(self.format(), "you are now an operator"))
@@ -597,10 +598,12 @@ impl Session {
                 let Some((_, outbox)) = member(user) else {
                     return self.reply(self.error(reason::NO_SUCH_USER));
                 };
+                let reason = text::reason(reason);
+                tracing::info!(by = %op, user, reason, "kick");
                 let kicked = outbox.evict(Eviction {
                     kind: EvictionKind::Kick,
                     by: op,
-                    reason: text::reason(reason),
+                    reason,
                 });
                 if kicked {
                     self.hub.moderation().tally.count(Moderated::Kick);
@@ -685,6 +688,7 @@ impl Session {
                 let until = minutes.map(|m| now.saturating_add(m.saturating_mul(60_000)));
                 outbox.standing().mute(until);
                 self.hub.moderation().tally.count(Moderated::Mute);
+                tracing::info!(by = %op, user = %name, until = ?until, "mute");
                 self.reply(answer::info(self.format(), &format!("muted {name}")))
             }
             Moderate::Unmute(user) => {
@@ -692,6 +696,7 @@ impl Session {
                     return self.reply(self.error(reason::NO_SUCH_USER));
                 };
                 outbox.standing().unmute();
+                tracing::info!(by = %op, user = %name, "unmute");
                 self.reply(answer::info(self.format(), &format!("unmuted {name}")))
             }
         }

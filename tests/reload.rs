@@ -28,10 +28,18 @@ fn operator(name: &str, password: &str) -> String {
 
 /// Reads log lines until one contains `wanted`; returns it.
 async fn log_until(log: &mut Lines<BufReader<ChildStderr>>, wanted: &str) -> String {
+    lines_until(log, wanted).await.pop().expect("the line")
+}
+
+/// Reads log lines up to and including one that contains `wanted`.
+async fn lines_until(log: &mut Lines<BufReader<ChildStderr>>, wanted: &str) -> Vec<String> {
     let find = async {
+        let mut lines = Vec::new();
         while let Some(line) = log.next_line().await.expect("read log") {
-            if line.contains(wanted) {
-                return line;
+            let found = line.contains(wanted);
+            lines.push(line);
+            if found {
+                return lines;
             }
         }
         panic!("the log ended before {wanted:?}");
@@ -84,9 +92,12 @@ async fn sighup_applies_operators_limits_and_bans_and_names_what_needs_a_restart
         r#"{"version": 1, "bans": [{"target": "127.0.0.9", "by": "root", "reason": "edited by hand"}]}"#,
     )
     .expect("write bans");
-    let pid = rustix::process::Pid::from_raw(process.id().expect("pid") as i32);
-    rustix::process::kill_process(pid.expect("a live process"), rustix::process::Signal::HUP)
-        .expect("SIGHUP");
+    let pid =
+        rustix::process::Pid::from_raw(process.id().expect("pid") as i32).expect("a live process");
+    let hup = || {
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
+    };
+    hup();
     let restart = log_until(&mut log, "take effect only after a restart").await;
     assert!(restart.contains("history"), "{restart}");
     assert!(!restart.contains("max-per-ip"), "{restart}");
@@ -108,5 +119,26 @@ async fn sighup_applies_operators_limits_and_bans_and_names_what_needs_a_restart
     other
         .expect_line("*** bans: 127.0.0.9 (until unbanned)")
         .await;
+
+    // Back to the history the server runs with: nothing needs a restart
+    // any more. The next reload (a new rate) shows it: no restart line
+    // comes between the two.
+    write_config(&format!(
+        "operator = [\"{}\"]\nmax-per-ip = 1\n",
+        operator("boss", "second")
+    ));
+    hup();
+    log_until(&mut log, "settings reloaded").await;
+    write_config(&format!(
+        "operator = [\"{}\"]\nmax-per-ip = 1\nrate = 7\n",
+        operator("boss", "second")
+    ));
+    hup();
+    let lines = lines_until(&mut log, "settings reloaded").await;
+    assert!(lines.iter().all(|l| !l.contains("restart")), "{lines:#?}");
+    assert!(
+        lines.last().is_some_and(|l| l.contains("rate")),
+        "{lines:#?}"
+    );
     first.send_line("/quit").await;
 }

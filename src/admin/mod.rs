@@ -381,11 +381,12 @@ fn notice(shared: &Shared, body: Value) -> Outcome {
             hub.announce(room, &text)
         }
         None => {
-            let outboxes = hub.moderation().live_outboxes();
-            for outbox in &outboxes {
-                outbox.push(crate::protocol::answer::info(outbox.format(), &text));
-            }
-            outboxes.len()
+            // Counted as taken: a connection already closing takes none.
+            hub.moderation()
+                .live_outboxes()
+                .iter()
+                .filter(|outbox| outbox.push(crate::protocol::answer::info(outbox.format(), &text)))
+                .count()
         }
     };
     Ok(json!({"delivered": delivered}))

@@ -79,7 +79,7 @@ pub enum LoadError {
 }
 
 /// Settings loaded from every layer, with what they were loaded from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Loaded {
     /// The settings; `command` is the tool asked for, if any.
     pub config: Config,

@@ -193,11 +193,18 @@ impl Hub {
         let line = reply::info(text);
         let event = Event::Info { text }.encode();
         let members = room.lock();
-        members.broadcast(&line, || event.clone());
+        // Counted as taken: a member whose connection is closing takes none.
         members
             .by_key
             .values()
             .filter(|m| m.stage.receives())
+            .filter(|m| {
+                let buffer = match m.outbox.format() {
+                    json::Format::Lines => line.clone(),
+                    json::Format::Json => event.clone(),
+                };
+                m.outbox.push(buffer)
+            })
             .count()
     }
 
