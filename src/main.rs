@@ -143,6 +143,9 @@ fn run_tool(loaded: &Loaded) -> ExitCode {
             if password.is_empty() {
                 return fail("the password is empty");
             }
+            if password.contains(char::is_whitespace) {
+                return fail("a password cannot hold blanks: /oper takes it as one word");
+            }
             match chatgate::operators::hash_password(&password) {
                 Ok(hash) => {
                     println!("{hash}");

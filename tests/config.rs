@@ -558,3 +558,37 @@ fn the_systemd_unit_verifies() {
         stderr(&out)
     );
 }
+
+/// `chatgate hash-password` with `input` on standard input.
+fn hash_password(input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = command(&["hash-password"], &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the password");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn hash_password_makes_a_hash_the_server_takes() {
+    let out = hash_password("s3cret\n");
+    assert_status(&out, 0);
+    let hash = stdout(&out).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let operator = format!("root:{hash}");
+    effective(&["--operator", &operator], &[]);
+    // /oper takes the password as one word: one with blanks is refused.
+    let out = hash_password("two words\n");
+    assert_status(&out, 1);
+    assert!(stderr(&out).contains("blanks"), "{}", stderr(&out));
+    let out = hash_password("\n");
+    assert_status(&out, 1);
+}

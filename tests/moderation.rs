@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The operator's password in every test.
-const PASSWORD: &str = "correct horse";
+const PASSWORD: &str = "correct-horse";
 
 /// `--operator` for `root` with [`PASSWORD`], hashed with argon2's
 /// smallest costs so a test's `/oper` is quick; the server reads the costs
