@@ -101,6 +101,18 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// A URL as it may be shown (an error message, `check-config`), with
+/// whatever stands before an `@` (a user and password, a token) hidden.
+pub fn without_credentials(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((before, after)) => match before.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***@{after}"),
+            None => format!("***@{after}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Tools the binary offers besides the server.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Tool {

@@ -592,3 +592,23 @@ fn hash_password_makes_a_hash_the_server_takes() {
     let out = hash_password("\n");
     assert_status(&out, 1);
 }
+
+#[test]
+fn check_config_hides_credentials_in_nats_urls() {
+    let out = effective(
+        &[
+            "--nats",
+            "nats://alice:s3cret@127.0.0.1:4222,nats://127.0.0.1:4223",
+        ],
+        &[],
+    );
+    assert!(!out.contains("s3cret") && !out.contains("alice"), "{out}");
+    assert!(
+        has_setting(
+            &out,
+            "nats",
+            "[\"nats://***@127.0.0.1:4222\", \"nats://127.0.0.1:4223\"]"
+        ),
+        "{out}"
+    );
+}

@@ -62,7 +62,7 @@ use self::presence::{Claim, Presence};
 use self::rooms::Rooms;
 use self::shared::Shared;
 use self::sweep::Sweep;
-use crate::config::Config;
+use crate::config::{Config, without_credentials};
 use crate::history::{History, HistorySettings, Page};
 use crate::hub::Hub;
 use crate::metrics::ClusterMetrics;
@@ -486,17 +486,6 @@ fn servers(urls: &[String]) -> Result<(Vec<ServerAddr>, Credentials), ClusterErr
         servers.push(addr);
     }
     Ok((servers, credentials))
-}
-
-/// A URL for an error message, with whatever stands before an `@` hidden.
-fn without_credentials(url: &str) -> String {
-    match url.rsplit_once('@') {
-        Some((before, after)) => match before.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://***@{after}"),
-            None => format!("***@{after}"),
-        },
-        None => url.to_owned(),
-    }
 }
 
 impl Drop for Cluster {

@@ -12,6 +12,7 @@ use std::fmt::Write;
 use clap::{Arg, ArgAction, ArgMatches};
 
 use super::load::{self, Loaded, file_keys};
+use super::without_credentials;
 
 /// Width the help comments are wrapped to, `# ` included.
 const COMMENT_WIDTH: usize = 78;
@@ -68,8 +69,8 @@ impl Loaded {
     }
 
     /// The settings in effect, as a configuration file that loads back to
-    /// the same settings. Unset keys without a default are listed as
-    /// comments.
+    /// the same settings (but for credentials in `nats` URLs, shown as
+    /// `***`). Unset keys without a default are listed as comments.
     pub fn to_toml(&self) -> String {
         let mut cmd = load::command();
         cmd.build();
@@ -79,7 +80,11 @@ impl Loaded {
         );
         for arg in file_keys(&cmd) {
             let key = arg.get_long().unwrap_or_default();
-            let values = raw_values(&self.matches, arg);
+            let mut values = raw_values(&self.matches, arg);
+            if key == "nats" {
+                // Shown, not kept: credentials in the URLs stay out of it.
+                values = values.iter().map(|url| without_credentials(url)).collect();
+            }
             let rendered = match (key, self.config.port) {
                 // The positional PORT is not a key; what it sets is tcp's.
                 ("tcp", Some(_)) => toml::Value::String(self.config.tcp_listen().to_string()),
