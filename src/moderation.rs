@@ -154,6 +154,12 @@ impl Ban {
         self.until.is_none_or(|until| now < until)
     }
 
+    /// When it ends as `/bans` shows it: `2026-11-29T18:44:19Z`, or
+    /// `None` for a ban until lifted.
+    pub fn ends(&self) -> Option<String> {
+        self.until.map(crate::protocol::reply::utc_seconds)
+    }
+
     /// What a new connection under it is told: `banned`, with `: <reason>`
     /// when one was given.
     pub fn refusal(&self) -> String {

@@ -628,9 +628,7 @@ impl Session {
                         (BanTarget::of_peer(addr), Some(outbox))
                     }
                 };
-                let until = ban
-                    .until
-                    .map_or_else(|| "until unbanned".to_owned(), reply::utc_seconds);
+                let until = reply::ban_end(ban.until);
                 if !self
                     .hub
                     .moderation()
@@ -669,12 +667,7 @@ impl Session {
                     .bans()
                     .list(now)
                     .into_iter()
-                    .map(|(target, ban)| {
-                        let until = ban
-                            .until
-                            .map_or_else(|| "until unbanned".to_owned(), reply::utc_seconds);
-                        (target.to_string(), until)
-                    })
+                    .map(|(target, ban)| (target.to_string(), reply::ban_end(ban.until)))
                     .collect();
                 self.reply(answer::info(
                     self.format(),
@@ -723,10 +716,7 @@ impl Session {
             (Action::Mute, _) => format!("muted {}", done.user),
             (Action::Unmute, _) => format!("unmuted {}", done.user),
             (Action::Ban, Some(target)) => {
-                let until = order
-                    .until
-                    .map_or_else(|| "until unbanned".to_owned(), reply::utc_seconds);
-                format!("banned {target} {until}")
+                format!("banned {target} {}", reply::ban_end(order.until))
             }
             (Action::Ban, None) => return self.reply(self.error(reason::NO_SUCH_USER)),
         };

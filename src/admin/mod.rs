@@ -268,7 +268,7 @@ fn bans(shared: &Shared) -> Value {
         .map(|(target, ban)| {
             json!({
                 "target": target.to_string(),
-                "until": ban.until.map(reply::utc_seconds),
+                "until": ban.ends(),
                 "by": ban.by,
                 "reason": ban.reason,
             })
@@ -329,7 +329,7 @@ fn ban(shared: &Shared, body: Value) -> Outcome {
     let minutes = body.minutes.map(|m| m.min(MAX_MINUTES));
     let reason = clean_reason(&body.reason)?;
     let ban = Ban::new(shared.conn.hub.now(), minutes, ADMIN_NAME, &reason);
-    let until = ban.until.map(reply::utc_seconds);
+    let until = ban.ends();
     if !shared
         .conn
         .hub

@@ -28,6 +28,7 @@ use tracing::warn;
 
 use super::link::{Link, Phase};
 use super::presence::{KV_TIMEOUT, next};
+use super::subject;
 use crate::moderation::{Ban, BanChange, BanStore, BanTarget, Moderation};
 
 /// The bucket's name.
@@ -259,23 +260,12 @@ async fn write_all(store: &Store, pending: &mut Vec<BanChange>) {
 
 /// The key of a prefix: its text in hex.
 fn key(target: &BanTarget) -> String {
-    target
-        .to_string()
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    subject::hex_text(&target.to_string())
 }
 
 /// The prefix a key names.
 fn target_of(key: &str) -> Option<BanTarget> {
-    if key.len() % 2 != 0 || !key.is_ascii() {
-        return None;
-    }
-    let bytes = (0..key.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&key[i..i + 2], 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    BanTarget::parse(std::str::from_utf8(&bytes).ok()?)
+    BanTarget::parse(&subject::unhex_text(key)?)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! [`ORDERS`]; every node listens there, and the one that holds the user
 //! carries it out (see `Hub::carry_out`) and answers with what it did.
 //! Nodes without the user stay silent, so the first answer is the one; no
-//! answer within [`ORDER_TIMEOUT`] means no node had the user by then.
+//! answer within [`ORDER_TIMEOUT`] is taken as no node having the user
+//! (a node too slow to answer in time may still have carried it out).
 //! Kicks and bans are then told to the room by the kicked user's own
 //! node, through the room's stream like any room line.
 

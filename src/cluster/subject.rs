@@ -63,14 +63,25 @@ pub(super) fn parse_presence_key(key: &str) -> Option<(RoomName, Name)> {
 }
 
 fn hex(name: Name) -> String {
-    let mut out = String::with_capacity(name.as_str().len() * 2);
-    for b in name.as_str().bytes() {
+    hex_text(name.as_str())
+}
+
+fn unhex(token: &str) -> Option<Name> {
+    Name::parse(&unhex_text(token)?)
+}
+
+/// `text` as lower-case hex: a subject token or key that no text can
+/// turn into a wildcard, a separator or a character NATS refuses.
+pub(super) fn hex_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
         let _ = write!(out, "{b:02x}");
     }
     out
 }
 
-fn unhex(token: &str) -> Option<Name> {
+/// The text [`hex_text`] made `token` from; `None` if it is not such.
+pub(super) fn unhex_text(token: &str) -> Option<String> {
     if token.len() % 2 != 0 || !token.is_ascii() {
         return None;
     }
@@ -78,7 +89,7 @@ fn unhex(token: &str) -> Option<Name> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
         .collect::<Option<Vec<u8>>>()?;
-    Name::parse(std::str::from_utf8(&bytes).ok()?)
+    String::from_utf8(bytes).ok()
 }
 
 /// This process's id in the cluster: the node name and a random instance

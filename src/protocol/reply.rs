@@ -364,6 +364,12 @@ pub fn history_header(room: Name, lines: usize, complete: bool) -> Bytes {
 pub const MAX_HISTORY_HEADER: usize =
     "*** history of : 1000 lines, some missing\r\n".len() + crate::protocol::names::MAX_NAME;
 
+/// The `<until>` of a ban's lines (PROTOCOL.md, Operators and
+/// moderation): its end as `2026-11-29T18:44:19Z`, or `until unbanned`.
+pub fn ban_end(until: Option<crate::history::Millis>) -> String {
+    until.map_or_else(|| "until unbanned".to_owned(), utc_seconds)
+}
+
 /// `at` (milliseconds since the Unix epoch) as `2026-11-29T18:44:19Z`.
 pub fn utc_seconds(at: crate::history::Millis) -> String {
     let mut buf = Vec::with_capacity(20);
