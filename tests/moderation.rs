@@ -588,3 +588,37 @@ async fn operators_and_kicked_users_on_tls_and_websocket_lines() {
         .expect_lines(&["*** alice was kicked by root2: bye", "alice has left"])
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_made_while_nats_is_down_reaches_the_other_nodes_once_it_is_back() {
+    let Some(mut nats) = common::nats::Nats::start().await else {
+        return;
+    };
+    let operator = operator_flag();
+    let flags = ["--operator", operator.as_str()];
+    let a = common::nats::node(&nats, "a", &flags).await;
+    let b = common::nats::node(&nats, "b", &flags).await;
+    let mut op = a.connect_welcomed().await;
+    oper(&mut op).await;
+    nats.stop().await;
+    // Made while the link is lost: it holds on node a at once.
+    op.send_line("/ban 127.0.0.11 offline").await;
+    op.expect_line("*** banned 127.0.0.11 until unbanned").await;
+    let mut refused = a.connect_from(lo(11)).await;
+    refused.expect_line(&error("banned: offline")).await;
+    nats.restart().await;
+    // Node b learns it once node a has written it (the link comes back
+    // within the reconnection back-off). Each try is a connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut client = b.connect_from(lo(11)).await;
+        if client.read_line().await == error("banned: offline") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node b never learned the ban"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
