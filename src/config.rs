@@ -78,6 +78,18 @@ pub const DEFAULT_STATE_DIR: &str = "state";
 /// enough for a rolling restart of a few nodes to take minutes.
 pub const DEFAULT_DRAIN_PERIOD: u64 = 30;
 
+/// Milliseconds one plugin call may run: a word filter or a dice roll takes
+/// microseconds, a plugin in an interpreted language some hundreds of
+/// them; 5 ms leaves room for both while a stuck plugin stalls its caller
+/// (and nobody else) for no longer than a network hiccup.
+pub const DEFAULT_PLUGIN_BUDGET_MS: u64 = 5;
+
+/// Mebibytes one plugin instance may have, all its memories together: a
+/// compiled plugin needs one or two, an interpreter with its standard
+/// library some tens; 64 MiB fits both while a runaway plugin cannot take
+/// the host's memory.
+pub const DEFAULT_PLUGIN_MEMORY_MIB: u64 = 64;
+
 /// Longest drain, in seconds: an hour. A node that drains stops accepting
 /// at once, so a longer one would only keep it half there.
 pub const MAX_DRAIN_PERIOD: u64 = 3600;
@@ -421,6 +433,32 @@ pub struct Config {
     /// An operator, as NAME:HASH, the hash an argon2 PHC string from `chatgate hash-password` (repeatable)
     #[arg(long, value_name = "NAME:HASH")]
     pub operator: Vec<String>,
+
+    /// A WebAssembly plugin to load, a chatgate:plugin component; its settings are read from the file beside it with the same name and .toml (repeatable; plugins run in the order given)
+    #[arg(long, value_name = "PATH")]
+    pub plugin: Vec<PathBuf>,
+
+    /// Milliseconds one plugin call may run before it is stopped and counted as failed
+    ///
+    /// Why the default: a word filter or a dice roll takes microseconds, a plugin in an interpreted language hundreds of them; 5 ms leaves room for both while a stuck plugin stalls only its caller, and briefly.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = DEFAULT_PLUGIN_BUDGET_MS,
+        value_parser = clap::value_parser!(u64).range(1..=1000)
+    )]
+    pub plugin_budget_ms: u64,
+
+    /// Mebibytes of memory one plugin instance may have, all its memories together
+    ///
+    /// Why the default: a compiled plugin needs one or two, an interpreter with its standard library some tens; 64 MiB fits both while a runaway plugin cannot take the host's memory.
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = DEFAULT_PLUGIN_MEMORY_MIB,
+        value_parser = clap::value_parser!(u64).range(1..=4096)
+    )]
+    pub plugin_memory_mib: u64,
 
     /// Directory for what the server keeps across restarts (the bans, in bans.json); created when first needed
     ///

@@ -230,6 +230,11 @@ async fn on_read(
         Err(ReadError::BadUtf8) => session.bad_utf8(),
         Err(ReadError::Protocol) => session.protocol_error(),
     };
+    if flow == Flow::Hook {
+        // Boxed: a plugin call's future is large, and only connections
+        // on a server with plugins ever make one.
+        flow = Box::pin(hook(session, ctx)).await;
+    }
     if flow == Flow::Claim {
         flow = claim(session, ctx).await;
     }
@@ -248,6 +253,17 @@ async fn on_read(
         ctx.metrics.dropped(DropReason::RateLimited);
     }
     flow
+}
+
+/// Asks the plugins what the session stopped at. Bounded: each plugin's
+/// call ends within its time budget (a plugin instance, if one must be
+/// started first, within another), and plugins are a fixed list.
+async fn hook(session: &mut Session, ctx: &Connection) -> Flow {
+    let (Some(hooks), Some(request)) = (ctx.hub.hooks(), session.pending_hook()) else {
+        return Flow::Continue;
+    };
+    let answer = hooks.answer(request).await;
+    session.hook_answered(answer)
 }
 
 /// Whether a raw line is a command answered on this node (`/word`, not

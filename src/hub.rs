@@ -27,16 +27,18 @@
 //! the members the relay knows on other nodes.
 
 mod arrival;
+mod effects;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
 
 pub use arrival::Arrival;
 
 use crate::history::{ClusterStamp, History, Millis, RoomLog, Stamp};
+use crate::hooks::Hooks;
 use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Moderated, Moderation, Order};
 use crate::outbox::Outbox;
 use crate::protocol::json::{self, Event, Format, Time};
@@ -59,6 +61,8 @@ pub struct Hub {
     history: Arc<History>,
     /// Bans, live connections, and the standing of each.
     moderation: Arc<Moderation>,
+    /// The plugins' hooks, if any are loaded.
+    hooks: OnceLock<Arc<dyn Hooks>>,
 }
 
 /// One room: its members behind its own lock.
@@ -140,6 +144,7 @@ impl Default for Hub {
             relay: None,
             history: Arc::new(History::off()),
             moderation: Arc::default(),
+            hooks: OnceLock::new(),
         }
     }
 }
@@ -709,6 +714,11 @@ impl Drop for Membership {
         drop(members);
         if let Some(relay) = &self.hub.relay {
             relay.released(self.room.name, self.user);
+        }
+        if self.joined {
+            if let Some(hooks) = self.hub.hooks() {
+                hooks.left(self.room.name, self.user);
+            }
         }
         if empty {
             self.hub.remove_room(&self.room);

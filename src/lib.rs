@@ -32,6 +32,7 @@
 //! | [`moderation`] | bans and the live connections they reach |
 //! | [`standing`] | one connection's address, operator status, mute, eviction |
 //! | [`relay`] | the hook through which a cluster carries the hub's room lines |
+//! | [`hooks`] | the hook through which plugins admit joins, filter lines and answer commands |
 //! | `cluster` | nodes joined through NATS: room subjects, presence, the link (feature `server`) |
 //! | `config` | every setting, its default and reason, once: flags, environment, the `--config` file, and the TOML written back (feature `server`) |
 //! | `server` | listeners, accept loops, shutdown (feature `server`) |
@@ -47,6 +48,7 @@
 //! | `operators` | who may become an operator: argon2 hashes and the `/oper` check (feature `server`) |
 //! | `origin` | which page origins may open a WebSocket (feature `server`) |
 //! | `metrics` | what `/metrics` reports (feature `server`) |
+//! | `plugins` | WebAssembly plugins behind the hooks: loading, sandbox, limits, ticks (feature `server`) |
 //!
 //! # Guarantees
 //!
@@ -88,6 +90,7 @@
 #![warn(missing_docs)]
 
 pub mod history;
+pub mod hooks;
 pub mod hub;
 pub mod moderation;
 pub mod outbox;
@@ -118,6 +121,8 @@ pub mod operators;
 pub mod origin;
 #[cfg(feature = "server")]
 pub mod pacing;
+#[cfg(feature = "server")]
+pub mod plugins;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -37,10 +37,11 @@ use crate::history::{History, HistorySettings, Millis};
 use crate::http;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, MAX_CLOSING, MAX_REFUSALS, REFUSAL_TIMEOUT};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PluginMetrics};
 use crate::operators::{OperatorError, Operators};
 use crate::origin::{AllowedOrigins, BadOrigin};
 use crate::pacing;
+use crate::plugins::{Limits, Plugins, Runtime};
 use crate::protocol::CloseReason;
 use crate::session::SessionSettings;
 use crate::state::{BanFile, StateError};
@@ -127,6 +128,9 @@ pub enum StartError {
     /// The state directory's bans could not be read.
     #[error("--state-dir")]
     State(#[from] StateError),
+    /// A plugin could not be loaded.
+    #[error("--plugin: {0}")]
+    Plugin(String),
 }
 
 /// A bound, not yet running server.
@@ -138,6 +142,8 @@ pub struct Server {
     /// Where a node alone keeps its bans.
     ban_file: Option<BanFile>,
     certificates: Option<Arc<Certificates>>,
+    /// The plugins, with `--plugin`.
+    plugins: Option<Arc<Plugins>>,
     shared: Arc<Shared>,
 }
 
@@ -249,6 +255,13 @@ impl Server {
             Some(cluster) => cluster.hub(),
             None => Hub::with(None, history),
         };
+        let plugins = if config.plugin.is_empty() {
+            None
+        } else {
+            let plugins = start_plugins(&config, &hub, metrics.plugins()).await?;
+            hub.set_hooks(plugins.clone());
+            Some(plugins)
+        };
         // In a cluster the bans live in NATS (see `cluster`).
         let ban_file = match cluster {
             None => Some(BanFile::open(
@@ -292,11 +305,15 @@ impl Server {
             draining: CancellationToken::new(),
             drained: CancellationToken::new(),
         });
+        if let Some(plugins) = &plugins {
+            plugins.run_ticks(shared.conn.shutdown.clone());
+        }
         Ok(Server {
             listeners,
             admin,
             ban_file,
             certificates,
+            plugins,
             shared,
         })
     }
@@ -323,7 +340,13 @@ impl Server {
             shared: self.shared.clone(),
             certificates: self.certificates.clone(),
             ban_file: self.ban_file.clone(),
+            plugins: self.plugins.clone(),
         }
+    }
+
+    /// The plugins, with `--plugin`.
+    pub fn plugins(&self) -> Option<&Arc<Plugins>> {
+        self.plugins.as_ref()
     }
 
     /// The admin API's bound address, with `--admin`.
@@ -392,8 +415,11 @@ impl Server {
 /// key that changed is logged as needing a restart.
 /// (The certificate is read again at its paths whatever changed; new
 /// paths need a restart.)
-pub const RELOADABLE: [&str; 7] = [
+pub const RELOADABLE: [&str; 10] = [
     "operator",
+    "plugin",
+    "plugin-budget-ms",
+    "plugin-memory-mib",
     "rate",
     "max-queue-bytes",
     "login-timeout",
@@ -409,6 +435,8 @@ pub struct Reloader {
     certificates: Option<Arc<Certificates>>,
     /// The bans file in use (a changed `--state-dir` needs a restart).
     ban_file: Option<BanFile>,
+    /// The plugins, if the server started with any.
+    plugins: Option<Arc<Plugins>>,
 }
 
 impl Reloader {
@@ -423,6 +451,27 @@ impl Reloader {
                 Ok(()) => info!("certificate reloaded"),
                 Err(e) => warn!(error = %e, "certificate reload failed; keeping the old one"),
             }
+        }
+        let mut restart: Vec<String> = Vec::new();
+        match &self.plugins {
+            // Read again whatever changed: the files may have.
+            Some(plugins) => {
+                let (plugins, paths, limits) =
+                    (plugins.clone(), config.plugin.clone(), limits(config));
+                tokio::spawn(async move {
+                    for problem in plugins.reload(&paths, limits).await {
+                        warn!(error = problem, "plugin not reloaded");
+                    }
+                    let names: Vec<String> = plugins
+                        .current()
+                        .iter()
+                        .map(|p| p.name().to_owned())
+                        .collect();
+                    info!(plugins = ?names, "plugins reloaded");
+                });
+            }
+            None if !config.plugin.is_empty() => restart.push("plugin".to_owned()),
+            None => {}
         }
         let conn = &self.shared.conn;
         if let Some(ban_file) = &self.ban_file {
@@ -461,17 +510,54 @@ impl Reloader {
             .iter()
             .filter(|k| RELOADABLE.contains(&k.as_str()))
             .collect();
-        let restart: Vec<String> = changed
-            .iter()
-            .filter(|k| !RELOADABLE.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        restart.extend(
+            changed
+                .iter()
+                .filter(|k| !RELOADABLE.contains(&k.as_str()))
+                .cloned(),
+        );
         info!(changed = ?applied, "settings reloaded");
         if !restart.is_empty() {
             warn!(keys = ?restart, "these settings changed but take effect only after a restart");
         }
         restart
     }
+}
+
+/// What every plugin call and instance may use, from the settings.
+fn limits(config: &Config) -> Limits {
+    Limits {
+        memory: (config.plugin_memory_mib as usize).saturating_mul(1 << 20),
+        budget: Duration::from_millis(config.plugin_budget_ms),
+    }
+}
+
+/// Loads the plugins (compiling is slow for large ones, so it runs off the
+/// runtime's workers), compiled code cached under the state directory.
+async fn start_plugins(
+    config: &Config,
+    hub: &Arc<Hub>,
+    metrics: &PluginMetrics,
+) -> Result<Arc<Plugins>, StartError> {
+    let cache = config.state_dir.join("plugin-cache");
+    let cache = match std::fs::create_dir_all(&cache) {
+        Ok(()) => Some(cache),
+        Err(e) => {
+            warn!(error = %e, dir = %cache.display(), "cannot keep compiled plugins; compiling at every start");
+            None
+        }
+    };
+    let (paths, limits, hub, metrics) = (
+        config.plugin.clone(),
+        limits(config),
+        hub.clone(),
+        metrics.clone(),
+    );
+    let runtime =
+        Runtime::new(cache.as_deref()).map_err(|e| StartError::Plugin(format!("{e:#}")))?;
+    Plugins::load(runtime, &paths, limits, &hub, &metrics)
+        .await
+        .map_err(|e| StartError::Plugin(format!("{e:#}")))
 }
 
 /// Accepts connections until shutdown and starts a task for each.

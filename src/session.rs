@@ -18,6 +18,10 @@
 //! per line. Anything else the session does (a command, a reply, leaving)
 //! flushes the burst first, so the order everyone sees is the order said.
 //!
+//! With plugins loaded, the hub's [`Hooks`] are asked before a join, before
+//! a line is gathered, and about commands the protocol does not know; what
+//! they want done besides (a bot's line) follows the user's own line.
+//!
 //! In a cluster a name must also be claimed on the other nodes, which takes
 //! a round trip the session cannot make: it reserves the name here, returns
 //! [`Flow::Claim`], and the driver answers with [`Session::claim_answered`]
@@ -26,6 +30,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::hooks::{
+    Admission, CommandAnswer, CommandRequest, Effect, HookAnswer, HookRequest, JoinRequest,
+    Message, Verdict as HookVerdict,
+};
 use crate::hub::{Hub, Membership};
 use crate::moderation::{Action, Ban, BanChange, BanTarget, Done, Moderated, Order};
 use crate::outbox::Outbox;
@@ -74,6 +82,10 @@ pub enum Flow {
     /// ([`Session::pending_order`]) must be carried there; answer with
     /// [`Session::order_answered`] before feeding it anything else.
     Moderate,
+    /// Plugins must be asked ([`Session::pending_hook`]) before the
+    /// session goes on; answer with [`Session::hook_answered`] before
+    /// feeding it anything else.
+    Hook,
 }
 
 /// Least time between two `/oper` tries that are checked (PROTOCOL.md,
@@ -137,6 +149,20 @@ pub struct Session {
     oper: Option<Box<Oper>>,
     /// When this user was last told it is muted.
     muted_warned: Option<Instant>,
+    /// What the plugins are being asked, after [`Flow::Hook`]; boxed, as
+    /// a connection spends almost all its life not asking.
+    asked: Option<Box<Asked>>,
+}
+
+/// A question to the plugins, as the session keeps it until answered.
+#[derive(Debug)]
+enum Asked {
+    /// `JOIN`, or `/join` when already in a room.
+    Join { room: RoomName, user: UserName },
+    /// A line or `/me`.
+    Message { text: String, action: bool },
+    /// A command the protocol does not know.
+    Command { name: String, args: String },
 }
 
 /// A connection's dealings with `/oper`.
@@ -189,6 +215,7 @@ impl Session {
             history_request: None,
             oper: None,
             muted_warned: None,
+            asked: None,
         }
     }
 
@@ -386,26 +413,13 @@ impl Session {
                 let Some(user) = Name::parse(user) else {
                     return self.failed_attempt(reason::BAD_USER);
                 };
-                if user.is_reserved() {
+                if user.is_reserved() || self.hub.hooks().is_some_and(|h| h.is_bot(user)) {
                     return self.failed_attempt(reason::RESERVED_NAME);
                 }
-                let Ok(next) = self.hub.reserve(room, user, &self.outbox) else {
-                    return self.failed_attempt(reason::NAME_TAKEN);
-                };
-                if self.hub.has_relay() {
-                    let failed = match self.state {
-                        State::Login { failed } => failed,
-                        _ => 0,
-                    };
-                    self.state = State::Claiming {
-                        next,
-                        from: None,
-                        failed,
-                    };
-                    return Flow::Claim;
+                if self.hub.hooks().is_some() {
+                    return self.ask(Asked::Join { room, user });
                 }
-                self.enter(next, true);
-                Flow::Continue
+                self.join_now(room, user, Vec::new())
             }
             Login::Rooms => self.reply(answer::rooms(
                 self.format(),
@@ -433,6 +447,34 @@ impl Session {
         }
     }
 
+    /// `JOIN`, its names checked and the plugins (if any) agreeing: the
+    /// name is reserved and, in a cluster, claimed; then the room sees the
+    /// join, and after it what the plugins asked for.
+    fn join_now(&mut self, room: RoomName, user: UserName, effects: Vec<Effect>) -> Flow {
+        let Ok(next) = self.hub.reserve(room, user, &self.outbox) else {
+            self.hub.apply(effects);
+            return self.failed_attempt(reason::NAME_TAKEN);
+        };
+        if self.hub.has_relay() {
+            // The join waits for the cluster; what plugins asked for
+            // cannot wait with it.
+            self.hub.apply(effects);
+            let failed = match self.state {
+                State::Login { failed } => failed,
+                _ => 0,
+            };
+            self.state = State::Claiming {
+                next,
+                from: None,
+                failed,
+            };
+            return Flow::Claim;
+        }
+        self.enter(next, true);
+        self.hub.apply(effects);
+        Flow::Continue
+    }
+
     fn failed_attempt(&mut self, why: &str) -> Flow {
         let State::Login { failed } = &mut self.state else {
             return Flow::Continue;
@@ -458,8 +500,32 @@ impl Session {
             return self.muted(now);
         }
         match command {
-            Command::Say(text) => self.gather(|burst| reply::put_said(burst, user, text)),
-            Command::Me(text) => self.gather(|burst| reply::put_me(burst, user, text)),
+            Command::Say(text) if self.hub.hooks().is_none() => {
+                self.gather(|burst| reply::put_said(burst, user, text))
+            }
+            Command::Me(text) if self.hub.hooks().is_none() => {
+                self.gather(|burst| reply::put_me(burst, user, text))
+            }
+            Command::Say(text) => self.ask(Asked::Message {
+                text: text.to_owned(),
+                action: false,
+            }),
+            Command::Me(text) => self.ask(Asked::Message {
+                text: text.to_owned(),
+                action: true,
+            }),
+            Command::Unknown if self.hub.hooks().is_some() => {
+                self.flush();
+                let rest = text.strip_prefix('/').unwrap_or(text);
+                let (name, args) = rest.split_once(' ').unwrap_or((rest, ""));
+                if name.is_empty() {
+                    return self.reply(self.error(reason::UNKNOWN_COMMAND));
+                }
+                self.ask(Asked::Command {
+                    name: name.to_lowercase(),
+                    args: args.to_owned(),
+                })
+            }
             Command::Oper { name, password } => {
                 self.flush();
                 self.oper(name, password, now)
@@ -468,6 +534,120 @@ impl Session {
                 self.flush();
                 self.act(other)
             }
+        }
+    }
+
+    /// Stops at a hook: the driver gets the request from
+    /// [`Session::pending_hook`] and answers with [`Session::hook_answered`].
+    fn ask(&mut self, asked: Asked) -> Flow {
+        self.asked = Some(Box::new(asked));
+        Flow::Hook
+    }
+
+    /// What the plugins are asked, after [`Flow::Hook`].
+    pub fn pending_hook(&self) -> Option<HookRequest> {
+        let asked = self.asked.as_deref()?;
+        let standing = self.outbox.standing();
+        let me = self.membership();
+        Some(match asked {
+            Asked::Join { room, user } => HookRequest::Join(JoinRequest {
+                room: *room,
+                user: *user,
+                transport: standing.transport(),
+                addr: standing.addr(),
+            }),
+            Asked::Message { text, action } => HookRequest::Message(Message {
+                room: me?.room(),
+                user: me?.user(),
+                text: text.clone(),
+                action: *action,
+            }),
+            Asked::Command { name, args } => HookRequest::Command(CommandRequest {
+                room: me?.room(),
+                user: me?.user(),
+                name: name.clone(),
+                args: args.clone(),
+            }),
+        })
+    }
+
+    /// The plugins answered the pending hook.
+    pub fn hook_answered(&mut self, answer: HookAnswer) -> Flow {
+        let Some(asked) = self.asked.take() else {
+            return Flow::Continue;
+        };
+        match (*asked, answer) {
+            (Asked::Join { room, user }, HookAnswer::Join(outcome)) => {
+                match (outcome.answer, &self.state) {
+                    (Admission::Refuse(why), State::Joined(_)) => {
+                        self.hub.apply(outcome.effects);
+                        self.reply(self.error(&why))
+                    }
+                    (Admission::Refuse(why), _) => {
+                        self.hub.apply(outcome.effects);
+                        self.failed_attempt(&why)
+                    }
+                    (Admission::Allow, State::Joined(_)) => {
+                        // Before the move: nothing the plugins asked for
+                        // needs the mover's new place.
+                        self.hub.apply(outcome.effects);
+                        self.switch_now(room)
+                    }
+                    (Admission::Allow, _) => self.join_now(room, user, outcome.effects),
+                }
+            }
+            (Asked::Message { text, action }, HookAnswer::Message(outcome)) => {
+                let Some(me) = self.membership() else {
+                    return Flow::Continue;
+                };
+                let user = me.user();
+                let put = if action {
+                    reply::put_me
+                } else {
+                    reply::put_said
+                };
+                let flow = match outcome.answer {
+                    HookVerdict::Pass => self.gather(|burst| put(burst, user, &text)),
+                    HookVerdict::Rewrite(new) => {
+                        // A rewrite is a new line on the user's behalf: it
+                        // gets the clean-up every line gets.
+                        let new = clean(new.as_bytes());
+                        if new.is_empty() {
+                            Flow::Continue
+                        } else {
+                            self.gather(|burst| put(burst, user, &new))
+                        }
+                    }
+                    HookVerdict::Drop(Some(why)) => {
+                        self.flush();
+                        self.reply(self.error(&why))
+                    }
+                    HookVerdict::Drop(None) => Flow::Continue,
+                };
+                self.follow_with(outcome.effects);
+                flow
+            }
+            (Asked::Command { .. }, HookAnswer::Command(outcome)) => {
+                let flow = match outcome.answer {
+                    CommandAnswer::Unknown => self.reply(self.error(reason::UNKNOWN_COMMAND)),
+                    CommandAnswer::Handled(lines) => {
+                        let format = self.format();
+                        self.reply_all(lines.iter().map(|t| answer::info(format, t)).collect())
+                    }
+                };
+                self.follow_with(outcome.effects);
+                flow
+            }
+            // An answer to another question: the driver broke the rules.
+            _ => Flow::Continue,
+        }
+    }
+
+    /// Carries out what plugins asked for, after the user's own lines.
+    fn follow_with(&mut self, effects: Vec<Effect>) {
+        if !effects.is_empty() {
+            self.flush();
+            self.hub.apply(effects);
         }
     }
 
@@ -827,6 +1007,18 @@ impl Session {
         if room == me.room() {
             return self.reply(self.error(reason::SAME_ROOM));
         }
+        if self.hub.hooks().is_some() {
+            let user = me.user();
+            return self.ask(Asked::Join { room, user });
+        }
+        self.switch_now(room)
+    }
+
+    /// `/join` to a room the plugins (if any) let the user into.
+    fn switch_now(&mut self, room: RoomName) -> Flow {
+        let State::Joined(me) = &self.state else {
+            return Flow::Continue;
+        };
         let Ok(next) = self.hub.reserve(room, me.user(), &self.outbox) else {
             return self.reply(self.error(reason::NAME_TAKEN));
         };

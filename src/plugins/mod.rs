@@ -1,0 +1,834 @@
+//! WebAssembly plugins: components of the `chatgate:plugin` world
+//! (`wit/chatgate-plugin.wit`) behind the core's [`Hooks`].
+//!
+//! An operator names each plugin with `--plugin PATH`; a file beside it with
+//! the same stem and `.toml` (`dice.wasm`, `dice.toml`) holds its settings
+//! and its failure policy. Plugins run in the order given: the first
+//! refusal or drop wins, rewrites chain, the first plugin that handles a
+//! command answers it.
+//!
+//! Each plugin keeps a small pool of instances, each started with the
+//! plugin's `init`, so a hook call costs a call, not an instantiation: a
+//! caller takes an instance, calls it with a deadline, and puts it back.
+//! An instance whose call failed is dropped (its state may be half-made),
+//! and the next caller starts a fresh one. A plugin that fails
+//! [`DISABLE_AFTER`] calls in a row is disabled until the next reload; a
+//! disabled plugin, like a failed call, is answered for by its policy:
+//! filters and bots fail open (the line passes, the command is unknown),
+//! join rules fail closed (the user is refused).
+//!
+//! Calls are synchronous, in the task of the user who caused them, with no
+//! room lock held: a slow plugin stalls that user, within the budget, and
+//! nobody else.
+
+mod runtime;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use prometheus_client::metrics::histogram::Histogram;
+use tracing::{error, info, warn};
+use wasmtime::Store;
+
+pub use runtime::{EPOCH_TICK, Limits, MAX_EFFECTS, Runtime, START_BUDGET};
+use runtime::{PluginPre, State, Who, checked_text, wit};
+
+use crate::hooks::{
+    Admission, CommandAnswer, CommandRequest, Effect, Hooks, JoinRequest, Message, Outcome,
+    Pending, Verdict,
+};
+use crate::hub::Hub;
+use crate::metrics::{FailureLabel, HookLabel, PluginLabel, PluginMetrics};
+use crate::protocol::names::{Name, RoomName, UserName};
+
+/// Failed calls in a row after which a plugin is disabled until reloaded.
+pub const DISABLE_AFTER: u32 = 10;
+
+/// Most `*** ` lines one command's answer may have.
+pub const MAX_REPLY_LINES: usize = 16;
+
+/// Shortest tick a plugin may ask for.
+pub const MIN_TICK: Duration = Duration::from_secs(1);
+
+/// What a user is told when a join rule failed and its policy is closed.
+pub const JOIN_CHECK_FAILED: &str = "cannot check your join right now, try again later";
+
+/// What a sender is told when a filter failed and its policy is closed.
+pub const MESSAGE_CHECK_FAILED: &str = "cannot check your line right now, try again later";
+
+/// The hooks, as named in metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `init`, when an instance starts.
+    Init,
+    /// `on-join`.
+    Join,
+    /// `on-message`.
+    Message,
+    /// `on-command`.
+    Command,
+    /// `on-leave`.
+    Leave,
+    /// `on-tick`.
+    Tick,
+}
+
+impl Hook {
+    const ALL: [Hook; 6] = [
+        Hook::Init,
+        Hook::Join,
+        Hook::Message,
+        Hook::Command,
+        Hook::Leave,
+        Hook::Tick,
+    ];
+
+    /// The label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Hook::Init => "init",
+            Hook::Join => "join",
+            Hook::Message => "message",
+            Hook::Command => "command",
+            Hook::Leave => "leave",
+            Hook::Tick => "tick",
+        }
+    }
+}
+
+/// What becomes of a decision when a plugin's call fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// As if the plugin had not been asked.
+    Open,
+    /// Refuse the join, drop the line (with a reason the user sees).
+    Closed,
+}
+
+/// A plugin's settings file, beside it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SettingsFile {
+    /// Overrides the failure policy of joins and lines.
+    on_failure: Option<Policy>,
+    /// What the plugin's `init` gets.
+    #[serde(default)]
+    settings: toml::Table,
+}
+
+/// Why a call gave no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The plugin is disabled; it was not called.
+    Disabled,
+    /// The call failed (counted and logged).
+    Failed,
+}
+
+/// One instance: a store and the bindings into it.
+struct Instance {
+    store: Store<State>,
+    bindings: runtime::Plugin,
+}
+
+/// One plugin: compiled, checked, with its instances.
+pub struct Plugin {
+    name: Arc<str>,
+    path: PathBuf,
+    pre: PluginPre<State>,
+    runtime: Runtime,
+    limits: Limits,
+    settings: Vec<(String, String)>,
+    who: Arc<Who>,
+    tick: Option<Duration>,
+    policy: Option<Policy>,
+    pool: Mutex<Vec<Instance>>,
+    in_a_row: AtomicU32,
+    disabled: AtomicBool,
+    metrics: PluginMetrics,
+    /// The call-time histogram of each hook, looked up once.
+    timings: Vec<Histogram>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Compiles the component at `path`, reads its settings file, starts
+    /// one instance and checks what its `init` declares.
+    ///
+    /// # Errors
+    /// The file cannot be read or is not a `chatgate:plugin` component; the
+    /// settings file cannot be read or has unknown keys; `init` fails,
+    /// traps or runs out of time or memory; a bot's name is invalid or
+    /// reserved; the tick is shorter than [`MIN_TICK`].
+    pub async fn load(
+        runtime: &Runtime,
+        path: &Path,
+        limits: Limits,
+        hub: Weak<Hub>,
+        metrics: &PluginMetrics,
+    ) -> anyhow::Result<Arc<Plugin>> {
+        let name = plugin_name(path)?;
+        let wasm =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file = read_settings(&settings_path(path))?;
+        let pre = runtime
+            .compile(&wasm)
+            .map_err(|e| anyhow::anyhow!("{}: not a chatgate plugin: {e:#}", path.display()))?;
+        let settings = file
+            .settings
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), setting_text(k, v)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let who = Arc::new(Who {
+            name: name.clone(),
+            bots: std::sync::OnceLock::new(),
+            hub,
+        });
+        let timings = Hook::ALL
+            .iter()
+            .map(|hook| {
+                metrics
+                    .calls
+                    .get_or_create(&HookLabel {
+                        plugin: name.to_string(),
+                        hook: hook.label(),
+                    })
+                    .clone()
+            })
+            .collect();
+        metrics
+            .disabled
+            .get_or_create(&PluginLabel {
+                plugin: name.to_string(),
+            })
+            .set(0);
+        let mut plugin = Plugin {
+            name,
+            path: path.to_owned(),
+            pre,
+            runtime: runtime.clone(),
+            limits,
+            settings,
+            who,
+            tick: None,
+            policy: file.on_failure,
+            pool: Mutex::default(),
+            in_a_row: AtomicU32::new(0),
+            disabled: AtomicBool::new(false),
+            metrics: metrics.clone(),
+            timings,
+        };
+        let (first, manifest) = plugin
+            .start()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let bots = manifest
+            .bots
+            .iter()
+            .map(|bot| match Name::parse(bot) {
+                Some(name) if !name.is_reserved() => Ok(name),
+                _ => bail!("{}: invalid bot name {bot:?}", path.display()),
+            })
+            .collect::<anyhow::Result<Vec<UserName>>>()?;
+        let _ = plugin.who.bots.set(bots);
+        if let Some(ms) = manifest.tick_millis {
+            let tick = Duration::from_millis(ms.into());
+            if tick < MIN_TICK {
+                bail!(
+                    "{}: tick of {ms} ms is shorter than {} ms",
+                    path.display(),
+                    MIN_TICK.as_millis()
+                );
+            }
+            plugin.tick = Some(tick);
+        }
+        plugin
+            .pool
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(first);
+        Ok(Arc::new(plugin))
+    }
+
+    /// The plugin's name: its file's stem.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its bots' names.
+    pub fn bots(&self) -> &[UserName] {
+        self.who.bots.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// How often it wants `on-tick`, if at all.
+    pub fn tick(&self) -> Option<Duration> {
+        self.tick
+    }
+
+    /// Whether it was disabled for failing again and again.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// A fresh instance, its `init` called: the instance and what `init`
+    /// declared, or why it could not start.
+    async fn start(&self) -> Result<(Instance, wit::Manifest), String> {
+        let mut store = self.runtime.store(&self.limits, &self.who);
+        store.set_epoch_deadline(runtime::ticks(START_BUDGET));
+        store.data_mut().begin();
+        let started = Instant::now();
+        let result = async {
+            let bindings = self.pre.instantiate_async(&mut store).await?;
+            let init = bindings.call_init(&mut store, &self.settings).await?;
+            wasmtime::Result::Ok((bindings, init))
+        }
+        .await;
+        self.timings[0].observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok((bindings, Ok(manifest))) => Ok((Instance { store, bindings }, manifest)),
+            Ok((_, Err(why))) => Err(format!("init refused: {why}")),
+            Err(e) => {
+                let kind = failure_kind(&e, store.data().memory_refused());
+                Err(format!("init failed ({kind}): {e:#}"))
+            }
+        }
+    }
+
+    /// Calls `hook` on an instance with the budget, and checks the answer
+    /// with `check`. A failure is counted, logged and may disable the
+    /// plugin; the caller then applies the policy.
+    async fn call<T, U>(
+        &self,
+        hook: Hook,
+        call: impl for<'a> FnOnce(
+            &'a runtime::Plugin,
+            &'a mut Store<State>,
+        ) -> Pending<'a, wasmtime::Result<T>>,
+        check: impl FnOnce(T) -> Result<U, String>,
+    ) -> Result<(U, Vec<Effect>), Failure> {
+        if self.is_disabled() {
+            return Err(Failure::Disabled);
+        }
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => match self.start().await {
+                Ok((instance, _)) => instance,
+                Err(why) => return Err(self.failed(hook, "trap", &why)),
+            },
+        };
+        let store = &mut instance.store;
+        store.data_mut().begin();
+        store.set_epoch_deadline(self.limits.ticks());
+        let started = Instant::now();
+        let result = call(&instance.bindings, store).await;
+        self.timings[hook as usize].observe(started.elapsed().as_secs_f64());
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                let kind = failure_kind(&e, store.data().memory_refused());
+                return Err(self.failed(hook, kind, &format!("{e:#}")));
+            }
+        };
+        let effects = store.data_mut().take_effects();
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(instance);
+        match check(answer) {
+            Ok(answer) => {
+                self.in_a_row.store(0, Ordering::Relaxed);
+                Ok((answer, effects))
+            }
+            Err(why) => Err(self.failed(hook, "invalid", &why)),
+        }
+    }
+
+    /// Counts and logs a failed call; disables the plugin when it has
+    /// failed too often in a row.
+    fn failed(&self, hook: Hook, kind: &'static str, why: &str) -> Failure {
+        self.metrics
+            .failures
+            .get_or_create(&FailureLabel {
+                plugin: self.name.to_string(),
+                hook: hook.label(),
+                kind,
+            })
+            .inc();
+        let n = self.in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        // One line when a plugin starts failing and one when it is
+        // disabled: a plugin failing on every line must not flood the log.
+        if n == 1 {
+            warn!(plugin = %self.name, hook = hook.label(), kind, error = why, "plugin call failed");
+        }
+        if n == DISABLE_AFTER && !self.disabled.swap(true, Ordering::Relaxed) {
+            error!(
+                plugin = %self.name,
+                failures = n,
+                "plugin disabled after failing {n} calls in a row; fix it and reload (SIGHUP)"
+            );
+            self.metrics
+                .disabled
+                .get_or_create(&PluginLabel {
+                    plugin: self.name.to_string(),
+                })
+                .set(1);
+        }
+        Failure::Failed
+    }
+
+    async fn join(&self, request: &JoinRequest) -> Result<(Admission, Vec<Effect>), Failure> {
+        let request = wit::JoinRequest {
+            room: request.room.to_string(),
+            user: request.user.to_string(),
+            transport: match request.transport {
+                "tls" => wit::Transport::Tls,
+                "ws" => wit::Transport::Ws,
+                "wss" => wit::Transport::Wss,
+                _ => wit::Transport::Tcp,
+            },
+            address: request.addr.map(|a| a.to_string()).unwrap_or_default(),
+        };
+        self.call(
+            Hook::Join,
+            move |p, store| Box::pin(async move { p.call_on_join(store, &request).await }),
+            |answer| match answer {
+                wit::Admission::Allow => Ok(Admission::Allow),
+                wit::Admission::Refuse(why) => Ok(Admission::Refuse(
+                    checked_text(&why).map_err(|e| format!("refusal: {e}"))?,
+                )),
+            },
+        )
+        .await
+    }
+
+    async fn message(
+        &self,
+        message: &Message,
+        text: &str,
+    ) -> Result<(Verdict, Vec<Effect>), Failure> {
+        let message = wit::Message {
+            room: message.room.to_string(),
+            user: message.user.to_string(),
+            text: text.to_owned(),
+            action: message.action,
+        };
+        self.call(
+            Hook::Message,
+            move |p, store| Box::pin(async move { p.call_on_message(store, &message).await }),
+            |answer| match answer {
+                wit::Verdict::Pass => Ok(Verdict::Pass),
+                wit::Verdict::Drop(None) => Ok(Verdict::Drop(None)),
+                wit::Verdict::Drop(Some(why)) => Ok(Verdict::Drop(
+                    checked_text(&why)
+                        .map_err(|e| format!("drop reason: {e}"))?
+                        .into(),
+                )),
+                wit::Verdict::Rewrite(text) => {
+                    if text.len() > crate::protocol::MAX_LINE {
+                        return Err(format!(
+                            "rewrite longer than {} bytes",
+                            crate::protocol::MAX_LINE
+                        ));
+                    }
+                    Ok(Verdict::Rewrite(text))
+                }
+            },
+        )
+        .await
+    }
+
+    async fn command(
+        &self,
+        request: &CommandRequest,
+    ) -> Result<(CommandAnswer, Vec<Effect>), Failure> {
+        let command = wit::Command {
+            room: request.room.to_string(),
+            user: request.user.to_string(),
+            name: request.name.to_owned(),
+            args: request.args.to_owned(),
+        };
+        self.call(
+            Hook::Command,
+            move |p, store| Box::pin(async move { p.call_on_command(store, &command).await }),
+            |answer| match answer {
+                wit::Answer::Unknown => Ok(CommandAnswer::Unknown),
+                wit::Answer::Handled(lines) => {
+                    if lines.len() > MAX_REPLY_LINES {
+                        return Err(format!("more than {MAX_REPLY_LINES} reply lines"));
+                    }
+                    let lines = lines
+                        .iter()
+                        .map(|l| checked_text(l).map_err(|e| format!("reply: {e}")))
+                        .collect::<Result<_, _>>()?;
+                    Ok(CommandAnswer::Handled(lines))
+                }
+            },
+        )
+        .await
+    }
+
+    async fn leave(&self, room: RoomName, user: UserName) -> Vec<Effect> {
+        let (room, user) = (room.to_string(), user.to_string());
+        self.call(
+            Hook::Leave,
+            move |p, store| Box::pin(async move { p.call_on_leave(store, &room, &user).await }),
+            Ok,
+        )
+        .await
+        .map(|((), effects)| effects)
+        .unwrap_or_default()
+    }
+
+    /// Calls `on-tick` with the rooms that have members here; what the
+    /// plugin asked for.
+    pub async fn tick_now(&self, rooms: &[RoomName]) -> Vec<Effect> {
+        let rooms: Vec<String> = rooms.iter().map(ToString::to_string).collect();
+        self.call(
+            Hook::Tick,
+            move |p, store| Box::pin(async move { p.call_on_tick(store, &rooms).await }),
+            Ok,
+        )
+        .await
+        .map(|((), effects)| effects)
+        .unwrap_or_default()
+    }
+}
+
+/// Every loaded plugin, in order, behind the core's [`Hooks`]; a reload
+/// swaps the list.
+#[derive(Debug)]
+pub struct Plugins {
+    list: RwLock<Arc<[Arc<Plugin>]>>,
+    runtime: Runtime,
+    hub: Weak<Hub>,
+    metrics: PluginMetrics,
+}
+
+impl Plugins {
+    /// Loads every plugin in `paths`, in order.
+    ///
+    /// # Errors
+    /// The first plugin that cannot be loaded, or two that share a name or
+    /// a bot.
+    pub async fn load(
+        runtime: Runtime,
+        paths: &[PathBuf],
+        limits: Limits,
+        hub: &Arc<Hub>,
+        metrics: &PluginMetrics,
+    ) -> anyhow::Result<Arc<Plugins>> {
+        let hub = Arc::downgrade(hub);
+        let mut list = Vec::new();
+        for path in paths {
+            let plugin = Plugin::load(&runtime, path, limits, hub.clone(), metrics).await?;
+            info!(
+                plugin = plugin.name(),
+                path = %path.display(),
+                bots = ?plugin.bots().iter().map(|b| b.as_str()).collect::<Vec<_>>(),
+                tick_ms = plugin.tick().map(|t| t.as_millis() as u64),
+                "plugin loaded"
+            );
+            list.push(plugin);
+        }
+        check_unique(&list)?;
+        Ok(Arc::new(Plugins {
+            list: RwLock::new(list.into()),
+            runtime,
+            hub,
+            metrics: metrics.clone(),
+        }))
+    }
+
+    /// The plugins in order.
+    pub fn current(&self) -> Arc<[Arc<Plugin>]> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Loads `paths` again: a plugin that loads replaces the one from the
+    /// same path, or is added; one that fails keeps the old one from that
+    /// path running (or, if new, stays out) and the failure is returned to
+    /// be logged. Plugins no longer named are dropped. A reloaded plugin
+    /// starts with fresh instances and is enabled again.
+    pub async fn reload(&self, paths: &[PathBuf], limits: Limits) -> Vec<String> {
+        let old = self.current();
+        let mut list: Vec<Arc<Plugin>> = Vec::new();
+        let mut problems = Vec::new();
+        for path in paths {
+            let loaded =
+                Plugin::load(&self.runtime, path, limits, self.hub.clone(), &self.metrics).await;
+            match loaded {
+                Ok(plugin) => list.push(plugin),
+                Err(e) => {
+                    problems.push(format!("{e:#}"));
+                    if let Some(kept) = old.iter().find(|p| p.path() == path) {
+                        list.push(kept.clone());
+                    }
+                }
+            }
+        }
+        if let Err(e) = check_unique(&list) {
+            problems.push(format!("{e:#}; keeping the plugins as they were"));
+            return problems;
+        }
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = list.into();
+        problems
+    }
+
+    /// Calls each plugin that asked for a tick, on its own period, until
+    /// the plugin is replaced or the server stops; what they ask for goes
+    /// through the hub.
+    pub fn run_ticks(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let plugins = Arc::downgrade(self);
+        tokio::spawn(async move {
+            // The smallest period any plugin may have: each plugin's own
+            // period is kept by its last tick's time.
+            let mut every = tokio::time::interval(MIN_TICK / 4);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last: Vec<(Weak<Plugin>, Instant)> = Vec::new();
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                let Some(plugins) = plugins.upgrade() else {
+                    return;
+                };
+                let Some(hub) = plugins.hub.upgrade() else {
+                    return;
+                };
+                let now = Instant::now();
+                last.retain(|(p, _)| p.strong_count() > 0);
+                for plugin in plugins.current().iter() {
+                    let Some(period) = plugin.tick() else {
+                        continue;
+                    };
+                    let seen = last
+                        .iter_mut()
+                        .find(|(p, _)| p.upgrade().is_some_and(|p| Arc::ptr_eq(&p, plugin)));
+                    match seen {
+                        None => last.push((Arc::downgrade(plugin), now)),
+                        Some((_, at)) if now.duration_since(*at) >= period => {
+                            *at = now;
+                            let effects = plugin.tick_now(&hub.rooms_here()).await;
+                            hub.apply(effects);
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Plugins {
+    async fn join_all(&self, request: JoinRequest) -> Outcome<Admission> {
+        let mut effects = Vec::new();
+        for plugin in self.current().iter() {
+            let answer = match plugin.join(&request).await {
+                Ok((answer, more)) => {
+                    effects.extend(more);
+                    answer
+                }
+                Err(_) => match plugin.policy.unwrap_or(Policy::Closed) {
+                    Policy::Open => Admission::Allow,
+                    Policy::Closed => Admission::Refuse(JOIN_CHECK_FAILED.into()),
+                },
+            };
+            if let Admission::Refuse(_) = answer {
+                return Outcome { answer, effects };
+            }
+        }
+        Outcome {
+            answer: Admission::Allow,
+            effects,
+        }
+    }
+
+    async fn message_all(&self, message: Message) -> Outcome<Verdict> {
+        let mut effects = Vec::new();
+        let mut text: Option<String> = None;
+        for plugin in self.current().iter() {
+            let now = text.as_deref().unwrap_or(&message.text);
+            let answer = match plugin.message(&message, now).await {
+                Ok((answer, more)) => {
+                    effects.extend(more);
+                    answer
+                }
+                Err(_) => match plugin.policy.unwrap_or(Policy::Open) {
+                    Policy::Open => Verdict::Pass,
+                    Policy::Closed => Verdict::Drop(Some(MESSAGE_CHECK_FAILED.into())),
+                },
+            };
+            match answer {
+                Verdict::Pass => {}
+                Verdict::Rewrite(new) => {
+                    // Later plugins see the line as it will be said.
+                    let new = crate::protocol::text::clean(new.as_bytes()).into_owned();
+                    if new.is_empty() {
+                        return Outcome {
+                            answer: Verdict::Drop(None),
+                            effects,
+                        };
+                    }
+                    text = Some(new);
+                }
+                Verdict::Drop(why) => {
+                    return Outcome {
+                        answer: Verdict::Drop(why),
+                        effects,
+                    };
+                }
+            }
+        }
+        let answer = match text {
+            Some(text) => Verdict::Rewrite(text),
+            None => Verdict::Pass,
+        };
+        Outcome { answer, effects }
+    }
+
+    async fn command_all(&self, request: CommandRequest) -> Outcome<CommandAnswer> {
+        let mut effects = Vec::new();
+        for plugin in self.current().iter() {
+            // Commands fail open whatever the policy: a failed bot is a bot
+            // that does not answer.
+            if let Ok((answer, more)) = plugin.command(&request).await {
+                effects.extend(more);
+                if let CommandAnswer::Handled(_) = answer {
+                    return Outcome { answer, effects };
+                }
+            }
+        }
+        Outcome {
+            answer: CommandAnswer::Unknown,
+            effects,
+        }
+    }
+}
+
+impl Hooks for Plugins {
+    fn is_bot(&self, user: UserName) -> bool {
+        let key = user.key();
+        self.current()
+            .iter()
+            .any(|p| p.bots().iter().any(|b| b.key() == key))
+    }
+
+    fn join(&self, request: JoinRequest) -> Pending<'_, Outcome<Admission>> {
+        Box::pin(self.join_all(request))
+    }
+
+    fn message(&self, message: Message) -> Pending<'_, Outcome<Verdict>> {
+        Box::pin(self.message_all(message))
+    }
+
+    fn command(&self, request: CommandRequest) -> Pending<'_, Outcome<CommandAnswer>> {
+        Box::pin(self.command_all(request))
+    }
+
+    fn left(&self, room: RoomName, user: UserName) {
+        // Outside a runtime (a hub dropped at exit) there is nobody left to
+        // tell anything.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (plugins, hub) = (self.current(), self.hub.clone());
+        runtime.spawn(async move {
+            for plugin in plugins.iter() {
+                let effects = plugin.leave(room, user).await;
+                if let Some(hub) = hub.upgrade() {
+                    hub.apply(effects);
+                }
+            }
+        });
+    }
+}
+
+/// The plugin's name: the stem of its file.
+fn plugin_name(path: &Path) -> anyhow::Result<Arc<str>> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .with_context(|| format!("{}: no file name to name the plugin by", path.display()))?;
+    Ok(stem.into())
+}
+
+/// The settings file of the plugin at `path`: same directory and stem,
+/// `.toml`.
+pub fn settings_path(path: &Path) -> PathBuf {
+    path.with_extension("toml")
+}
+
+fn read_settings(path: &Path) -> anyhow::Result<SettingsFile> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("in {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SettingsFile::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// A setting's value as the text `init` gets.
+fn setting_text(key: &str, value: &toml::Value) -> anyhow::Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(x) => x.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        _ => bail!("setting {key}: a value must be text, a number or true/false"),
+    })
+}
+
+/// No two plugins share a name (their metrics would mix) or a bot.
+fn check_unique(list: &[Arc<Plugin>]) -> anyhow::Result<()> {
+    for (i, a) in list.iter().enumerate() {
+        for b in &list[i + 1..] {
+            if a.name() == b.name() {
+                bail!(
+                    "two plugins are named {} ({} and {})",
+                    a.name(),
+                    a.path().display(),
+                    b.path().display()
+                );
+            }
+            for bot in a.bots() {
+                if b.bots().iter().any(|other| other.key() == bot.key()) {
+                    bail!(
+                        "plugins {} and {} both have a bot {bot}",
+                        a.name(),
+                        b.name()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What kind of failure an error from a call is.
+fn failure_kind(e: &wasmtime::Error, memory_refused: bool) -> &'static str {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => "timeout",
+        _ if memory_refused => "memory",
+        _ => "trap",
+    }
+}

@@ -1,0 +1,500 @@
+//! WebAssembly plugins in a real server: the example plugins in `plugins/`
+//! (built by `plugins/build`, which the test command runs first) against
+//! real connections, every hook and decision, and the hostile fixture in
+//! each of its modes to show that a plugin that loops, eats memory, traps,
+//! answers megabytes or floods costs its own calls and nothing more.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chatgate::server::ListenerKind;
+use common::clients::Conn;
+use common::{Client, ServerLines, TestServer, WAIT, error};
+use tokio::time::timeout;
+
+/// A built plugin copied into `dir` as `<name>.wasm` with `settings` beside
+/// it as `<name>.toml`; returns the copy's path.
+fn plugin(dir: &Path, built: &str, name: &str, settings: &str) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/out")
+        .join(format!("{built}.wasm"));
+    assert!(
+        from.exists(),
+        "{} is missing: plugins/build makes it (the test command runs it first)",
+        from.display()
+    );
+    let to = dir.join(format!("{name}.wasm"));
+    std::fs::copy(&from, &to).expect("copy the plugin");
+    std::fs::write(dir.join(format!("{name}.toml")), settings).expect("write settings");
+    to
+}
+
+/// A server with these plugins, in order, and extra flags.
+async fn server_with(plugins: &[PathBuf], flags: &[&str]) -> TestServer {
+    let mut args: Vec<&str> = Vec::new();
+    for path in plugins {
+        args.extend(["--plugin", path.to_str().expect("utf-8 path")]);
+    }
+    args.extend(flags);
+    TestServer::start(&args).await
+}
+
+/// The value of the sample `name` (with its labels as written) in a
+/// `/metrics` text; 0 when absent.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `/metrics` of a server started with `--http` and metrics on it.
+async fn metrics(server: &TestServer) -> String {
+    common::http::request(server.addr(ListenerKind::Http), "GET /metrics HTTP/1.1")
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn the_word_filter_masks_or_drops_and_only_the_sender_hears_why() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mask = plugin(
+        dir.path(),
+        "word-filter",
+        "masker",
+        "[settings]\nwords = \"darn, heck\"\n",
+    );
+    let server = server_with(&[mask], &[]).await;
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    alice.send_line("oh DARN it, what the heck").await;
+    for user in [&mut alice, &mut bob] {
+        user.expect_line("alice: oh **** it, what the ****").await;
+    }
+    alice.send_line("/me says heck").await;
+    bob.expect_line("* alice says ****").await;
+    alice.expect_line("* alice says ****").await;
+
+    let dropper = plugin(
+        dir.path(),
+        "word-filter",
+        "dropper",
+        "[settings]\nwords = \"darn\"\nmode = \"drop\"\n",
+    );
+    let server = server_with(&[dropper], &[]).await;
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    alice.send_line("darn").await;
+    alice.expect_line(&error("watch your language")).await;
+    alice.send_line("a clean line").await;
+    // Bob's next line is the clean one: the dropped line never reached him.
+    bob.expect_line("alice: a clean line").await;
+    alice.expect_line("alice: a clean line").await;
+}
+
+#[tokio::test]
+async fn a_rewrite_is_cleaned_up_again_and_plugins_chain_in_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The first masks "darn"; the second then drops anything with "****"
+    // in it, so it sees the first one's rewrite.
+    let first = plugin(
+        dir.path(),
+        "word-filter",
+        "first",
+        "[settings]\nwords = \"darn\"\n",
+    );
+    let second = plugin(
+        dir.path(),
+        "word-filter",
+        "second",
+        "[settings]\nwords = \"****\"\nmode = \"drop\"\nreason = \"masked twice\"\n",
+    );
+    let server = server_with(&[first, second], &[]).await;
+    let mut alice = server.join("lobby", "alice").await;
+    alice.send_line("darn").await;
+    alice.expect_line(&error("masked twice")).await;
+    alice.send_line("fine").await;
+    alice.expect_line("alice: fine").await;
+}
+
+#[tokio::test]
+async fn the_dice_bot_answers_in_the_room_and_its_name_is_reserved() {
+    let dir = tempfile::tempdir().expect("dir");
+    let dice = plugin(dir.path(), "dice", "dice", "");
+    let server = server_with(&[dice], &["--http", "127.0.0.1:0"]).await;
+    let mut alice = server.join("lobby", "alice").await;
+    // A browser user in the same room, over WebSocket.
+    let mut bob = Conn::ws(server.addr(ListenerKind::Http)).await;
+    bob.join("lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+
+    alice.send_line("/roll 3d6").await;
+    let line = alice.read_line().await;
+    bob.expect_line(&line).await;
+    let rolled = line
+        .strip_prefix("dice: alice rolls 3d6: ")
+        .unwrap_or_else(|| panic!("a roll, not {line:?}"));
+    let (dice, total) = rolled.split_once(" = ").expect("a total");
+    let dice: Vec<u32> = dice
+        .split(" + ")
+        .map(|d| d.parse().expect("a die"))
+        .collect();
+    assert_eq!(dice.len(), 3);
+    assert!(dice.iter().all(|d| (1..=6).contains(d)), "{dice:?}");
+    assert_eq!(
+        dice.iter().sum::<u32>(),
+        total.parse::<u32>().expect("total")
+    );
+
+    alice.send_line("/roll lots").await;
+    alice
+        .expect_line("*** usage: /roll NdM, N up to 100, M from 2 to 1000")
+        .await;
+    alice.send_line("/frobnicate").await;
+    alice.expect_line(&error("unknown command")).await;
+    // Bob heard neither: his next line is alice's next message.
+    alice.send_line("done").await;
+    bob.expect_line("alice: done").await;
+
+    let mut mallory = server.connect_welcomed().await;
+    for name in ["dice", "DICE"] {
+        mallory.send_line(&format!("JOIN lobby {name}")).await;
+        mallory
+            .expect_line(&error("that user name is reserved"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn the_join_rule_refuses_as_a_failed_attempt_and_keeps_members_only_rooms() {
+    let dir = tempfile::tempdir().expect("dir");
+    let rule = plugin(
+        dir.path(),
+        "join-rule",
+        "rule",
+        "[settings]\ndeny = \"mallory\"\n\"members.vault\" = \"alice, bob\"\n",
+    );
+    let server = server_with(&[rule], &[]).await;
+    let mut mallory = server.connect_welcomed().await;
+    mallory.send_line("JOIN lobby Mallory").await;
+    mallory
+        .expect_line(&error("that name is not welcome here"))
+        .await;
+    // A failed attempt: five of them close the connection.
+    for _ in 0..4 {
+        mallory.send_line("JOIN lobby mallory").await;
+        mallory.read_line().await;
+    }
+    mallory.expect_closed().await;
+
+    let mut carol = server.connect_welcomed().await;
+    carol.send_line("JOIN vault carol").await;
+    carol.expect_line(&error("vault is for members only")).await;
+    carol.join("lobby", "carol").await;
+    carol.send_line("/join vault").await;
+    carol.expect_line(&error("vault is for members only")).await;
+    carol.send_line("still here").await;
+    carol.expect_line("carol: still here").await;
+
+    let mut alice = server.join("vault", "alice").await;
+    alice.send_line("/who").await;
+    alice.expect_line("*** users in vault: alice").await;
+}
+
+#[tokio::test]
+async fn a_ticking_bot_speaks_in_rooms_with_members_and_leaves_are_seen() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ticker = plugin(
+        dir.path(),
+        "ticker",
+        "ticker",
+        "[settings]\nevery-ms = 1000\n",
+    );
+    let server = server_with(
+        &[ticker],
+        &["--http", "127.0.0.1:0", "--metrics-on", "public"],
+    )
+    .await;
+    let mut alice = server.join("lobby", "alice").await;
+    let line = timeout(Duration::from_secs(4), alice.read_line())
+        .await
+        .expect("a tick within the period and the tick task's slack");
+    assert!(line.starts_with("clock: tick "), "{line:?}");
+    let mut bob = server.join("den", "bob").await;
+    bob.send_line("/quit").await;
+    bob.skip_to_close().await;
+    // The leave hook ran once for bob's leaving.
+    let leaves = r#"chatgate_plugin_call_seconds_count{plugin="ticker",hook="leave"}"#;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sample(&metrics(&server).await, leaves) < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leave call counted"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_python_plugin_answers_commands_speaks_as_its_bot_and_filters() {
+    let dir = tempfile::tempdir().expect("dir");
+    let greeter = plugin(
+        dir.path(),
+        "greeter-py",
+        "greeter",
+        "[settings]\nabout = \"a room for tests\"\n",
+    );
+    // Compiling an 18 MB component takes seconds: a state directory kept
+    // between runs keeps the compiled code too.
+    let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-plugin-state");
+    let state = state.to_str().expect("utf-8 path");
+    let server = server_with(&[greeter], &["--state-dir", state]).await;
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    alice.send_line("/about").await;
+    alice.expect_line("*** a room for tests").await;
+    alice.send_line("/hello").await;
+    alice.expect_line("greeter: hello, alice!").await;
+    bob.expect_line("greeter: hello, alice!").await;
+    alice.send_line("STOP SHOUTING").await;
+    alice.expect_line(&error("please do not shout")).await;
+    alice.send_line("ok").await;
+    bob.expect_line("alice: ok").await;
+}
+
+/// A server with the hostile plugin in `mode`, its settings extended by
+/// `extra`, and metrics on its HTTP listener.
+async fn hostile(dir: &Path, mode: &str, extra: &str) -> TestServer {
+    let path = plugin(
+        dir,
+        "hostile",
+        "hostile",
+        &format!("{extra}[settings]\nmode = \"{mode}\"\n"),
+    );
+    server_with(
+        &[path],
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--metrics-on",
+            "public",
+            "--rate",
+            "0",
+        ],
+    )
+    .await
+}
+
+/// Sends `n` lines from `sender`, each of which must pass unchanged (the
+/// plugin failed open), and checks that `other` still chats meanwhile.
+async fn lines_pass(sender: &mut Client, other: &mut Client, n: usize) {
+    for i in 0..n {
+        sender.send_line(&format!("line {i}")).await;
+        sender.expect_line(&format!("alice: line {i}")).await;
+        other.expect_line(&format!("alice: line {i}")).await;
+    }
+    other.send_line("still served").await;
+    other.expect_line("bob: still served").await;
+    sender.expect_line("bob: still served").await;
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_by_the_budget_and_the_plugin_disabled() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = hostile(dir.path(), "loop", "on-failure = \"open\"\n").await;
+    // Joins fail open here (the settings say so), so users get in.
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    let started = std::time::Instant::now();
+    lines_pass(&mut alice, &mut bob, 12).await;
+    let m = metrics(&server).await;
+    let timeouts = sample(
+        &m,
+        r#"chatgate_plugin_failures_total{plugin="hostile",hook="message",kind="timeout"}"#,
+    );
+    assert!(timeouts >= 8.0, "{timeouts} timeouts");
+    assert_eq!(
+        sample(&m, r#"chatgate_plugin_disabled{plugin="hostile"}"#),
+        1.0
+    );
+    // Each looping call was cut at the budget: 12 lines (2 joins before
+    // them) took far less than a second each.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_join_rule_that_traps_fails_closed_unless_told_otherwise() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = hostile(dir.path(), "trap", "").await;
+    let mut alice = server.connect_welcomed().await;
+    alice.send_line("JOIN lobby alice").await;
+    alice
+        .expect_line(&error(chatgate::plugins::JOIN_CHECK_FAILED))
+        .await;
+    let open = hostile(dir.path(), "trap", "on-failure = \"open\"\n").await;
+    let [mut alice, mut bob] = open.join_all("lobby", ["alice", "bob"]).await;
+    // Lines pass as well: a trapping filter fails open.
+    lines_pass(&mut alice, &mut bob, 3).await;
+    let m = metrics(&open).await;
+    assert!(
+        sample(
+            &m,
+            r#"chatgate_plugin_failures_total{plugin="hostile",hook="message",kind="trap"}"#
+        ) >= 3.0
+    );
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_capped_and_the_line_passes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = plugin(
+        dir.path(),
+        "hostile",
+        "hostile",
+        "[settings]\nmode = \"memory\"\n",
+    );
+    // A small cap, so the bomb meets it well within the time budget.
+    let server = server_with(
+        &[path],
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--metrics-on",
+            "public",
+            "--plugin-memory-mib",
+            "4",
+        ],
+    )
+    .await;
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    lines_pass(&mut alice, &mut bob, 3).await;
+    let m = metrics(&server).await;
+    assert!(
+        sample(
+            &m,
+            r#"chatgate_plugin_failures_total{plugin="hostile",hook="message",kind="memory"}"#
+        ) >= 3.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_rewrite_or_answer_of_megabytes_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = hostile(dir.path(), "huge", "").await;
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    lines_pass(&mut alice, &mut bob, 2).await;
+    alice.send_line("/anything").await;
+    alice.expect_line(&error("unknown command")).await;
+    let m = metrics(&server).await;
+    for hook in ["message", "command"] {
+        let name = format!(
+            r#"chatgate_plugin_failures_total{{plugin="hostile",hook="{hook}",kind="invalid"}}"#
+        );
+        assert!(sample(&m, &name) >= 1.0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_flooding_bot_gets_sixteen_lines_a_call_and_no_more() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = plugin(
+        dir.path(),
+        "hostile",
+        "hostile",
+        "[settings]\nmode = \"flood\"\n",
+    );
+    // Budget enough for a thousand tries to say a line: what stops the
+    // flood here is the cap on lines per call.
+    let server = server_with(&[path], &["--plugin-budget-ms", "500"]).await;
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    alice.send_line("/go").await;
+    // The command's call may say at most 16 lines; then alice's marker.
+    alice.send_line("marker").await;
+    let before = bob.lines_until("alice: marker").await;
+    let floods = before.iter().filter(|l| l.starts_with("flood: ")).count();
+    assert!(
+        floods <= 2 * chatgate::plugins::MAX_EFFECTS,
+        "{floods} lines"
+    );
+    assert!(floods >= 1, "the bot said nothing: {before:?}");
+    bob.send_line("still served").await;
+    let after = bob.lines_until("bob: still served").await;
+    assert!(after.iter().all(|l| l.starts_with("flood: ")), "{after:?}");
+}
+
+#[tokio::test]
+async fn a_plugin_that_cannot_start_stops_the_server_from_starting() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (mode, says) in [
+        ("bad-init", "refusing to start"),
+        ("bad-bot", "invalid bot name"),
+    ] {
+        let path = plugin(
+            dir.path(),
+            "hostile",
+            mode,
+            &format!("[settings]\nmode = \"{mode}\"\n"),
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatgate"))
+            .args([
+                "--tcp",
+                "127.0.0.1:0",
+                "--tls",
+                "off",
+                "--http",
+                "off",
+                "--https",
+                "off",
+            ])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--plugin")
+            .arg(&path)
+            .output()
+            .expect("run chatgate");
+        assert_eq!(out.status.code(), Some(1), "{mode}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{mode}: {stderr}");
+        assert!(out.stdout.is_empty(), "{mode}: it listened");
+    }
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not webassembly").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatgate"))
+        .args([
+            "--tcp",
+            "127.0.0.1:0",
+            "--tls",
+            "off",
+            "--http",
+            "off",
+            "--https",
+            "off",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--plugin")
+        .arg(&junk)
+        .output()
+        .expect("run chatgate");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a chatgate plugin"));
+}
+
+#[tokio::test]
+async fn commands_and_lines_pass_untouched_through_a_pass_through_plugin() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = hostile(dir.path(), "pass", "").await;
+    let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
+    lines_pass(&mut alice, &mut bob, 3).await;
+    alice.send_line("/who").await;
+    alice.expect_line("*** users in lobby: alice, bob").await;
+    alice.send_line("/nope").await;
+    alice.expect_line(&error("unknown command")).await;
+    let m = metrics(&server).await;
+    let calls = r#"chatgate_plugin_call_seconds_count{plugin="hostile",hook="message"}"#;
+    assert_eq!(sample(&m, calls), 4.0, "one call per line, not per member");
+    assert!(!m.contains("chatgate_plugin_failures_total{"), "{m}");
+}
