@@ -136,6 +136,15 @@ pub enum Tool {
     CheckConfig,
     /// Prints a configuration file with every key, its default and its help, for --config
     PrintDefaultConfig,
+    /// Loads a plugin as the server would (its settings file beside it, --plugin-budget-ms, --plugin-memory-mib), prints what it declares, and times its hooks: one line per hook with the median and 99th percentile in nanoseconds; exit status 1 and the reason if it does not load
+    CheckPlugin {
+        /// The plugin (a chatgate:plugin component)
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Calls to time per hook
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        calls: u32,
+    },
     /// Prints the shell completion script for chatgate
     Completions {
         /// The shell

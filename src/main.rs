@@ -104,6 +104,23 @@ fn run_tool(loaded: &Loaded) -> ExitCode {
             Err(e) => fail(&format!("{:#}", anyhow::Error::from(e))),
         },
         Tool::PrintDefaultConfig => print(&render::default_file()),
+        Tool::CheckPlugin { path, calls } => {
+            let limits = chatgate::plugins::Limits {
+                memory: (loaded.config.plugin_memory_mib as usize).saturating_mul(1 << 20),
+                budget: std::time::Duration::from_millis(loaded.config.plugin_budget_ms),
+            };
+            let report = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(chatgate::plugins::check(path, limits, *calls))
+                });
+            match report {
+                Ok(text) => print(&text),
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
         Tool::Completions { shell } => {
             // Into memory first: written to stdout straight, a failed
             // write (a full disk, a closed pipe) would panic.

@@ -498,3 +498,137 @@ async fn commands_and_lines_pass_untouched_through_a_pass_through_plugin() {
     assert_eq!(sample(&m, calls), 4.0, "one call per line, not per member");
     assert!(!m.contains("chatgate_plugin_failures_total{"), "{m}");
 }
+
+/// Reads a real server's log lines until one contains `wanted`.
+async fn log_until(
+    log: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    wanted: &str,
+) -> String {
+    let find = async {
+        while let Some(line) = log.next_line().await.expect("read log") {
+            if line.contains(wanted) {
+                return line;
+            }
+        }
+        panic!("the log ended before {wanted:?}");
+    };
+    timeout(Duration::from_secs(10), find)
+        .await
+        .unwrap_or_else(|_| panic!("no log line with {wanted:?}"))
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_changed_plugin_and_keeps_the_old_one_when_the_new_fails() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = plugin(
+        dir.path(),
+        "word-filter",
+        "filter",
+        "[settings]\nwords = \"darn\"\n",
+    );
+    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatgate"))
+        .args([
+            "--tcp",
+            "127.0.0.1:0",
+            "--tls",
+            "off",
+            "--http",
+            "off",
+            "--https",
+            "off",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--plugin")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chatgate");
+    let mut stdout = tokio::io::BufReader::new(process.stdout.take().expect("stdout")).lines();
+    let mut log = tokio::io::BufReader::new(process.stderr.take().expect("stderr")).lines();
+    let line = stdout.next_line().await.expect("read").expect("a line");
+    let addr = line
+        .strip_prefix("listening tcp ")
+        .expect("listening tcp")
+        .parse()
+        .expect("address");
+    let mut alice = Client::connect(addr).await;
+    alice.expect_lines(&common::WELCOME).await;
+    alice.join("lobby", "alice").await;
+    alice.send_line("darn and heck").await;
+    alice.expect_line("alice: **** and heck").await;
+
+    let pid = rustix::process::Pid::from_raw(process.id().expect("pid") as i32).expect("pid");
+    let hup = || rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("HUP");
+    std::fs::write(
+        dir.path().join("filter.toml"),
+        "[settings]\nwords = \"heck\"\n",
+    )
+    .expect("settings");
+    hup();
+    log_until(&mut log, "plugins reloaded").await;
+    alice.send_line("darn and heck").await;
+    alice.expect_line("alice: darn and ****").await;
+
+    // A broken file: the plugin from before goes on.
+    std::fs::write(&path, b"\0asm broken").expect("break the plugin");
+    hup();
+    let why = log_until(&mut log, "plugin not reloaded").await;
+    assert!(why.contains("not a chatgate plugin"), "{why}");
+    alice.send_line("darn and heck").await;
+    alice.expect_line("alice: darn and ****").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_a_line_is_filtered_once_on_its_node_and_bots_reach_every_node() {
+    let Some(nats) = common::nats::Nats::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let filter = plugin(
+        dir.path(),
+        "word-filter",
+        "filter",
+        "[settings]\nwords = \"darn\"\n",
+    );
+    let dice = plugin(dir.path(), "dice", "dice", "");
+    let flags = [
+        "--plugin",
+        filter.to_str().expect("utf-8"),
+        "--plugin",
+        dice.to_str().expect("utf-8"),
+        "--http",
+        "127.0.0.1:0",
+        "--metrics-on",
+        "public",
+    ];
+    let a = common::nats::node(&nats, "a", &flags).await;
+    let b = common::nats::node(&nats, "b", &flags).await;
+    let mut alice = common::nats::tcp_user(&a, "lobby", "alice").await;
+    let mut bob = common::nats::tcp_user(&b, "lobby", "bob").await;
+    alice.expect_line("bob has joined").await;
+
+    alice.send_line("oh darn").await;
+    alice.expect_line("alice: oh ****").await;
+    bob.expect_line("alice: oh ****").await;
+    alice.send_line("/roll 1d6").await;
+    let roll = alice.read_line().await;
+    assert!(roll.starts_with("dice: alice rolls 1d6: "), "{roll}");
+    bob.expect_line(&roll).await;
+    // Bob's node may not take the bot's name either.
+    let mut mallory = Conn::tcp(b.addr(ListenerKind::Tcp)).await;
+    mallory.expect_lines(&common::WELCOME).await;
+    mallory.send_line("JOIN lobby dice").await;
+    mallory
+        .expect_line(&error("that user name is reserved"))
+        .await;
+
+    let calls = r#"chatgate_plugin_call_seconds_count{plugin="filter",hook="message"}"#;
+    assert_eq!(sample(&metrics(&a).await, calls), 1.0, "on alice's node");
+    assert_eq!(sample(&metrics(&b).await, calls), 0.0, "on bob's node");
+}

@@ -763,6 +763,90 @@ impl Hooks for Plugins {
     }
 }
 
+/// `chatgate check-plugin`: loads the plugin at `path` as the server
+/// would, then calls each hook `calls` times with an ordinary request
+/// (`alice` in `lobby` over TCP from 127.0.0.1; a 40-byte line; `/roll
+/// 2d6`) and times each call. The report: the plugin's bots and tick, then
+/// per hook `hook <name> calls <n> median_ns <ns> p99_ns <ns>`, and
+/// `failures <hook> <n>` for a hook whose calls failed.
+///
+/// # Errors
+/// The plugin does not load.
+pub async fn check(path: &Path, limits: Limits, calls: u32) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+
+    let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let hub = Hub::new();
+    let metrics = PluginMetrics::default();
+    let plugin = Plugin::load(&runtime, path, limits, Arc::downgrade(&hub), &metrics).await?;
+    let (room, user) = (
+        Name::parse("lobby").context("room")?,
+        Name::parse("alice").context("user")?,
+    );
+    let join = JoinRequest {
+        room,
+        user,
+        transport: "tcp",
+        addr: Some(std::net::Ipv6Addr::LOCALHOST.into()),
+    };
+    let message = Message {
+        room,
+        user,
+        text: "an ordinary line of chat, forty bytes.".into(),
+        action: false,
+    };
+    let command = CommandRequest {
+        room,
+        user,
+        name: "roll".into(),
+        args: "2d6".into(),
+    };
+    let mut out = String::new();
+    let bots: Vec<&str> = plugin.bots().iter().map(|b| b.as_str()).collect();
+    let tick = plugin
+        .tick()
+        .map_or("none".to_owned(), |t| format!("{} ms", t.as_millis()));
+    let _ = writeln!(out, "plugin {} bots {bots:?} tick {tick}", plugin.name());
+    for hook in [Hook::Join, Hook::Message, Hook::Command, Hook::Leave] {
+        let mut times = Vec::with_capacity(calls as usize);
+        let mut failures = 0u32;
+        for _ in 0..calls {
+            // A disabled plugin answers at once; keep timing its calls.
+            plugin.in_a_row.store(0, Ordering::Relaxed);
+            plugin.disabled.store(false, Ordering::Relaxed);
+            let started = Instant::now();
+            let failed = match hook {
+                Hook::Join => plugin.join(&join).await.is_err(),
+                Hook::Message => plugin.message(&message, &message.text).await.is_err(),
+                Hook::Command => plugin.command(&command).await.is_err(),
+                _ => {
+                    plugin.leave(room, user).await;
+                    false
+                }
+            };
+            times.push(started.elapsed().as_nanos() as u64);
+            failures += u32::from(failed);
+        }
+        times.sort_unstable();
+        let at = |q: f64| {
+            times
+                .get(((times.len() as f64 - 1.0) * q) as usize)
+                .copied()
+        };
+        let _ = writeln!(
+            out,
+            "hook {} calls {calls} median_ns {} p99_ns {}",
+            hook.label(),
+            at(0.5).unwrap_or(0),
+            at(0.99).unwrap_or(0)
+        );
+        if failures > 0 {
+            let _ = writeln!(out, "failures {} {failures}", hook.label());
+        }
+    }
+    Ok(out)
+}
+
 /// The plugin's name: the stem of its file.
 fn plugin_name(path: &Path) -> anyhow::Result<Arc<str>> {
     let stem = path
@@ -830,5 +914,140 @@ fn failure_kind(e: &wasmtime::Error, memory_refused: bool) -> &'static str {
         Some(wasmtime::Trap::Interrupt) => "timeout",
         _ if memory_refused => "memory",
         _ => "trap",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A built example plugin, with `settings` beside a copy of it in `dir`.
+    fn example(dir: &Path, name: &str, settings: &str) -> PathBuf {
+        let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("plugins/out")
+            .join(format!("{name}.wasm"));
+        assert!(built.exists(), "{}: run plugins/build", built.display());
+        let path = dir.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &path).expect("copy");
+        std::fs::write(settings_path(&path), settings).expect("settings");
+        path
+    }
+
+    const LIMITS: Limits = Limits {
+        memory: 16 << 20,
+        budget: Duration::from_millis(50),
+    };
+
+    async fn load(path: &Path) -> anyhow::Result<Arc<Plugin>> {
+        let runtime = Runtime::new(None).expect("runtime");
+        Plugin::load(
+            &runtime,
+            path,
+            LIMITS,
+            Weak::new(),
+            &PluginMetrics::default(),
+        )
+        .await
+    }
+
+    fn message(text: &str) -> Message {
+        Message {
+            room: Name::parse("lobby").expect("room"),
+            user: Name::parse("alice").expect("user"),
+            text: text.into(),
+            action: false,
+        }
+    }
+
+    #[test]
+    fn settings_reach_init_as_text_and_nested_values_are_refused() {
+        let table: toml::Table =
+            toml::from_str("a = \"x\"\nb = 3\nc = true\nd = 1.5\ne = [1]\n").expect("toml");
+        let text = |k: &str| setting_text(k, &table[k]);
+        assert_eq!(text("a").expect("a"), "x");
+        assert_eq!(text("b").expect("b"), "3");
+        assert_eq!(text("c").expect("c"), "true");
+        assert_eq!(text("d").expect("d"), "1.5");
+        assert!(text("e").is_err());
+    }
+
+    #[test]
+    fn a_settings_file_with_an_unknown_key_is_an_error_and_a_missing_one_is_empty() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("p.toml");
+        assert!(read_settings(&path).expect("missing").settings.is_empty());
+        std::fs::write(&path, "on-falure = \"open\"\n").expect("write");
+        let e = read_settings(&path).expect_err("unknown key");
+        assert!(format!("{e:#}").contains("on-falure"), "{e:#}");
+        std::fs::write(&path, "on-failure = \"closed\"\n[settings]\nk = \"v\"\n").expect("write");
+        let file = read_settings(&path).expect("good");
+        assert_eq!(file.on_failure, Some(Policy::Closed));
+    }
+
+    #[test]
+    fn the_budget_in_ticks_covers_the_tick_under_way() {
+        assert_eq!(runtime::ticks(Duration::from_millis(5)), 6);
+        assert_eq!(runtime::ticks(Duration::ZERO), 1);
+        assert_eq!(runtime::ticks(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn texts_from_plugins_are_cleaned_and_bounded() {
+        // As a user's line: control characters out, trailing blanks cut.
+        assert_eq!(checked_text("  a\u{7}  b ").expect("text"), "  a  b");
+        assert!(checked_text(" \t").is_err());
+        assert!(checked_text(&"x".repeat(crate::protocol::MAX_LINE + 1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_component_answers_each_hook_through_the_bindings() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = example(dir.path(), "word-filter", "[settings]\nwords = \"darn\"\n");
+        let plugin = load(&path).await.expect("load");
+        assert_eq!(plugin.name(), "word-filter");
+        let said = message("Darn it");
+        let (verdict, effects) = plugin.message(&said, &said.text).await.expect("call");
+        assert_eq!(verdict, Verdict::Rewrite("**** it".into()));
+        assert!(effects.is_empty());
+        let join = JoinRequest {
+            room: said.room,
+            user: said.user,
+            transport: "wss",
+            addr: None,
+        };
+        assert_eq!(plugin.join(&join).await.expect("join").0, Admission::Allow);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_drops_its_instance_and_ten_in_a_row_disable_the_plugin() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = example(dir.path(), "hostile", "[settings]\nmode = \"trap\"\n");
+        let plugin = load(&path).await.expect("load");
+        let pooled = |p: &Plugin| p.pool.lock().expect("pool").len();
+        assert_eq!(pooled(&plugin), 1);
+        let said = message("hi");
+        for _ in 0..DISABLE_AFTER {
+            assert_eq!(
+                plugin.message(&said, &said.text).await.err(),
+                Some(Failure::Failed)
+            );
+            assert_eq!(pooled(&plugin), 0, "a trapped instance is not reused");
+        }
+        assert!(plugin.is_disabled());
+        assert_eq!(
+            plugin.message(&said, &said.text).await.err(),
+            Some(Failure::Disabled)
+        );
+    }
+
+    #[tokio::test]
+    async fn init_errors_and_invalid_bots_stop_the_load_with_the_reason() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = example(dir.path(), "hostile", "[settings]\nmode = \"bad-init\"\n");
+        let e = load(&path).await.expect_err("bad init");
+        assert!(format!("{e:#}").contains("refusing to start"), "{e:#}");
+        std::fs::write(settings_path(&path), "[settings]\nmode = \"bad-bot\"\n").expect("write");
+        let e = load(&path).await.expect_err("bad bot");
+        assert!(format!("{e:#}").contains("invalid bot name"), "{e:#}");
     }
 }
