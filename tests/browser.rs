@@ -1251,3 +1251,64 @@ async fn with_history_off_the_page_still_shows_what_is_said() {
         "an error was shown: {log:?}"
     );
 }
+
+/// A built example plugin copied into `dir` with `settings` beside it.
+fn example_plugin(dir: &Path, name: &str, settings: &str) -> String {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/out")
+        .join(format!("{name}.wasm"));
+    assert!(
+        built.exists(),
+        "{}: plugins/build makes it (the test command runs it first)",
+        built.display()
+    );
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::copy(&built, &path).expect("copy the plugin");
+    std::fs::write(dir.join(format!("{name}.toml")), settings).expect("settings");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[tokio::test]
+async fn a_browser_and_a_telnet_user_meet_the_word_filter_and_the_dice_bot() {
+    let Some((_turn, driver)) = browser_turn().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let filter = example_plugin(dir.path(), "word-filter", "[settings]\nwords = \"darn\"\n");
+    let dice = example_plugin(dir.path(), "dice", "");
+    let state = dir.path().join("state");
+    let flags = [
+        "--plugin",
+        &filter,
+        "--plugin",
+        &dice,
+        "--state-dir",
+        state.to_str().expect("utf-8 path"),
+    ];
+    let server =
+        TestServer::start_with_flags(&[ListenerKind::Tcp, ListenerKind::Http], 0, &flags).await;
+    let page = driver.open(&server.page_url(ListenerKind::Http)).await;
+    page.join("lobby", "ann").await;
+    let mut bob = LineUser::telnet(&server, "lobby", "bob").await;
+    page.wait_members(&["ann", "bob"]).await;
+
+    page.say("darn this").await;
+    bob.expect("ann: **** this").await;
+    page.wait_line("chat", "ann: **** this").await;
+    bob.send("/roll 1d6").await;
+    page.wait_for("the dice bot's line", LOG_LINES, |lines| {
+        lines.as_array().is_some_and(|lines| {
+            lines.iter().any(|l| {
+                l[0] == "chat"
+                    && l[1]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("dice: bob rolls 1d6: "))
+            })
+        })
+    })
+    .await;
+    page.say("/roll 2d6").await;
+    bob.send("/who").await;
+    bob.expect("*** users in lobby: ann, bob").await;
+    server.stop().await;
+}
