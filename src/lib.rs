@@ -18,7 +18,14 @@
 //! once per broadcast for all such members, and the room keeps its message
 //! lines in its [`RoomLog`] for `/history`.
 //!
+//! With WebAssembly plugins loaded, the session stops before a join, a
+//! line or an unknown command and its driver asks the hub's [`Hooks`]
+//! (`plugins` implements them) in the user's own task; what they decide
+//! (refuse, drop, rewrite, answer) is done before anything reaches a room,
+//! once per line.
+//!
 //! [`RoomLog`]: crate::history::RoomLog
+//! [`Hooks`]: crate::hooks::Hooks
 //!
 //! # Modules
 //!

@@ -18,7 +18,7 @@
 //! per line. Anything else the session does (a command, a reply, leaving)
 //! flushes the burst first, so the order everyone sees is the order said.
 //!
-//! With plugins loaded, the hub's [`Hooks`] are asked before a join, before
+//! With plugins loaded, the hub's [`Hooks`](crate::hooks::Hooks) are asked before a join, before
 //! a line is gathered, and about commands the protocol does not know; what
 //! they want done besides (a bot's line) follows the user's own line.
 //!

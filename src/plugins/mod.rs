@@ -7,9 +7,11 @@
 //! refusal or drop wins, rewrites chain, the first plugin that handles a
 //! command answers it.
 //!
-//! Each plugin keeps a small pool of instances, each started with the
-//! plugin's `init`, so a hook call costs a call, not an instantiation: a
-//! caller takes an instance, calls it with a deadline, and puts it back.
+//! Each plugin keeps a pool of at most [`max_instances`] instances, each
+//! started with the plugin's `init`, so a hook call costs a call, not an
+//! instantiation: a caller takes an instance, calls it with a deadline, and
+//! puts it back. A plugin's memory is so bounded by that count times the
+//! memory cap.
 //! An instance whose call failed is dropped (its state may be half-made),
 //! and the next caller starts a fresh one. A plugin that fails
 //! [`DISABLE_AFTER`] calls in a row is disabled until the next reload; a
@@ -46,6 +48,14 @@ use crate::protocol::names::{Name, RoomName, UserName};
 
 /// Failed calls in a row after which a plugin is disabled until reloaded.
 pub const DISABLE_AFTER: u32 = 10;
+
+/// Most instances of one plugin at once, and so most calls into it at
+/// once: one per core, at least two. With the memory cap, this bounds a
+/// plugin's memory; a call beyond it waits for an instance, and each call
+/// ahead of it ends within its budget.
+pub fn max_instances() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
 
 /// Most `*** ` lines one command's answer may have.
 pub const MAX_REPLY_LINES: usize = 16;
@@ -147,6 +157,8 @@ pub struct Plugin {
     tick: Option<Duration>,
     policy: Option<Policy>,
     pool: Mutex<Vec<Instance>>,
+    /// One per instance there may be ([`max_instances`]).
+    permits: tokio::sync::Semaphore,
     in_a_row: AtomicU32,
     disabled: AtomicBool,
     metrics: PluginMetrics,
@@ -226,6 +238,7 @@ impl Plugin {
             tick: None,
             policy: file.on_failure,
             pool: Mutex::default(),
+            permits: tokio::sync::Semaphore::new(max_instances()),
             in_a_row: AtomicU32::new(0),
             disabled: AtomicBool::new(false),
             metrics: metrics.clone(),
@@ -327,6 +340,10 @@ impl Plugin {
         if self.is_disabled() {
             return Err(Failure::Disabled);
         }
+        // Never closed, so acquiring only waits.
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err(Failure::Disabled);
+        };
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match pooled {
             Some(instance) => instance,
