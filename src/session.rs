@@ -18,9 +18,11 @@
 //! per line. Anything else the session does (a command, a reply, leaving)
 //! flushes the burst first, so the order everyone sees is the order said.
 //!
-//! With plugins loaded, the hub's [`Hooks`](crate::hooks::Hooks) are asked before a join, before
-//! a line is gathered, and about commands the protocol does not know; what
-//! they want done besides (a bot's line) follows the user's own line.
+//! With plugins loaded, the session stops at [`Flow::Hook`] before a join,
+//! before a line is gathered and at a command the protocol does not know,
+//! as it does for a claim; the driver asks the hub's
+//! [`Hooks`](crate::hooks::Hooks) and hands their answer back. What they
+//! want done besides (a bot's line) follows the user's own line.
 //!
 //! In a cluster a name must also be claimed on the other nodes, which takes
 //! a round trip the session cannot make: it reserves the name here, returns
