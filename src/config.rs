@@ -136,7 +136,7 @@ pub enum Tool {
     CheckConfig,
     /// Prints a configuration file with every key, its default and its help, for --config
     PrintDefaultConfig,
-    /// Loads a plugin as the server would (its settings file beside it, --plugin-budget-ms, --plugin-memory-mib), prints what it declares, and times its hooks: one line per hook with the median and 99th percentile in nanoseconds; exit status 1 and the reason if it does not load
+    /// Loads a plugin as the server would (its settings file beside it), prints what it declares, and times the hooks it asks for: one line per hook with the median and 99th percentile in nanoseconds; exit status 1 and the reason if it does not load
     CheckPlugin {
         /// The plugin (a chatgate:plugin component)
         #[arg(value_name = "PATH")]
@@ -144,6 +144,22 @@ pub enum Tool {
         /// Calls to time per hook
         #[arg(long, value_name = "N", default_value_t = 100_000)]
         calls: u32,
+        /// Milliseconds one call may run, as the server's --plugin-budget-ms
+        #[arg(
+            long,
+            value_name = "MS",
+            default_value_t = DEFAULT_PLUGIN_BUDGET_MS,
+            value_parser = clap::value_parser!(u64).range(1..=1000)
+        )]
+        budget_ms: u64,
+        /// Mebibytes one instance may have, as the server's --plugin-memory-mib
+        #[arg(
+            long,
+            value_name = "MIB",
+            default_value_t = DEFAULT_PLUGIN_MEMORY_MIB,
+            value_parser = clap::value_parser!(u64).range(1..=4096)
+        )]
+        memory_mib: u64,
     },
     /// Prints the shell completion script for chatgate
     Completions {

@@ -256,14 +256,17 @@ async fn on_read(
 }
 
 /// Asks the plugins what the session stopped at. Bounded: each plugin's
-/// call ends within its time budget (a plugin instance, if one must be
-/// started first, within another), and plugins are a fixed list.
+/// wait for an instance, the start of one and its call each have a time
+/// limit (`plugins::CALL_SLACK` past the budget), plugins are a fixed
+/// list, and shutdown cuts the wait short.
 async fn hook(session: &mut Session, ctx: &Connection) -> Flow {
     let (Some(hooks), Some(request)) = (ctx.hub.hooks(), session.pending_hook()) else {
-        return Flow::Continue;
+        return session.hook_dropped();
     };
-    let answer = hooks.answer(request).await;
-    session.hook_answered(answer)
+    tokio::select! {
+        answer = hooks.answer(request) => session.hook_answered(answer),
+        () = ctx.shutdown.cancelled() => session.hook_dropped(),
+    }
 }
 
 /// Whether a raw line is a command answered on this node (`/word`, not

@@ -104,10 +104,15 @@ fn run_tool(loaded: &Loaded) -> ExitCode {
             Err(e) => fail(&format!("{:#}", anyhow::Error::from(e))),
         },
         Tool::PrintDefaultConfig => print(&render::default_file()),
-        Tool::CheckPlugin { path, calls } => {
+        Tool::CheckPlugin {
+            path,
+            calls,
+            budget_ms,
+            memory_mib,
+        } => {
             let limits = chatgate::plugins::Limits {
-                memory: (loaded.config.plugin_memory_mib as usize).saturating_mul(1 << 20),
-                budget: std::time::Duration::from_millis(loaded.config.plugin_budget_ms),
+                memory: (*memory_mib as usize).saturating_mul(1 << 20),
+                budget: std::time::Duration::from_millis(*budget_ms),
             };
             let report = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

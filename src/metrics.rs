@@ -50,7 +50,8 @@ pub struct FailureLabel {
     pub plugin: String,
     /// The hook.
     pub hook: &'static str,
-    /// `timeout`, `memory`, `trap` or `invalid` (an answer out of bounds).
+    /// `timeout`, `memory`, `trap`, `invalid` (an answer out of bounds) or
+    /// `refused` (an instance's `init` said no).
     pub kind: &'static str,
 }
 

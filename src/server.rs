@@ -539,9 +539,11 @@ async fn start_plugins(
     hub: &Arc<Hub>,
     metrics: &PluginMetrics,
 ) -> Result<Arc<Plugins>, StartError> {
+    // wasmtime wants the cache's directory absolute; the state directory
+    // is relative by default.
     let cache = config.state_dir.join("plugin-cache");
-    let cache = match std::fs::create_dir_all(&cache) {
-        Ok(()) => Some(cache),
+    let cache = match std::fs::create_dir_all(&cache).and_then(|()| std::path::absolute(&cache)) {
+        Ok(cache) => Some(cache),
         Err(e) => {
             warn!(error = %e, dir = %cache.display(), "cannot keep compiled plugins; compiling at every start");
             None
@@ -553,8 +555,13 @@ async fn start_plugins(
         hub.clone(),
         metrics.clone(),
     );
-    let runtime =
-        Runtime::new(cache.as_deref()).map_err(|e| StartError::Plugin(format!("{e:#}")))?;
+    let runtime = match Runtime::new(cache.as_deref()) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            warn!(error = %e, "cannot keep compiled plugins; compiling at every start");
+            Runtime::new(None).map_err(|e| StartError::Plugin(format!("{e:#}")))?
+        }
+    };
     Plugins::load(runtime, &paths, limits, &hub, &metrics)
         .await
         .map_err(|e| StartError::Plugin(format!("{e:#}")))

@@ -192,6 +192,8 @@ enum State {
         from: Option<Membership>,
         /// Failed JOIN attempts so far, for a first JOIN.
         failed: u32,
+        /// What plugins asked for, once the user is in.
+        effects: Vec<Effect>,
     },
     /// In a room.
     Joined(Membership),
@@ -281,7 +283,13 @@ impl Session {
     pub fn claim_answered(&mut self, answer: NameClaim) -> Flow {
         self.flush();
         let state = std::mem::replace(&mut self.state, State::Login { failed: 0 });
-        let State::Claiming { next, from, failed } = state else {
+        let State::Claiming {
+            next,
+            from,
+            failed,
+            effects,
+        } = state
+        else {
             self.state = state;
             return Flow::Continue;
         };
@@ -290,6 +298,7 @@ impl Session {
                 let first = from.is_none();
                 drop(from);
                 self.enter(next, first);
+                self.hub.apply(effects);
                 Flow::Continue
             }
             (NameClaim::Taken | NameClaim::Busy, Some(from)) => {
@@ -454,13 +463,11 @@ impl Session {
     /// join, and after it what the plugins asked for.
     fn join_now(&mut self, room: RoomName, user: UserName, effects: Vec<Effect>) -> Flow {
         let Ok(next) = self.hub.reserve(room, user, &self.outbox) else {
-            self.hub.apply(effects);
+            // What plugins asked for assumed the user joins.
+            drop(effects);
             return self.failed_attempt(reason::NAME_TAKEN);
         };
         if self.hub.has_relay() {
-            // The join waits for the cluster; what plugins asked for
-            // cannot wait with it.
-            self.hub.apply(effects);
             let failed = match self.state {
                 State::Login { failed } => failed,
                 _ => 0,
@@ -469,6 +476,7 @@ impl Session {
                 next,
                 from: None,
                 failed,
+                effects,
             };
             return Flow::Claim;
         }
@@ -519,7 +527,7 @@ impl Session {
             Command::Unknown if self.hub.hooks().is_some() => {
                 self.flush();
                 let rest = text.strip_prefix('/').unwrap_or(text);
-                let (name, args) = rest.split_once(' ').unwrap_or((rest, ""));
+                let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
                 if name.is_empty() {
                     return self.reply(self.error(reason::UNKNOWN_COMMAND));
                 }
@@ -573,6 +581,13 @@ impl Session {
         })
     }
 
+    /// The plugins will not answer (the server is stopping): the question
+    /// is dropped, and what it was about with it.
+    pub fn hook_dropped(&mut self) -> Flow {
+        self.asked = None;
+        Flow::Continue
+    }
+
     /// The plugins answered the pending hook.
     pub fn hook_answered(&mut self, answer: HookAnswer) -> Flow {
         let Some(asked) = self.asked.take() else {
@@ -589,12 +604,7 @@ impl Session {
                         self.hub.apply(outcome.effects);
                         self.failed_attempt(&why)
                     }
-                    (Admission::Allow, State::Joined(_)) => {
-                        // Before the move: nothing the plugins asked for
-                        // needs the mover's new place.
-                        self.hub.apply(outcome.effects);
-                        self.switch_now(room)
-                    }
+                    (Admission::Allow, State::Joined(_)) => self.switch_now(room, outcome.effects),
                     (Admission::Allow, _) => self.join_now(room, user, outcome.effects),
                 }
             }
@@ -1013,11 +1023,13 @@ impl Session {
             let user = me.user();
             return self.ask(Asked::Join { room, user });
         }
-        self.switch_now(room)
+        self.switch_now(room, Vec::new())
     }
 
-    /// `/join` to a room the plugins (if any) let the user into.
-    fn switch_now(&mut self, room: RoomName) -> Flow {
+    /// `/join` to a room the plugins (if any) let the user into; then what
+    /// they asked for, once the room has seen the user join (or at once in
+    /// a cluster, where the join waits for its claim).
+    fn switch_now(&mut self, room: RoomName, effects: Vec<Effect>) -> Flow {
         let State::Joined(me) = &self.state else {
             return Flow::Continue;
         };
@@ -1031,12 +1043,14 @@ impl Session {
                     next,
                     from: Some(from),
                     failed: 0,
+                    effects,
                 };
                 return Flow::Claim;
             }
         }
         drop(old);
         self.enter(next, false);
+        self.hub.apply(effects);
         Flow::Continue
     }
 

@@ -6,6 +6,8 @@ Commands:
 - `/hello`: the bot says `hello, <user>!` in the sender's room.
 - `/about`: the sender alone is told the `about` text.
 
+When someone leaves a room, the bot says `goodbye, <user>` there.
+
 Lines made only of capital letters (at least 8 of them, blanks, digits and
 punctuation aside) are dropped with `please do not shout`.
 
@@ -48,7 +50,11 @@ class WitWorld(wit_world.WitWorld):
             else:
                 # A `result` export fails by raising Err with the error value.
                 raise Err(f"unknown setting `{key}` (known: bot, about)")
-        return types.Manifest(bots=[bot], tick_millis=None)
+        return types.Manifest(
+            hooks=[types.Hook.MESSAGE, types.Hook.COMMAND, types.Hook.LEAVE],
+            bots=[bot],
+            tick_millis=None,
+        )
 
     def on_join(self, request: types.JoinRequest) -> types.Admission:
         return types.Admission_Allow()
@@ -72,7 +78,12 @@ class WitWorld(wit_world.WitWorld):
         return types.Answer_Unknown()
 
     def on_leave(self, room: str, user: str) -> None:
-        pass
+        # Says goodbye in the room the user left (if anyone is still there
+        # to hear it; the host refuses otherwise, which is fine).
+        try:
+            host.say(room, bot, f"goodbye, {user}")
+        except Err:
+            pass
 
     def on_tick(self, rooms: list[str]) -> None:
         pass

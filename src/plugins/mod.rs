@@ -35,8 +35,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use tracing::{error, info, warn};
 use wasmtime::Store;
 
-pub use runtime::{EPOCH_TICK, Limits, MAX_EFFECTS, Runtime, START_BUDGET};
-use runtime::{PluginPre, State, Who, checked_text, wit};
+pub use runtime::{EPOCH_TICK, Limits, MAX_EFFECT_BYTES, MAX_EFFECTS, Runtime, START_BUDGET};
+use runtime::{PluginPre, State, Who, checked_text, cut, wit};
 
 use crate::hooks::{
     Admission, CommandAnswer, CommandRequest, Effect, Hooks, JoinRequest, Message, Outcome,
@@ -47,7 +47,18 @@ use crate::metrics::{FailureLabel, HookLabel, PluginLabel, PluginMetrics};
 use crate::protocol::names::{Name, RoomName, UserName};
 
 /// Failed calls in a row after which a plugin is disabled until reloaded.
+/// Successes only slowly undo failures: each failure weighs
+/// [`FAILURE_WEIGHT`] successes, so a plugin that fails every other call
+/// is disabled too, after a few more calls.
 pub const DISABLE_AFTER: u32 = 10;
+
+/// How many successes make up for one failure.
+pub const FAILURE_WEIGHT: u32 = 10;
+
+/// Time a call may take beyond its budget before it is given up on: the
+/// budget ends guest code, this ends a guest blocked in the host (WASI's
+/// sleep, say), and bounds the wait for a free instance.
+pub const CALL_SLACK: Duration = Duration::from_millis(100);
 
 /// Most instances of one plugin at once, and so most calls into it at
 /// once: one per core, at least two. With the memory cap, this bounds a
@@ -62,6 +73,9 @@ pub const MAX_REPLY_LINES: usize = 16;
 
 /// Shortest tick a plugin may ask for.
 pub const MIN_TICK: Duration = Duration::from_secs(1);
+
+/// What a user is told when a join rule refused with an empty reason.
+pub const JOIN_REFUSED: &str = "you may not join this room";
 
 /// What a user is told when a join rule failed and its policy is closed.
 pub const JOIN_CHECK_FAILED: &str = "cannot check your join right now, try again later";
@@ -159,7 +173,11 @@ pub struct Plugin {
     pool: Mutex<Vec<Instance>>,
     /// One per instance there may be ([`max_instances`]).
     permits: tokio::sync::Semaphore,
-    in_a_row: AtomicU32,
+    /// Failures weigh [`FAILURE_WEIGHT`], successes take one off; at
+    /// [`DISABLE_AFTER`] failures' worth the plugin is disabled.
+    score: AtomicU32,
+    /// The hooks its manifest asked for.
+    hooks: Vec<Hook>,
     disabled: AtomicBool,
     metrics: PluginMetrics,
     /// The call-time histogram of each hook, looked up once.
@@ -196,8 +214,12 @@ impl Plugin {
         let wasm =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file = read_settings(&settings_path(path))?;
-        let pre = runtime
-            .compile(&wasm)
+        // Compiling takes seconds for a large component: off the runtime's
+        // workers, so connections go on meanwhile.
+        let compiler = runtime.clone();
+        let pre = tokio::task::spawn_blocking(move || compiler.compile(&wasm))
+            .await
+            .context("compiling")?
             .map_err(|e| anyhow::anyhow!("{}: not a chatgate plugin: {e:#}", path.display()))?;
         let settings = file
             .settings
@@ -221,12 +243,6 @@ impl Plugin {
                     .clone()
             })
             .collect();
-        metrics
-            .disabled
-            .get_or_create(&PluginLabel {
-                plugin: name.to_string(),
-            })
-            .set(0);
         let mut plugin = Plugin {
             name,
             path: path.to_owned(),
@@ -239,7 +255,8 @@ impl Plugin {
             policy: file.on_failure,
             pool: Mutex::default(),
             permits: tokio::sync::Semaphore::new(max_instances()),
-            in_a_row: AtomicU32::new(0),
+            score: AtomicU32::new(0),
+            hooks: Vec::new(),
             disabled: AtomicBool::new(false),
             metrics: metrics.clone(),
             timings,
@@ -247,7 +264,17 @@ impl Plugin {
         let (first, manifest) = plugin
             .start()
             .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            .map_err(|(_, why)| anyhow::anyhow!("{}: {why}", path.display()))?;
+        plugin.hooks = manifest
+            .hooks
+            .iter()
+            .map(|hook| match hook {
+                wit::Hook::Join => Hook::Join,
+                wit::Hook::Message => Hook::Message,
+                wit::Hook::Command => Hook::Command,
+                wit::Hook::Leave => Hook::Leave,
+            })
+            .collect();
         let bots = manifest
             .bots
             .iter()
@@ -273,6 +300,12 @@ impl Plugin {
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .push(first);
+        metrics
+            .disabled
+            .get_or_create(&PluginLabel {
+                plugin: plugin.name.to_string(),
+            })
+            .set(0);
         Ok(Arc::new(plugin))
     }
 
@@ -302,32 +335,37 @@ impl Plugin {
     }
 
     /// A fresh instance, its `init` called: the instance and what `init`
-    /// declared, or why it could not start.
-    async fn start(&self) -> Result<(Instance, wit::Manifest), String> {
+    /// declared, or what kind of failure stopped it and why.
+    async fn start(&self) -> Result<(Instance, wit::Manifest), (&'static str, String)> {
         let mut store = self.runtime.store(&self.limits, &self.who);
         store.set_epoch_deadline(runtime::ticks(START_BUDGET));
         store.data_mut().begin();
         let started = Instant::now();
-        let result = async {
+        let start = async {
             let bindings = self.pre.instantiate_async(&mut store).await?;
             let init = bindings.call_init(&mut store, &self.settings).await?;
             wasmtime::Result::Ok((bindings, init))
-        }
-        .await;
-        self.timings[0].observe(started.elapsed().as_secs_f64());
+        };
+        // The epoch ends guest code that runs too long; the clock, a guest
+        // blocked in the host (WASI's sleep).
+        let result = tokio::time::timeout(START_BUDGET + CALL_SLACK, start).await;
+        self.timings[Hook::Init as usize].observe(started.elapsed().as_secs_f64());
         match result {
-            Ok((bindings, Ok(manifest))) => Ok((Instance { store, bindings }, manifest)),
-            Ok((_, Err(why))) => Err(format!("init refused: {why}")),
-            Err(e) => {
+            Err(_) => Err(("timeout", "init did not return in time".to_owned())),
+            Ok(Ok((bindings, Ok(manifest)))) => Ok((Instance { store, bindings }, manifest)),
+            Ok(Ok((_, Err(why)))) => Err(("refused", format!("init refused: {}", cut(&why)))),
+            Ok(Err(e)) => {
                 let kind = failure_kind(&e, store.data().memory_refused());
-                Err(format!("init failed ({kind}): {e:#}"))
+                Err((kind, format!("init failed ({kind}): {e:#}")))
             }
         }
     }
 
     /// Calls `hook` on an instance with the budget, and checks the answer
     /// with `check`. A failure is counted, logged and may disable the
-    /// plugin; the caller then applies the policy.
+    /// plugin; the caller then applies the policy. Bounded in time: the
+    /// wait for an instance, the start of one and the call each have their
+    /// limit.
     async fn call<T, U>(
         &self,
         hook: Hook,
@@ -340,30 +378,34 @@ impl Plugin {
         if self.is_disabled() {
             return Err(Failure::Disabled);
         }
-        // Never closed, so acquiring only waits.
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Err(Failure::Disabled);
+        // Every holder of a permit gives it back within its own limits, so
+        // this waits for at most a few calls' time.
+        let wait = self.limits.budget + CALL_SLACK;
+        let Ok(Ok(_permit)) = tokio::time::timeout(wait, self.permits.acquire()).await else {
+            return Err(self.failed(hook, "timeout", "no instance free in time"));
         };
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match pooled {
             Some(instance) => instance,
             None => match self.start().await {
                 Ok((instance, _)) => instance,
-                Err(why) => return Err(self.failed(hook, "trap", &why)),
+                Err((kind, why)) => return Err(self.failed(hook, kind, &why)),
             },
         };
         let store = &mut instance.store;
         store.data_mut().begin();
         store.set_epoch_deadline(self.limits.ticks());
         let started = Instant::now();
-        let result = call(&instance.bindings, store).await;
+        let result = tokio::time::timeout(wait, call(&instance.bindings, store)).await;
         self.timings[hook as usize].observe(started.elapsed().as_secs_f64());
         let answer = match result {
-            Ok(answer) => answer,
-            Err(e) => {
+            Ok(Ok(answer)) => answer,
+            // The instance goes with the call: its state may be half made.
+            Ok(Err(e)) => {
                 let kind = failure_kind(&e, store.data().memory_refused());
                 return Err(self.failed(hook, kind, &format!("{e:#}")));
             }
+            Err(_) => return Err(self.failed(hook, "timeout", "blocked in the host")),
         };
         let effects = store.data_mut().take_effects();
         self.pool
@@ -372,15 +414,19 @@ impl Plugin {
             .push(instance);
         match check(answer) {
             Ok(answer) => {
-                self.in_a_row.store(0, Ordering::Relaxed);
+                let _ = self
+                    .score
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                        Some(s.saturating_sub(1))
+                    });
                 Ok((answer, effects))
             }
             Err(why) => Err(self.failed(hook, "invalid", &why)),
         }
     }
 
-    /// Counts and logs a failed call; disables the plugin when it has
-    /// failed too often in a row.
+    /// Counts and logs a failed call; disables the plugin once its
+    /// failures outweigh its successes (see [`DISABLE_AFTER`]).
     fn failed(&self, hook: Hook, kind: &'static str, why: &str) -> Failure {
         self.metrics
             .failures
@@ -390,17 +436,16 @@ impl Plugin {
                 kind,
             })
             .inc();
-        let n = self.in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        let score = self.score.fetch_add(FAILURE_WEIGHT, Ordering::Relaxed) + FAILURE_WEIGHT;
         // One line when a plugin starts failing and one when it is
         // disabled: a plugin failing on every line must not flood the log.
-        if n == 1 {
-            warn!(plugin = %self.name, hook = hook.label(), kind, error = why, "plugin call failed");
+        if score == FAILURE_WEIGHT {
+            warn!(plugin = %self.name, hook = hook.label(), kind, error = cut(why), "plugin call failed");
         }
-        if n == DISABLE_AFTER && !self.disabled.swap(true, Ordering::Relaxed) {
+        if score >= DISABLE_AFTER * FAILURE_WEIGHT && !self.disabled.swap(true, Ordering::Relaxed) {
             error!(
                 plugin = %self.name,
-                failures = n,
-                "plugin disabled after failing {n} calls in a row; fix it and reload (SIGHUP)"
+                "plugin disabled: it keeps failing; fix it and reload (SIGHUP)"
             );
             self.metrics
                 .disabled
@@ -410,6 +455,11 @@ impl Plugin {
                 .set(1);
         }
         Failure::Failed
+    }
+
+    /// Whether the plugin asked for `hook` in its manifest.
+    fn wants(&self, hook: Hook) -> bool {
+        self.hooks.contains(&hook)
     }
 
     async fn join(&self, request: &JoinRequest) -> Result<(Admission, Vec<Effect>), Failure> {
@@ -430,7 +480,9 @@ impl Plugin {
             |answer| match answer {
                 wit::Admission::Allow => Ok(Admission::Allow),
                 wit::Admission::Refuse(why) => Ok(Admission::Refuse(
-                    checked_text(&why).map_err(|e| format!("refusal: {e}"))?,
+                    optional_text(&why)
+                        .map_err(|e| format!("refusal: {e}"))?
+                        .unwrap_or_else(|| JOIN_REFUSED.to_owned()),
                 )),
             },
         )
@@ -455,9 +507,7 @@ impl Plugin {
                 wit::Verdict::Pass => Ok(Verdict::Pass),
                 wit::Verdict::Drop(None) => Ok(Verdict::Drop(None)),
                 wit::Verdict::Drop(Some(why)) => Ok(Verdict::Drop(
-                    checked_text(&why)
-                        .map_err(|e| format!("drop reason: {e}"))?
-                        .into(),
+                    optional_text(&why).map_err(|e| format!("drop reason: {e}"))?,
                 )),
                 wit::Verdict::Rewrite(text) => {
                     if text.len() > crate::protocol::MAX_LINE {
@@ -492,10 +542,15 @@ impl Plugin {
                     if lines.len() > MAX_REPLY_LINES {
                         return Err(format!("more than {MAX_REPLY_LINES} reply lines"));
                     }
-                    let lines = lines
-                        .iter()
-                        .map(|l| checked_text(l).map_err(|e| format!("reply: {e}")))
-                        .collect::<Result<_, _>>()?;
+                    let mut texts = Vec::with_capacity(lines.len());
+                    for line in &lines {
+                        if let Some(text) =
+                            optional_text(line).map_err(|e| format!("reply: {e}"))?
+                        {
+                            texts.push(text);
+                        }
+                    }
+                    let lines = texts;
                     Ok(CommandAnswer::Handled(lines))
                 }
             },
@@ -534,11 +589,21 @@ impl Plugin {
 /// swaps the list.
 #[derive(Debug)]
 pub struct Plugins {
+    /// The plugins in order; a reload swaps the whole list.
     list: RwLock<Arc<[Arc<Plugin>]>>,
     runtime: Runtime,
     hub: Weak<Hub>,
     metrics: PluginMetrics,
+    /// Leaves waiting for `on-leave`, for the one task that calls it; a
+    /// leave that finds the queue full is not told to plugins.
+    leaves: tokio::sync::mpsc::Sender<(RoomName, UserName)>,
+    /// Held by a reload, so two SIGHUPs in a row apply in order.
+    reloading: tokio::sync::Mutex<()>,
 }
+
+/// Leaves that may wait for `on-leave`: a burst of departures (a restart
+/// of a busy server) beyond this is not told to plugins.
+pub const MAX_PENDING_LEAVES: usize = 4096;
 
 impl Plugins {
     /// Loads every plugin in `paths`, in order.
@@ -567,12 +632,31 @@ impl Plugins {
             list.push(plugin);
         }
         check_unique(&list)?;
-        Ok(Arc::new(Plugins {
+        let (leaves, mut left) = tokio::sync::mpsc::channel(MAX_PENDING_LEAVES);
+        let plugins = Arc::new(Plugins {
             list: RwLock::new(list.into()),
             runtime,
             hub,
             metrics: metrics.clone(),
-        }))
+            leaves,
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        // Ends when the plugins go: the queue's sender goes with them.
+        let weak = Arc::downgrade(&plugins);
+        tokio::spawn(async move {
+            while let Some((room, user)) = left.recv().await {
+                let Some(plugins) = weak.upgrade() else {
+                    return;
+                };
+                for plugin in plugins.current().iter().filter(|p| p.wants(Hook::Leave)) {
+                    let effects = plugin.leave(room, user).await;
+                    if let Some(hub) = plugins.hub.upgrade() {
+                        hub.apply(effects);
+                    }
+                }
+            }
+        });
+        Ok(plugins)
     }
 
     /// The plugins in order.
@@ -586,6 +670,7 @@ impl Plugins {
     /// be logged. Plugins no longer named are dropped. A reloaded plugin
     /// starts with fresh instances and is enabled again.
     pub async fn reload(&self, paths: &[PathBuf], limits: Limits) -> Vec<String> {
+        let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
         let mut list: Vec<Arc<Plugin>> = Vec::new();
         let mut problems = Vec::new();
@@ -605,6 +690,23 @@ impl Plugins {
         if let Err(e) = check_unique(&list) {
             problems.push(format!("{e:#}; keeping the plugins as they were"));
             return problems;
+        }
+        if let Some(hub) = self.hub.upgrade() {
+            // A bot must not speak as a user already here under its name.
+            let members = hub.members();
+            let taken = list.iter().find_map(|p| {
+                let new = !old.iter().any(|o| Arc::ptr_eq(o, p));
+                p.bots()
+                    .iter()
+                    .find(|b| new && members.iter().any(|(_, u)| u.key() == b.key()))
+                    .map(|b| (p.name().to_owned(), *b))
+            });
+            if let Some((plugin, bot)) = taken {
+                problems.push(format!(
+                    "plugin {plugin}: a user is in a room as {bot}, its bot's name; keeping the plugins as they were"
+                ));
+                return problems;
+            }
         }
         *self.list.write().unwrap_or_else(|e| e.into_inner()) = list.into();
         problems
@@ -659,7 +761,8 @@ impl Plugins {
 impl Plugins {
     async fn join_all(&self, request: JoinRequest) -> Outcome<Admission> {
         let mut effects = Vec::new();
-        for plugin in self.current().iter() {
+        for plugin in self.current().iter().filter(|p| p.wants(Hook::Join)) {
+            let before = effects.len();
             let answer = match plugin.join(&request).await {
                 Ok((answer, more)) => {
                     effects.extend(more);
@@ -671,6 +774,8 @@ impl Plugins {
                 },
             };
             if let Admission::Refuse(_) = answer {
+                // What earlier plugins asked for assumed the user joins.
+                let effects = effects.split_off(before);
                 return Outcome { answer, effects };
             }
         }
@@ -683,7 +788,8 @@ impl Plugins {
     async fn message_all(&self, message: Message) -> Outcome<Verdict> {
         let mut effects = Vec::new();
         let mut text: Option<String> = None;
-        for plugin in self.current().iter() {
+        for plugin in self.current().iter().filter(|p| p.wants(Hook::Message)) {
+            let before = effects.len();
             let now = text.as_deref().unwrap_or(&message.text);
             let answer = match plugin.message(&message, now).await {
                 Ok((answer, more)) => {
@@ -703,15 +809,17 @@ impl Plugins {
                     if new.is_empty() {
                         return Outcome {
                             answer: Verdict::Drop(None),
-                            effects,
+                            effects: effects.split_off(before),
                         };
                     }
                     text = Some(new);
                 }
+                // What earlier plugins asked for answered a line that is
+                // not said after all.
                 Verdict::Drop(why) => {
                     return Outcome {
                         answer: Verdict::Drop(why),
-                        effects,
+                        effects: effects.split_off(before),
                     };
                 }
             }
@@ -725,7 +833,7 @@ impl Plugins {
 
     async fn command_all(&self, request: CommandRequest) -> Outcome<CommandAnswer> {
         let mut effects = Vec::new();
-        for plugin in self.current().iter() {
+        for plugin in self.current().iter().filter(|p| p.wants(Hook::Command)) {
             // Commands fail open whatever the policy: a failed bot is a bot
             // that does not answer.
             if let Ok((answer, more)) = plugin.command(&request).await {
@@ -763,20 +871,8 @@ impl Hooks for Plugins {
     }
 
     fn left(&self, room: RoomName, user: UserName) {
-        // Outside a runtime (a hub dropped at exit) there is nobody left to
-        // tell anything.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (plugins, hub) = (self.current(), self.hub.clone());
-        runtime.spawn(async move {
-            for plugin in plugins.iter() {
-                let effects = plugin.leave(room, user).await;
-                if let Some(hub) = hub.upgrade() {
-                    hub.apply(effects);
-                }
-            }
-        });
+        // Full: a burst of departures; those beyond the queue go untold.
+        let _ = self.leaves.try_send((room, user));
     }
 }
 
@@ -791,6 +887,9 @@ impl Hooks for Plugins {
 /// The plugin does not load.
 pub async fn check(path: &Path, limits: Limits, calls: u32) -> anyhow::Result<String> {
     use std::fmt::Write as _;
+    /// Failed calls after which a hook's timing stops: each may cost a
+    /// new instance, and a plugin that fails is reported as such anyway.
+    const CHECK_FAILURES: u32 = 100;
 
     let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let hub = Hub::new();
@@ -804,12 +903,12 @@ pub async fn check(path: &Path, limits: Limits, calls: u32) -> anyhow::Result<St
         room,
         user,
         transport: "tcp",
-        addr: Some(std::net::Ipv6Addr::LOCALHOST.into()),
+        addr: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };
     let message = Message {
         room,
         user,
-        text: "an ordinary line of chat, forty bytes.".into(),
+        text: "an ordinary line of chat, forty bytes..".into(),
         action: false,
     };
     let command = CommandRequest {
@@ -825,11 +924,18 @@ pub async fn check(path: &Path, limits: Limits, calls: u32) -> anyhow::Result<St
         .map_or("none".to_owned(), |t| format!("{} ms", t.as_millis()));
     let _ = writeln!(out, "plugin {} bots {bots:?} tick {tick}", plugin.name());
     for hook in [Hook::Join, Hook::Message, Hook::Command, Hook::Leave] {
+        if !plugin.wants(hook) {
+            let _ = writeln!(out, "hook {} not asked for", hook.label());
+            continue;
+        }
         let mut times = Vec::with_capacity(calls as usize);
         let mut failures = 0u32;
         for _ in 0..calls {
             // A disabled plugin answers at once; keep timing its calls.
-            plugin.in_a_row.store(0, Ordering::Relaxed);
+            if failures >= CHECK_FAILURES {
+                break;
+            }
+            plugin.score.store(0, Ordering::Relaxed);
             plugin.disabled.store(false, Ordering::Relaxed);
             let started = Instant::now();
             let failed = match hook {
@@ -862,6 +968,16 @@ pub async fn check(path: &Path, limits: Limits, calls: u32) -> anyhow::Result<St
         }
     }
     Ok(out)
+}
+
+/// A text from a plugin that may be left empty: none if it cleans up to
+/// nothing, an error if it is too long.
+fn optional_text(text: &str) -> Result<Option<String>, String> {
+    match checked_text(text) {
+        Ok(text) => Ok(Some(text)),
+        Err(_) if crate::protocol::text::clean(text.as_bytes()).is_empty() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The plugin's name: the stem of its file.

@@ -53,11 +53,24 @@ pub const MAX_EFFECTS: usize = 16;
 /// Most bytes of one log line a plugin writes.
 pub const MAX_LOG: usize = 512;
 
+/// Most log lines one call may write; the rest are dropped.
+pub const MAX_LOGS: u32 = 16;
+
+/// Most bytes of text all of one call's bots' lines and notices may hold:
+/// one line of the longest kind and some, and far below what a member's
+/// queue holds, so a plugin's answer cannot make a room too slow for it.
+pub const MAX_EFFECT_BYTES: usize = 32 * 1024;
+
+/// Most bytes wasmtime copies out of a plugin for one host call: the
+/// largest answer there is (a command's reply lines) and some.
+const HOSTCALL_FUEL: usize = 1 << 20;
+
 /// Most instances of one store: a component is a handful of core
 /// instances; a component that needs more is not one we run.
 const MAX_CORE_INSTANCES: usize = 100;
 
-/// Most table elements of one store, all tables together.
+/// Most elements of one table (all tables together count toward the
+/// memory cap as well).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// The engine every plugin is compiled for, and the thread that keeps its
@@ -148,9 +161,12 @@ impl Runtime {
             },
             who: who.clone(),
             effects: Vec::new(),
+            effect_bytes: 0,
+            logged: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         store
     }
 }
@@ -204,12 +220,18 @@ pub struct State {
     memory: MemoryCap,
     who: Arc<Who>,
     effects: Vec<Effect>,
+    /// Bytes of text in `effects`.
+    effect_bytes: usize,
+    /// Log lines written during the call.
+    logged: u32,
 }
 
 impl State {
     /// Starts a call: nothing asked for yet.
     pub fn begin(&mut self) {
         self.effects.clear();
+        self.effect_bytes = 0;
+        self.logged = 0;
         self.memory.hit = false;
     }
 
@@ -231,6 +253,19 @@ impl State {
         }
         Ok(())
     }
+
+    /// Keeps an effect whose text is `bytes` long, if the call's bytes
+    /// allow.
+    fn keep(&mut self, effect: Effect, bytes: usize) -> Result<(), String> {
+        if self.effect_bytes + bytes > MAX_EFFECT_BYTES {
+            return Err(format!(
+                "at most {MAX_EFFECT_BYTES} bytes of lines and notices per call"
+            ));
+        }
+        self.effect_bytes += bytes;
+        self.effects.push(effect);
+        Ok(())
+    }
 }
 
 impl WasiView for State {
@@ -240,6 +275,17 @@ impl WasiView for State {
             table: &mut self.table,
         }
     }
+}
+
+/// A text from a plugin as it may go into the log: control characters out
+/// (no forged lines, no terminal codes), at most [`MAX_LOG`] bytes.
+pub fn cut(text: &str) -> String {
+    let text = clean(text.as_bytes());
+    let mut end = text.len().min(MAX_LOG);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// A text a plugin hands over, cleaned up as a user's line would be; an
@@ -257,11 +303,11 @@ pub fn checked_text(text: &str) -> Result<String, String> {
 
 impl chatgate::plugin::host::Host for State {
     fn log(&mut self, level: Level, text: String) {
-        let mut end = text.len().min(MAX_LOG);
-        while !text.is_char_boundary(end) {
-            end -= 1;
+        if self.logged >= MAX_LOGS {
+            return;
         }
-        let (plugin, text) = (&*self.who.name, &text[..end]);
+        self.logged += 1;
+        let (plugin, text) = (&*self.who.name, cut(&text));
         match level {
             Level::Error => tracing::error!(plugin, "{text}"),
             Level::Warn => tracing::warn!(plugin, "{text}"),
@@ -292,8 +338,8 @@ impl chatgate::plugin::host::Host for State {
         if !here {
             return Err(format!("nobody is in {room} here"));
         }
-        self.effects.push(Effect::Say { room, bot, text });
-        Ok(())
+        let bytes = text.len();
+        self.keep(Effect::Say { room, bot, text }, bytes)
     }
 
     fn notice(&mut self, room: String, user: String, text: String) -> Result<(), String> {
@@ -309,12 +355,13 @@ impl chatgate::plugin::host::Host for State {
         if !here {
             return Err(format!("{user} is not in {room} here"));
         }
-        self.effects.push(Effect::Notice { room, user, text });
-        Ok(())
+        let bytes = text.len();
+        self.keep(Effect::Notice { room, user, text }, bytes)
     }
 }
 
-/// Caps an instance's memories together, and notes when it refused.
+/// Caps an instance's memories and tables together, and notes when it
+/// refused.
 struct MemoryCap {
     cap: usize,
     used: usize,
@@ -339,14 +386,31 @@ impl ResourceLimiter for MemoryCap {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        // A table element takes about two words of the host's memory.
+        let more = desired
+            .saturating_sub(current)
+            .saturating_mul(2 * std::mem::size_of::<usize>());
+        if desired > MAX_TABLE_ELEMENTS || self.used.saturating_add(more) > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.used += more;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
         MAX_CORE_INSTANCES
     }
 }

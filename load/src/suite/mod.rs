@@ -4,11 +4,14 @@
 //! The suite builds chatgate in release mode, pins itself to the generator
 //! core and each server to the server core, and starts a fresh server for
 //! every run, so memory figures start from a clean baseline. Servers are
-//! stopped by PID after each run.
+//! stopped by PID after each run. Plugin rows load plugins that
+//! `plugins/build` made (the suite fails before its first row without
+//! them), and `chatgate check-plugin` times their hooks after the rows.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`plan`] | the rows: scenarios, sizes, servers |
+//! | [`plugins`] | the plugins of the plugin rows, and their time per hook call |
 //! | [`stats`] | medians and ranges |
 //! | [`machine`] | the machine and versions for the header |
 //! | [`markdown`] | `BENCHMARKS.md` and its target verdicts |
@@ -18,6 +21,7 @@ pub mod machine;
 pub mod markdown;
 pub mod plan;
 pub mod plot;
+pub mod plugins;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +45,7 @@ use crate::scenario::slow_reader;
 use crate::setup::Setup;
 use crate::target::{Scheme, Target};
 use plan::{PAYLOAD, RowPlan, Server, Shape, WINDOW_BYTES, Work};
+use plugins::{HOOK_CALLS, PluginCheck, PluginDir, SuitePlugin};
 
 /// Source addresses the suite spreads connections over: 10,000 idle
 /// connections fit one address, but several keep `TIME_WAIT` from piling up
@@ -72,12 +77,14 @@ pub fn pin_self(core: usize) -> Result<(), LoadError> {
 }
 
 /// The binaries under test.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Binaries {
     /// chatgate, release build.
     pub chatgate: PathBuf,
     /// nats-server.
     pub nats: PathBuf,
+    /// The plugins' copies with their settings, when plugin rows run.
+    pub plugins: Option<PluginDir>,
 }
 
 /// All runs of one row.
@@ -101,6 +108,19 @@ pub struct RowResult {
 /// Runs the suite and writes its report.
 pub async fn run(args: &SuiteCommand) -> Result<(), LoadError> {
     let workspace = launch::workspace_root();
+    // Before building or running anything: a missing plugin fails the
+    // suite, not its rows. The plugin rows are over TCP, which every
+    // chatgate has, so the transports do not change which are selected.
+    let only = args.only.as_deref();
+    let wanted = plan::plugins_of(&plan::select(
+        plan::rows(&[Transport::Tcp], args.quick),
+        only,
+    ));
+    let plugins = if wanted.is_empty() {
+        None
+    } else {
+        Some(PluginDir::prepare(&workspace, &wanted)?)
+    };
     let chatgate = match &args.chatgate_bin {
         Some(bin) => bin.clone(),
         None => launch::build_chatgate_release(&workspace)?,
@@ -111,16 +131,14 @@ pub async fn run(args: &SuiteCommand) -> Result<(), LoadError> {
             LoadError::Server("nats-server not found: apt-get install -y nats-server".into())
         })?,
     };
-    let bins = Binaries { chatgate, nats };
-    let transports = transports_of(&bins.chatgate);
-    let rows: Vec<RowPlan> = plan::rows(&transports, args.quick)
-        .into_iter()
-        .filter(|r| {
-            args.only
-                .as_ref()
-                .is_none_or(|only| r.id.contains(only.as_str()))
-        })
-        .collect();
+    let transports = transports_of(&chatgate);
+    let rows = plan::select(plan::rows(&transports, args.quick), only);
+    debug_assert_eq!(plan::plugins_of(&rows), wanted);
+    let bins = Binaries {
+        chatgate,
+        nats,
+        plugins,
+    };
     let machine = machine::describe(&workspace, &bins.nats);
     let total = rows.len() * args.runs;
     let mut results = Vec::with_capacity(rows.len());
@@ -155,7 +173,61 @@ pub async fn run(args: &SuiteCommand) -> Result<(), LoadError> {
         }
         results.push(result);
     }
-    write_outputs(args, &machine, &results)
+    let checks = check_plugins(&wanted, &bins, args).await;
+    write_outputs(args, &machine, &results, &checks)
+}
+
+/// Times every hook of each plugin with `chatgate check-plugin`, on the
+/// server core, once per run.
+async fn check_plugins(
+    wanted: &[SuitePlugin],
+    bins: &Binaries,
+    args: &SuiteCommand,
+) -> Vec<PluginCheck> {
+    let Some(dir) = &bins.plugins else {
+        return Vec::new();
+    };
+    let mut checks = Vec::new();
+    for &plugin in wanted {
+        let mut check = PluginCheck {
+            plugin,
+            command: plugins::check_command(plugin, args.server_core),
+            runs: Vec::new(),
+            errors: Vec::new(),
+        };
+        for n in 0..args.runs {
+            eprint!("[check-plugin] {} run {}: ", plugin.name(), n + 1);
+            let run = plugins::check_plugin(
+                &bins.chatgate,
+                &dir.path(plugin),
+                HOOK_CALLS,
+                Some(args.server_core),
+            )
+            .await;
+            match run {
+                Ok(hooks) => {
+                    let line: Vec<String> = hooks
+                        .iter()
+                        .map(|h| {
+                            if h.asked {
+                                format!("{} {}/{} ns", h.hook, h.median_ns, h.p99_ns)
+                            } else {
+                                format!("{} not asked for", h.hook)
+                            }
+                        })
+                        .collect();
+                    eprintln!("median/p99 {}", line.join(", "));
+                    check.runs.push(hooks);
+                }
+                Err(e) => {
+                    eprintln!("failed: {e}");
+                    check.errors.push(e.to_string());
+                }
+            }
+        }
+        checks.push(check);
+    }
+    checks
 }
 
 /// A hand-written section in the assets directory that every report ends
@@ -167,6 +239,7 @@ fn write_outputs(
     args: &SuiteCommand,
     machine: &machine::Machine,
     results: &[RowResult],
+    checks: &[PluginCheck],
 ) -> Result<(), LoadError> {
     let out_dir = args
         .out
@@ -182,7 +255,7 @@ fn write_outputs(
         .into_iter()
         .map(|(title, path)| (title, args.assets.join(path)))
         .collect();
-    let mut md = markdown::render(machine, args, results, &plots);
+    let mut md = markdown::render(machine, args, results, checks, &plots);
     // The analysis of missed targets is written by hand (it rests on
     // profiles, not on these numbers alone) and kept across runs.
     if let Ok(analysis) = std::fs::read_to_string(assets.join(ANALYSIS)) {
@@ -261,6 +334,22 @@ fn start(server: Server, bins: &Binaries, core: usize) -> Result<Started, LoadEr
         Server::HistoryOff => {
             let mut args = chatgate_args(&bins.chatgate, "--tcp");
             args.extend(["--history".to_owned(), "0".to_owned()]);
+            let process = launch::start_chatgate(&bins.chatgate, &args, Some(core))?;
+            let addr = process
+                .addr("tcp")
+                .ok_or_else(|| LoadError::Server("chatgate printed no tcp listener".into()))?;
+            Ok(Started::one(process, Target::at(Scheme::Tcp, addr)))
+        }
+        Server::Plugin(plugin) => {
+            let dir = bins
+                .plugins
+                .as_ref()
+                .ok_or_else(|| LoadError::Server("the plugins were not prepared".into()))?;
+            let mut args = chatgate_args(&bins.chatgate, "--tcp");
+            args.push("--plugin".to_owned());
+            args.push(dir.path(plugin).to_string_lossy().into_owned());
+            args.push("--state-dir".to_owned());
+            args.push(dir.state_dir().to_string_lossy().into_owned());
             let process = launch::start_chatgate(&bins.chatgate, &args, Some(core))?;
             let addr = process
                 .addr("tcp")

@@ -1,5 +1,6 @@
 //! What the suite runs: every row, against which server, with which sizes.
 
+use super::plugins::SuitePlugin;
 use crate::cli::Transport;
 
 /// Payload of every fan-out row: a short chat line.
@@ -45,6 +46,18 @@ pub const JSON: &str = "chatgate ws, JSON events";
 /// The label of the cluster rows.
 pub const CLUSTER_LABEL: &str = "chatgate tcp, 2 nodes";
 
+/// The label of the rows with the pass-through plugin.
+pub const PASS_THROUGH: &str = "chatgate tcp, pass-through plugin";
+
+/// The label of the rows with the word filter.
+pub const WORD_FILTER: &str = "chatgate tcp, word-filter plugin";
+
+/// The max-rate row run with each plugin, beside the same row without.
+pub const PLUGIN_FANOUT_ROW: &str = "fanout-1x1000";
+
+/// The latency row run with each plugin, beside the same row without.
+pub const PLUGIN_LATENCY_ROW: &str = "latency-1000-1x100";
+
 /// The server of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
@@ -59,6 +72,8 @@ pub enum Server {
     /// Two chatgate nodes over TCP joined through a nats-server with
     /// JetStream, a room's users alternating between them.
     Cluster,
+    /// chatgate over TCP with one WebAssembly plugin, beside the default.
+    Plugin(SuitePlugin),
 }
 
 impl Server {
@@ -73,6 +88,18 @@ impl Server {
             Server::HistoryOff => HISTORY_OFF,
             Server::JsonEvents => JSON,
             Server::Cluster => CLUSTER_LABEL,
+            Server::Plugin(SuitePlugin::PassThrough) => PASS_THROUGH,
+            Server::Plugin(SuitePlugin::WordFilter) => WORD_FILTER,
+        }
+    }
+
+    /// The server whose row of the same name this one is judged against,
+    /// which a run of this row alone (`--only`) brings along.
+    pub fn compared_with(self) -> Option<Server> {
+        match self {
+            Server::HistoryOff | Server::Plugin(_) => Some(Server::Chatgate(Transport::Tcp)),
+            Server::JsonEvents => Some(Server::Chatgate(Transport::Ws)),
+            _ => None,
         }
     }
 
@@ -89,6 +116,16 @@ impl Server {
             }
             Server::JsonEvents => "--spawn chatgate --transport ws --json-events",
             Server::Cluster => "--spawn chatgate --cluster",
+            // `$PLUGINS`: a directory with the plugin's copy and its
+            // settings beside it, as the report's commands make it. An
+            // absolute state directory of its own: chatgate keeps compiled
+            // plugins there, and refuses a relative one (its default).
+            Server::Plugin(SuitePlugin::PassThrough) => {
+                "--spawn chatgate --transport tcp --server-arg=--plugin --server-arg=$PLUGINS/pass-through.wasm --server-arg=--state-dir --server-arg=$PLUGINS/state"
+            }
+            Server::Plugin(SuitePlugin::WordFilter) => {
+                "--spawn chatgate --transport tcp --server-arg=--plugin --server-arg=$PLUGINS/word-filter.wasm --server-arg=--state-dir --server-arg=$PLUGINS/state"
+            }
         }
     }
 }
@@ -186,6 +223,7 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
             });
         }
     };
+    let plugins = SuitePlugin::ALL.map(Server::Plugin);
     let max = |rooms, users| Shape {
         rooms,
         users,
@@ -204,6 +242,11 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
                 format!("fanout-1x{users}"),
                 Work::Fanout(max(1, users)),
                 &[Server::HistoryOff],
+            );
+            add(
+                PLUGIN_FANOUT_ROW.into(),
+                Work::Fanout(max(1, users)),
+                &plugins,
             );
         }
         if users == CLUSTER_USERS {
@@ -238,6 +281,9 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
             Work::Fanout(shape),
             &both,
         );
+        if rate == 1_000.0 {
+            add(PLUGIN_LATENCY_ROW.into(), Work::Fanout(shape), &plugins);
+        }
     }
     let others: Vec<Server> = transports
         .iter()
@@ -281,6 +327,42 @@ pub fn rows(transports: &[Transport], quick: bool) -> Vec<RowPlan> {
     };
     add("churn".into(), churn, &both);
     rows
+}
+
+/// The rows `--only` selects: those whose name or server label contains
+/// `only` (all without it), and with each the row it is judged against
+/// (the same row on the server of [`Server::compared_with`]), so that a
+/// comparison is always made within one run. Order is kept.
+pub fn select(rows: Vec<RowPlan>, only: Option<&str>) -> Vec<RowPlan> {
+    let Some(only) = only else {
+        return rows;
+    };
+    let wanted = |r: &RowPlan| r.id.contains(only) || r.server.label().contains(only);
+    let keep: Vec<bool> = rows
+        .iter()
+        .map(|r| {
+            wanted(r)
+                || rows.iter().any(|o| {
+                    wanted(o) && o.id == r.id && o.server.compared_with() == Some(r.server)
+                })
+        })
+        .collect();
+    rows.into_iter()
+        .zip(keep)
+        .filter_map(|(r, keep)| keep.then_some(r))
+        .collect()
+}
+
+/// The plugins the rows load, each once, in order.
+pub fn plugins_of(rows: &[RowPlan]) -> Vec<SuitePlugin> {
+    let mut out = Vec::new();
+    for row in rows {
+        match row.server {
+            Server::Plugin(p) if !out.contains(&p) => out.push(p),
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -332,5 +414,127 @@ mod tests {
             "{command}"
         );
         assert!(command.contains("-u 1000"), "{command}");
+    }
+
+    #[test]
+    fn plugin_rows_follow_their_rows_without_plugins() {
+        for quick in [false, true] {
+            let rows = rows(&[Transport::Tcp, Transport::Ws], quick);
+            for id in [PLUGIN_FANOUT_ROW, PLUGIN_LATENCY_ROW] {
+                let at = rows
+                    .iter()
+                    .position(|r| {
+                        r.server == Server::Plugin(SuitePlugin::PassThrough) && r.id == id
+                    })
+                    .expect("a pass-through row");
+                assert_eq!(
+                    rows[at + 1].server,
+                    Server::Plugin(SuitePlugin::WordFilter),
+                    "{id}"
+                );
+                assert!(
+                    rows[..at]
+                        .iter()
+                        .any(|r| r.id == id && r.server == Server::Chatgate(Transport::Tcp)),
+                    "{id}: the row without plugins comes first"
+                );
+                let twin = |r: &RowPlan| r.id == id && r.server == Server::Chatgate(Transport::Tcp);
+                assert_eq!(
+                    rows.iter().find(|r| twin(r)).map(|r| r.work),
+                    Some(rows[at].work),
+                    "{id}: same work as the row without plugins"
+                );
+            }
+            assert_eq!(
+                rows.iter()
+                    .filter(|r| matches!(r.server, Server::Plugin(_)))
+                    .count(),
+                4
+            );
+        }
+    }
+
+    #[test]
+    fn plugin_commands_pass_the_plugin_to_the_server() {
+        let rows = rows(&[Transport::Tcp], true);
+        let latency = rows
+            .iter()
+            .find(|r| {
+                r.id == PLUGIN_LATENCY_ROW && r.server == Server::Plugin(SuitePlugin::WordFilter)
+            })
+            .unwrap();
+        let command = latency.command(5.0, 0);
+        assert!(
+            command.starts_with("chatgate-load latency --spawn chatgate --transport tcp --server-arg=--plugin --server-arg=$PLUGINS/word-filter.wasm --server-arg=--state-dir --server-arg=$PLUGINS/state"),
+            "{command}"
+        );
+        assert!(
+            command.contains("-u 100 -s 1 -p 64 --rate 1000"),
+            "{command}"
+        );
+    }
+
+    #[test]
+    fn only_plugin_selects_the_plugin_rows_and_their_rows_without() {
+        let all = rows(&[Transport::Tcp, Transport::Ws], false);
+        let picked = select(all.clone(), Some("plugin"));
+        let names: Vec<(&str, Server)> = picked.iter().map(|r| (r.id.as_str(), r.server)).collect();
+        let tcp = Server::Chatgate(Transport::Tcp);
+        let (pass, filter) = (
+            Server::Plugin(SuitePlugin::PassThrough),
+            Server::Plugin(SuitePlugin::WordFilter),
+        );
+        assert_eq!(
+            names,
+            [
+                (PLUGIN_FANOUT_ROW, tcp),
+                (PLUGIN_FANOUT_ROW, pass),
+                (PLUGIN_FANOUT_ROW, filter),
+                (PLUGIN_LATENCY_ROW, tcp),
+                (PLUGIN_LATENCY_ROW, pass),
+                (PLUGIN_LATENCY_ROW, filter),
+            ]
+        );
+        assert_eq!(plugins_of(&picked), SuitePlugin::ALL);
+        let one = select(all.clone(), Some("word-filter"));
+        assert_eq!(one.len(), 4);
+        assert_eq!(plugins_of(&one), [SuitePlugin::WordFilter]);
+        assert_eq!(select(all.clone(), None).len(), all.len());
+        let idle = select(all.clone(), Some("idle"));
+        assert!(idle.iter().all(|r| r.id == "idle"));
+        assert!(plugins_of(&idle).is_empty());
+        let history = select(all, Some("history off"));
+        assert!(
+            history
+                .iter()
+                .all(|r| r.server == Server::HistoryOff || r.server == tcp),
+            "{history:?}"
+        );
+        assert_eq!(history.len(), 4);
+    }
+
+    #[test]
+    fn the_plugins_wanted_do_not_depend_on_the_transports() {
+        let every = [
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::Ws,
+            Transport::Wss,
+        ];
+        for only in [
+            None,
+            Some("plugin"),
+            Some("word"),
+            Some("fanout-1x1000"),
+            Some("idle"),
+        ] {
+            for quick in [false, true] {
+                assert_eq!(
+                    plugins_of(&select(rows(&[Transport::Tcp], quick), only)),
+                    plugins_of(&select(rows(&every, quick), only)),
+                    "{only:?}"
+                );
+            }
+        }
     }
 }

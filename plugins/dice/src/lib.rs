@@ -15,6 +15,8 @@ use chatgate::plugin::host;
 
 wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
+use chatgate::plugin::types::Hook;
+
 const USAGE: &str = "usage: /roll NdM, N up to 100, M from 2 to 1000";
 
 thread_local! {
@@ -96,6 +98,7 @@ impl Guest for Dice {
         RNG.set(seed());
         BOT.set(bot.clone());
         Ok(Manifest {
+            hooks: vec![Hook::Command],
             bots: vec![bot],
             tick_millis: None,
         })

@@ -7,7 +7,9 @@
 //!   - `loop`: `on-message` and `on-join` never return.
 //!   - `memory`: `on-message` allocates until the instance runs out.
 //!   - `trap`: `on-message` and `on-join` trap.
-//!   - `huge`: `on-message` rewrites every line to 4 MiB of text and
+//!   - `sleep`: `on-message` sleeps for an hour, in WASI's clock (the host).
+//!   - `huge`: `/long` has the bot (`bot`, default `flood`) say a thousand
+//!     lines of 20,000 bytes; `on-message` rewrites every line to 4 MiB of text and
 //!     `on-command` answers one line of 1 MiB.
 //!   - `flood`: `on-message` and `on-command` have the bot say 1000 lines in
 //!     the room, and a tick every second does the same in every room.
@@ -26,6 +28,8 @@ use chatgate::plugin::host;
 
 wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
+use chatgate::plugin::types::Hook;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Loop,
@@ -33,6 +37,7 @@ enum Mode {
     Trap,
     Huge,
     Flood,
+    Sleep,
     Pass,
 }
 
@@ -91,6 +96,7 @@ impl Guest for Hostile {
             }
         }
         let mut manifest = Manifest {
+            hooks: vec![Hook::Join, Hook::Message, Hook::Command, Hook::Leave],
             bots: Vec::new(),
             tick_millis: None,
         };
@@ -98,7 +104,11 @@ impl Guest for Hostile {
             Some("loop") => Mode::Loop,
             Some("memory") => Mode::Memory,
             Some("trap") => Mode::Trap,
-            Some("huge") => Mode::Huge,
+            Some("huge") => {
+                manifest.bots.push(bot.clone());
+                Mode::Huge
+            }
+            Some("sleep") => Mode::Sleep,
             Some("flood") => {
                 manifest.bots.push(bot.clone());
                 manifest.tick_millis = Some(1000);
@@ -132,6 +142,12 @@ impl Guest for Hostile {
             Mode::Memory => exhaust_memory(),
             Mode::Trap => panic!("hostile plugin traps on purpose"),
             Mode::Huge => Verdict::Rewrite("x".repeat(4 << 20)),
+            // Blocked in the host (WASI's clock), where no deadline on
+            // guest code reaches it.
+            Mode::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Verdict::Pass
+            }
             Mode::Flood => {
                 flood(&message.room);
                 Verdict::Pass
@@ -142,6 +158,13 @@ impl Guest for Hostile {
 
     fn on_command(command: Command) -> Answer {
         match MODE.get() {
+            // Lines of 20,000 bytes: the most a line may be.
+            Mode::Huge if command.name == "long" => {
+                for _ in 0..1000 {
+                    let _ = host::say(&command.room, "flood", &"y".repeat(20_000));
+                }
+                Answer::Handled(Vec::new())
+            }
             Mode::Huge => Answer::Handled(vec!["x".repeat(1 << 20)]),
             Mode::Flood => {
                 flood(&command.room);

@@ -15,6 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
+use chatgate::plugin::types::Hook;
+
 #[derive(Default)]
 struct Rules {
     /// Lower-cased names that may not join anywhere.
@@ -90,6 +92,7 @@ impl Guest for JoinRule {
         let rules = Rules::from_settings(settings)?;
         RULES.set(rules);
         Ok(Manifest {
+            hooks: vec![Hook::Join],
             bots: Vec::new(),
             tick_millis: None,
         })

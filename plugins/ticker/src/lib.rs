@@ -41,6 +41,7 @@ impl Guest for Ticker {
         }
         BOT.set(bot.clone());
         Ok(Manifest {
+            hooks: vec![],
             bots: vec![bot],
             tick_millis: Some(every),
         })

@@ -14,6 +14,8 @@ use std::cell::RefCell;
 
 wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
+use chatgate::plugin::types::Hook;
+
 /// What to do with a line that has a listed word.
 enum Mode {
     Mask,
@@ -135,6 +137,7 @@ impl Guest for WordFilter {
         let filter = Filter::from_settings(settings)?;
         FILTER.set(Some(filter));
         Ok(Manifest {
+            hooks: vec![Hook::Message],
             bots: Vec::new(),
             tick_millis: None,
         })
