@@ -237,6 +237,17 @@ impl Hub {
         self.history.now()
     }
 
+    /// The hooks plugins answer through, once set.
+    pub fn hooks(&self) -> Option<&Arc<dyn Hooks>> {
+        self.hooks.get()
+    }
+
+    /// Sets the hooks; later calls are ignored (the hooks themselves may
+    /// change what they run, for a reload).
+    pub fn set_hooks(&self, hooks: Arc<dyn Hooks>) {
+        let _ = self.hooks.set(hooks);
+    }
+
     /// Whether rooms span a cluster: a join must then claim its name
     /// across the cluster before it goes on.
     pub fn has_relay(&self) -> bool {

@@ -3,8 +3,6 @@
 //! membership: its line enters the room as a user's does (kept in history,
 //! through the relay in a cluster), but nobody waits for its echo.
 
-use std::sync::Arc;
-
 use super::{Hub, read};
 use crate::hooks::Effect;
 use crate::protocol::json::Event;
@@ -13,17 +11,6 @@ use crate::protocol::reply;
 use crate::relay::RoomEvent;
 
 impl Hub {
-    /// The hooks plugins answer through, once set.
-    pub fn hooks(&self) -> Option<&Arc<dyn crate::hooks::Hooks>> {
-        self.hooks.get()
-    }
-
-    /// Sets the hooks; later calls are ignored (the hooks themselves may
-    /// change what they run, for a reload).
-    pub fn set_hooks(&self, hooks: Arc<dyn crate::hooks::Hooks>) {
-        let _ = self.hooks.set(hooks);
-    }
-
     /// Carries out what hooks asked for, in order. A bot's line into a
     /// room with nobody here, or a notice to someone not here, is skipped.
     pub fn apply(&self, effects: Vec<Effect>) {

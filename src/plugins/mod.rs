@@ -161,15 +161,24 @@ struct Instance {
 
 /// One plugin: compiled, checked, with its instances.
 pub struct Plugin {
+    /// Its file's stem: in logs, metrics and errors.
     name: Arc<str>,
+    /// Where it was loaded from; a reload matches old and new by it.
     path: PathBuf,
+    /// Compiled and linked, ready to instantiate.
     pre: PluginPre<State>,
     runtime: Runtime,
     limits: Limits,
+    /// What every instance's `init` gets.
     settings: Vec<(String, String)>,
+    /// What its host functions need to know of it.
     who: Arc<Who>,
+    /// Its manifest's tick.
     tick: Option<Duration>,
+    /// The settings file's `on-failure`, if any.
     policy: Option<Policy>,
+    /// Idle instances. Locked only to pop or push one, never across a
+    /// call; an instance is out of it while in use.
     pool: Mutex<Vec<Instance>>,
     /// One per instance there may be ([`max_instances`]).
     permits: tokio::sync::Semaphore,
@@ -178,7 +187,9 @@ pub struct Plugin {
     score: AtomicU32,
     /// The hooks its manifest asked for.
     hooks: Vec<Hook>,
+    /// Set once it has failed too often; a reload loads it anew.
     disabled: AtomicBool,
+    /// Where its failures and its disabling are counted.
     metrics: PluginMetrics,
     /// The call-time histogram of each hook, looked up once.
     timings: Vec<Histogram>,

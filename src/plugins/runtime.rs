@@ -215,10 +215,15 @@ impl Who {
 
 /// An instance's store data.
 pub struct State {
+    /// WASI with nothing granted: no directories, environment or network.
     wasi: WasiCtx,
+    /// WASI's resources (its streams, say).
     table: ResourceTable,
+    /// The memory cap, and whether it refused during this call.
     memory: MemoryCap,
+    /// Which plugin this instance is.
     who: Arc<Who>,
+    /// Bots' lines and notices asked for during this call, in order.
     effects: Vec<Effect>,
     /// Bytes of text in `effects`.
     effect_bytes: usize,
