@@ -11,17 +11,20 @@
 //! started with the plugin's `init`, so a hook call costs a call, not an
 //! instantiation: a caller takes an instance, calls it with a deadline, and
 //! puts it back. A plugin's memory is so bounded by that count times the
-//! memory cap.
-//! An instance whose call failed is dropped (its state may be half-made),
-//! and the next caller starts a fresh one. A plugin that fails
-//! [`DISABLE_AFTER`] calls in a row is disabled until the next reload; a
-//! disabled plugin, like a failed call, is answered for by its policy:
-//! filters and bots fail open (the line passes, the command is unknown),
-//! join rules fail closed (the user is refused).
+//! memory cap. An instance whose call failed is dropped (its state may be
+//! half-made), and the next caller starts a fresh one. A plugin that keeps
+//! failing ([`DISABLE_AFTER`] calls in a row, or about one call in two) is
+//! disabled until the next reload; a disabled plugin, like a failed call,
+//! is answered for by its policy: filters and bots fail open (the line
+//! passes, the command is unknown), join rules fail closed (the user is
+//! refused). Only the hooks a plugin's manifest asks for are ever called.
 //!
-//! Calls are synchronous, in the task of the user who caused them, with no
-//! room lock held: a slow plugin stalls that user, within the budget, and
-//! nobody else.
+//! A call runs in the task of the user who caused it (on the guest's own
+//! fiber, awaited), with no room lock held. Guest code holds the worker
+//! thread until it returns or its budget ends it; a guest blocked in the
+//! host is given up on [`CALL_SLACK`] after its budget. So a slow plugin
+//! delays its callers, and while all of its instances are busy, the next
+//! callers of that plugin, by at most a call's time limit each.
 
 mod runtime;
 
@@ -919,7 +922,7 @@ pub async fn check(path: &Path, limits: Limits, calls: u32) -> anyhow::Result<St
     let message = Message {
         room,
         user,
-        text: "an ordinary line of chat, forty bytes..".into(),
+        text: "an ordinary line of chat, forty bytes, .".into(),
         action: false,
     };
     let command = CommandRequest {

@@ -161,7 +161,8 @@ impl Guest for Hostile {
             // Lines of 20,000 bytes: the most a line may be.
             Mode::Huge if command.name == "long" => {
                 for _ in 0..1000 {
-                    let _ = host::say(&command.room, "flood", &"y".repeat(20_000));
+                    let bot = BOT.with_borrow(Clone::clone);
+                    let _ = host::say(&command.room, &bot, &"y".repeat(20_000));
                 }
                 Answer::Handled(Vec::new())
             }
