@@ -35,8 +35,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use chatgate::plugin::host::Level;
-pub use chatgate::plugin::types as wit;
+pub use self::chatgate::plugin::host::Level;
+pub use self::chatgate::plugin::types as wit;
 
 /// How often the epoch advances: the resolution of the time budget. A call
 /// is stopped between one and two ticks after its budget is spent.
@@ -116,7 +116,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        chatgate::plugin::host::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?;
+        self::chatgate::plugin::host::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?;
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stopped = stop.clone();
@@ -306,7 +306,7 @@ pub fn checked_text(text: &str) -> Result<String, String> {
     Ok(text.into_owned())
 }
 
-impl chatgate::plugin::host::Host for State {
+impl self::chatgate::plugin::host::Host for State {
     fn log(&mut self, level: Level, text: String) {
         if self.logged >= MAX_LOGS {
             return;
