@@ -259,26 +259,24 @@ async fn a_python_plugin_answers_commands_speaks_as_its_bot_and_filters() {
 }
 
 /// A server with the hostile plugin in `mode`, its settings extended by
-/// `extra`, and metrics on its HTTP listener.
-async fn hostile(dir: &Path, mode: &str, extra: &str) -> TestServer {
+/// `extra`, metrics on its HTTP listener, no rate limit, and `flags`.
+async fn hostile(dir: &Path, mode: &str, extra: &str, flags: &[&str]) -> TestServer {
     let path = plugin(
         dir,
         "hostile",
         "hostile",
         &format!("{extra}[settings]\nmode = \"{mode}\"\n"),
     );
-    server_with(
-        &[path],
-        &[
-            "--http",
-            "127.0.0.1:0",
-            "--metrics-on",
-            "public",
-            "--rate",
-            "0",
-        ],
-    )
-    .await
+    let mut all = vec![
+        "--http",
+        "127.0.0.1:0",
+        "--metrics-on",
+        "public",
+        "--rate",
+        "0",
+    ];
+    all.extend(flags);
+    server_with(&[path], &all).await
 }
 
 /// Sends `n` lines from `sender`, each of which must pass unchanged (the
@@ -297,7 +295,7 @@ async fn lines_pass(sender: &mut Client, other: &mut Client, n: usize) {
 #[tokio::test]
 async fn an_endless_loop_is_stopped_by_the_budget_and_the_plugin_disabled() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = hostile(dir.path(), "loop", "on-failure = \"open\"\n").await;
+    let server = hostile(dir.path(), "loop", "on-failure = \"open\"\n", &[]).await;
     // Joins fail open here (the settings say so), so users get in.
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     let started = std::time::Instant::now();
@@ -324,13 +322,13 @@ async fn an_endless_loop_is_stopped_by_the_budget_and_the_plugin_disabled() {
 #[tokio::test]
 async fn a_join_rule_that_traps_fails_closed_unless_told_otherwise() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = hostile(dir.path(), "trap", "").await;
+    let server = hostile(dir.path(), "trap", "", &[]).await;
     let mut alice = server.connect_welcomed().await;
     alice.send_line("JOIN lobby alice").await;
     alice
         .expect_line(&error(chatgate::plugins::JOIN_CHECK_FAILED))
         .await;
-    let open = hostile(dir.path(), "trap", "on-failure = \"open\"\n").await;
+    let open = hostile(dir.path(), "trap", "on-failure = \"open\"\n", &[]).await;
     let [mut alice, mut bob] = open.join_all("lobby", ["alice", "bob"]).await;
     // Lines pass as well: a trapping filter fails open.
     lines_pass(&mut alice, &mut bob, 3).await;
@@ -346,25 +344,8 @@ async fn a_join_rule_that_traps_fails_closed_unless_told_otherwise() {
 #[tokio::test]
 async fn a_memory_bomb_is_capped_and_the_line_passes() {
     let dir = tempfile::tempdir().expect("dir");
-    let path = plugin(
-        dir.path(),
-        "hostile",
-        "hostile",
-        "[settings]\nmode = \"memory\"\n",
-    );
     // A small cap, so the bomb meets it well within the time budget.
-    let server = server_with(
-        &[path],
-        &[
-            "--http",
-            "127.0.0.1:0",
-            "--metrics-on",
-            "public",
-            "--plugin-memory-mib",
-            "4",
-        ],
-    )
-    .await;
+    let server = hostile(dir.path(), "memory", "", &["--plugin-memory-mib", "4"]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     lines_pass(&mut alice, &mut bob, 3).await;
     let m = metrics(&server).await;
@@ -380,7 +361,7 @@ async fn a_memory_bomb_is_capped_and_the_line_passes() {
 #[tokio::test]
 async fn a_rewrite_or_answer_of_megabytes_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = hostile(dir.path(), "huge", "").await;
+    let server = hostile(dir.path(), "huge", "", &[]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     lines_pass(&mut alice, &mut bob, 2).await;
     alice.send_line("/anything").await;
@@ -407,15 +388,9 @@ async fn a_rewrite_or_answer_of_megabytes_is_refused() {
 #[tokio::test]
 async fn a_flooding_bot_gets_sixteen_lines_a_call_and_no_more() {
     let dir = tempfile::tempdir().expect("dir");
-    let path = plugin(
-        dir.path(),
-        "hostile",
-        "hostile",
-        "[settings]\nmode = \"flood\"\n",
-    );
     // Budget enough for a thousand tries to say a line: what stops the
     // flood here is the cap on lines per call.
-    let server = server_with(&[path], &["--plugin-budget-ms", "500"]).await;
+    let server = hostile(dir.path(), "flood", "", &["--plugin-budget-ms", "500"]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     alice.send_line("/go").await;
     // The command's call may say at most 16 lines; then alice's marker.
@@ -493,7 +468,7 @@ async fn a_plugin_that_cannot_start_stops_the_server_from_starting() {
 #[tokio::test]
 async fn commands_and_lines_pass_untouched_through_a_pass_through_plugin() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = hostile(dir.path(), "pass", "").await;
+    let server = hostile(dir.path(), "pass", "", &[]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     lines_pass(&mut alice, &mut bob, 3).await;
     alice.send_line("/who").await;
@@ -504,24 +479,6 @@ async fn commands_and_lines_pass_untouched_through_a_pass_through_plugin() {
     let calls = r#"chatgate_plugin_call_seconds_count{plugin="hostile",hook="message"}"#;
     assert_eq!(sample(&m, calls), 4.0, "one call per line, not per member");
     assert!(!m.contains("chatgate_plugin_failures_total{"), "{m}");
-}
-
-/// Reads a real server's log lines until one contains `wanted`.
-async fn log_until(
-    log: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
-    wanted: &str,
-) -> String {
-    let find = async {
-        while let Some(line) = log.next_line().await.expect("read log") {
-            if line.contains(wanted) {
-                return line;
-            }
-        }
-        panic!("the log ended before {wanted:?}");
-    };
-    timeout(Duration::from_secs(10), find)
-        .await
-        .unwrap_or_else(|_| panic!("no log line with {wanted:?}"))
 }
 
 #[tokio::test]
@@ -580,7 +537,7 @@ async fn sighup_reloads_a_changed_plugin_and_keeps_the_old_one_when_the_new_fail
     )
     .expect("settings");
     hup();
-    log_until(&mut log, "plugins reloaded").await;
+    common::log_until(&mut log, "plugins reloaded").await;
     assert!(dir.path().join("state/plugin-cache").is_dir());
     alice.send_line("darn and heck").await;
     alice.expect_line("alice: darn and ****").await;
@@ -588,7 +545,7 @@ async fn sighup_reloads_a_changed_plugin_and_keeps_the_old_one_when_the_new_fail
     // A broken file: the plugin from before goes on.
     std::fs::write(&path, b"\0asm broken").expect("break the plugin");
     hup();
-    let why = log_until(&mut log, "plugin not reloaded").await;
+    let why = common::log_until(&mut log, "plugin not reloaded").await;
     assert!(why.contains("not a chatgate plugin"), "{why}");
     alice.send_line("darn and heck").await;
     alice.expect_line("alice: darn and ****").await;
@@ -646,7 +603,7 @@ async fn in_a_cluster_a_line_is_filtered_once_on_its_node_and_bots_reach_every_n
 #[tokio::test]
 async fn a_plugin_asleep_in_the_host_is_given_up_on_after_its_budget() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = hostile(dir.path(), "sleep", "on-failure = \"open\"\n").await;
+    let server = hostile(dir.path(), "sleep", "on-failure = \"open\"\n", &[]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     let started = std::time::Instant::now();
     lines_pass(&mut alice, &mut bob, 2).await;
@@ -666,13 +623,7 @@ async fn a_plugin_asleep_in_the_host_is_given_up_on_after_its_budget() {
 #[tokio::test]
 async fn a_bot_s_long_lines_are_capped_in_bytes_so_the_room_keeps_its_members() {
     let dir = tempfile::tempdir().expect("dir");
-    let path = plugin(
-        dir.path(),
-        "hostile",
-        "hostile",
-        "[settings]\nmode = \"huge\"\n",
-    );
-    let server = server_with(&[path], &["--plugin-budget-ms", "500"]).await;
+    let server = hostile(dir.path(), "huge", "", &["--plugin-budget-ms", "500"]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     alice.send_line("/long").await;
     alice.send_line("/who").await;
@@ -694,7 +645,7 @@ async fn a_filter_that_fails_closed_drops_the_line_and_says_why() {
     let dir = tempfile::tempdir().expect("dir");
     // In `huge` mode joins pass and every line gets an answer too long to
     // take: a failed call, which this plugin's policy makes a drop.
-    let server = hostile(dir.path(), "huge", "on-failure = \"closed\"\n").await;
+    let server = hostile(dir.path(), "huge", "on-failure = \"closed\"\n", &[]).await;
     let [mut alice, mut bob] = server.join_all("lobby", ["alice", "bob"]).await;
     alice.send_line("hello").await;
     alice

@@ -6,14 +6,12 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
-use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use common::{Client, ServerLines, WELCOME, error};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{ChildStderr, Command};
-use tokio::time::timeout;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
 /// `NAME:HASH` for `--operator`, with argon2's smallest costs.
 fn operator(name: &str, password: &str) -> String {
@@ -24,29 +22,6 @@ fn operator(name: &str, password: &str) -> String {
         .hash_password(password.as_bytes(), &salt)
         .expect("hash");
     format!("{name}:{hash}")
-}
-
-/// Reads log lines until one contains `wanted`; returns it.
-async fn log_until(log: &mut Lines<BufReader<ChildStderr>>, wanted: &str) -> String {
-    lines_until(log, wanted).await.pop().expect("the line")
-}
-
-/// Reads log lines up to and including one that contains `wanted`.
-async fn lines_until(log: &mut Lines<BufReader<ChildStderr>>, wanted: &str) -> Vec<String> {
-    let find = async {
-        let mut lines = Vec::new();
-        while let Some(line) = log.next_line().await.expect("read log") {
-            let found = line.contains(wanted);
-            lines.push(line);
-            if found {
-                return lines;
-            }
-        }
-        panic!("the log ended before {wanted:?}");
-    };
-    timeout(Duration::from_secs(10), find)
-        .await
-        .unwrap_or_else(|_| panic!("no log line with {wanted:?}"))
 }
 
 #[tokio::test]
@@ -98,7 +73,7 @@ async fn sighup_applies_operators_limits_and_bans_and_names_what_needs_a_restart
         rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
     };
     hup();
-    let restart = log_until(&mut log, "take effect only after a restart").await;
+    let restart = common::log_until(&mut log, "take effect only after a restart").await;
     assert!(restart.contains("history"), "{restart}");
     assert!(!restart.contains("max-per-ip"), "{restart}");
 
@@ -128,13 +103,13 @@ async fn sighup_applies_operators_limits_and_bans_and_names_what_needs_a_restart
         operator("boss", "second")
     ));
     hup();
-    log_until(&mut log, "settings reloaded").await;
+    common::log_until(&mut log, "settings reloaded").await;
     write_config(&format!(
         "operator = [\"{}\"]\nmax-per-ip = 1\nrate = 7\n",
         operator("boss", "second")
     ));
     hup();
-    let lines = lines_until(&mut log, "settings reloaded").await;
+    let lines = common::log_lines_until(&mut log, "settings reloaded").await;
     assert!(lines.iter().all(|l| !l.contains("restart")), "{lines:#?}");
     assert!(
         lines.last().is_some_and(|l| l.contains("rate")),

@@ -422,3 +422,34 @@ impl ServerLines for Client {
         self.rx.next_line().await
     }
 }
+
+/// Reads a server process's log lines until one contains `wanted`;
+/// returns it.
+pub async fn log_until(
+    log: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    wanted: &str,
+) -> String {
+    log_lines_until(log, wanted).await.pop().expect("the line")
+}
+
+/// Reads a server process's log lines up to and including one that
+/// contains `wanted`; within 10 s.
+pub async fn log_lines_until(
+    log: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    wanted: &str,
+) -> Vec<String> {
+    let find = async {
+        let mut lines = Vec::new();
+        while let Some(line) = log.next_line().await.expect("read log") {
+            let found = line.contains(wanted);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+        panic!("the log ended before {wanted:?}");
+    };
+    timeout(Duration::from_secs(10), find)
+        .await
+        .unwrap_or_else(|_| panic!("no log line with {wanted:?}"))
+}
